@@ -1,0 +1,27 @@
+# The two commands a newcomer runs: `make demo` and `make test`. Both set up .venv/ themselves.
+.PHONY: setup demo test test-fast ui validate clean
+
+export DAGSTER_HOME ?= $(CURDIR)/.kexaone/dagster_home
+
+setup:
+	@scripts/bootstrap.sh
+
+demo: setup  ## materialize the whole tiny DAG on embedded storage and print a summary
+	KEXAONE_PRESET=$${KEXAONE_PRESET:-tiny} .venv/bin/kexaone demo
+
+test: setup  ## the full test suite (what CI runs)
+	.venv/bin/python -m pytest tests -q
+
+test-fast: setup  ## everything but the slow end-to-end tests
+	.venv/bin/python -m pytest tests -q -m "not slow"
+
+ui: setup  ## Dagster UI + daemon on http://127.0.0.1:3000 over the same embedded instance
+	@mkdir -p $(DAGSTER_HOME)
+	@[ -f $(DAGSTER_HOME)/dagster.yaml ] || cp deploy/local/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	.venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+validate: setup  ## check preset, stores and corpus folders without computing anything
+	.venv/bin/kexaone validate
+
+clean:  ## remove local state (artifacts, warehouse, Dagster instance); keeps .venv
+	rm -rf .kexaone

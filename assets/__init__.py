@@ -1,0 +1,1 @@
+"""Thin asset definitions (I/O, metadata, checks, lineage); the science lives in pure functions."""

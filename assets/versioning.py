@@ -1,0 +1,91 @@
+"""The one pattern every asset follows: version -> reuse or build in staging -> commit -> DataVersion.
+
+    result = materialize_versioned(context, store=..., warehouse=..., preset=preset,
+                                   preset_sections=("data.languages",), upstream={...}, build=build)
+    return result.materialize_result(check_results=[...])
+
+``build(staging_dir)`` writes the artifact's files and returns a ``BuildResult`` whose metadata is kept
+in provenance.json, so a reused artifact shows the same metadata as when it was built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue
+
+from kexaone_dag.presets import Preset
+from resources.artifact_store import ArtifactRef, ArtifactStore, base_provenance, compute_version
+from resources.warehouse import Warehouse
+
+
+@dataclass(frozen=True)
+class Upstream:
+    version: str
+    uri: str
+
+
+@dataclass
+class BuildResult:
+    metadata: dict[str, Any] = field(default_factory=dict)  # plain JSON values
+    markdown: dict[str, str] = field(default_factory=dict)  # shown as markdown in the UI
+
+
+@dataclass
+class VersionedResult:
+    ref: ArtifactRef
+    build: BuildResult
+
+    def metadata(self) -> dict[str, Any]:
+        md: dict[str, Any] = {k: v for k, v in self.build.metadata.items()}
+        md.update({k: MetadataValue.md(v) for k, v in self.build.markdown.items()})
+        md["dagster/uri"] = self.ref.uri
+        md["artifact_version"] = self.ref.version
+        md["reused"] = self.ref.reused
+        return md
+
+    def materialize_result(self, **kwargs: Any) -> MaterializeResult:
+        return MaterializeResult(data_version=DataVersion(self.ref.version), metadata=self.metadata(), **kwargs)
+
+
+def asset_name(context: AssetExecutionContext) -> str:
+    return context.asset_key.to_user_string().replace("/", "__")
+
+
+def materialize_versioned(
+    context: AssetExecutionContext,
+    *,
+    store: ArtifactStore,
+    warehouse: Warehouse,
+    preset: Preset,
+    preset_sections: Sequence[str],
+    upstream: Mapping[str, Upstream],
+    build: Callable[[Path], BuildResult],
+) -> VersionedResult:
+    name = asset_name(context)
+    code_version = context.assets_def.code_versions_by_key[context.asset_key]
+    preset_slice = preset.slice(*preset_sections)
+    version = compute_version(name, code_version, {k: u.version for k, u in upstream.items()}, preset_slice)
+
+    if store.has(name, version):
+        context.log.info(f"{name}: inputs unchanged, reusing {store.uri(name, version)}")
+        saved = store.read_provenance(name, version).get("build", {})
+        return VersionedResult(ArtifactRef(name, version, store.uri(name, version), reused=True),
+                               BuildResult(saved.get("metadata", {}), saved.get("markdown", {})))
+
+    provenance = base_provenance(
+        asset=name, version=version, code_version=code_version or "", preset_name=preset.name,
+        preset_slice=preset_slice,
+        upstream={k: {"version": u.version, "uri": u.uri} for k, u in upstream.items()})
+    with store.stage(name, version) as staging:
+        built = build(staging)
+        provenance["build"] = {"metadata": built.metadata, "markdown": built.markdown}
+        ref = store.commit(staging, name, version, provenance)
+    warehouse.insert("artifacts", [{
+        "asset": name, "version": version, "uri": ref.uri, "code_version": code_version,
+        "preset": preset.name, "git_commit": provenance["git_commit"],
+    }], replace_keys=("asset", "version"))
+    context.log.info(f"{name}: committed {ref.uri}")
+    return VersionedResult(ref, built)

@@ -1,0 +1,1 @@
+"""Corpus logic without Dagster: raw source manifests and readers, statistics (filters and dedup next)."""

@@ -1,0 +1,153 @@
+"""``kexaone``: the command line of the code location.
+
+    kexaone demo                       # observe sources, materialize every asset (tiny, embedded)
+    kexaone validate [--preset NAME]   # check preset, resources and corpus folders; no compute
+    kexaone preset [--preset NAME]     # print the resolved preset as JSON
+    kexaone sql "select * from artifacts"
+
+Errors in configuration print one line (``error: ...``) and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from corpus.sources import CorpusSourceError
+from kexaone_dag.executors import ExecutorConfigError
+from kexaone_dag.presets import PRESET_ENV_VAR, PRESET_NAMES, PresetError, get_preset
+from resources.artifact_store import ArtifactStoreError
+from resources.warehouse import WarehouseError
+
+CONFIG_ERRORS = (PresetError, ArtifactStoreError, CorpusSourceError, ExecutorConfigError, WarehouseError)
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _prepare_dagster_home() -> Path:
+    """The embedded instance: $DAGSTER_HOME or .kexaone/dagster_home with the local dagster.yaml."""
+    from kexaone_dag.resources_by_env import kexaone_home
+
+    home = Path(os.environ.get("DAGSTER_HOME") or kexaone_home() / "dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        shutil.copy(REPO_ROOT / "deploy" / "local" / "dagster.yaml", home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def preflight() -> dict:
+    """Everything that can be checked without compute: preset, executor, stores, corpus folders."""
+    from kexaone_dag.definitions import build_definitions
+    from kexaone_dag.presets import CORPUS_DOMAINS
+
+    preset = get_preset()
+    defs = build_definitions()
+    resources = defs.resources
+    resources["artifact_store"].check_config()
+    corpus = resources["corpus_sources"]
+    manifests = {s: corpus.manifest(s) for s in CORPUS_DOMAINS}
+    return {"preset": preset.name, "defs": defs, "manifests": manifests}
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    info = preflight()
+    files = sum(len(m.files) for m in info["manifests"].values())
+    print(f"ok: preset {info['preset']}, {len(info['manifests'])} corpus sources ({files} files), "
+          "definitions load")
+    return 0
+
+
+def cmd_preset(args: argparse.Namespace) -> int:
+    print(json.dumps(get_preset().to_dict(), indent=2))
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from kexaone_dag.resources_by_env import build_resources
+
+    rows = build_resources()["warehouse"].query(args.sql)
+    print(json.dumps(rows, indent=2, default=str))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from dagster import DagsterInstance
+
+    os.environ.setdefault(PRESET_ENV_VAR, "tiny")
+    dagster_home = _prepare_dagster_home()
+    started = time.monotonic()
+    info = preflight()
+    defs = info["defs"]
+    instance = DagsterInstance.get()
+    print(f"kexaone demo: preset {info['preset']}, DAGSTER_HOME={dagster_home}")
+    for job_name in ("observe_raw_corpus", "demo"):
+        result = defs.resolve_job_def(job_name).execute_in_process(
+            instance=instance, raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}})
+        if not result.success:
+            print(f"error: job {job_name} failed (run {result.run_id}); see `make ui` for the logs")
+            return 1
+    print_summary(defs, instance, time.monotonic() - started)
+    return 0
+
+
+def print_summary(defs, instance, seconds: float) -> None:
+    from dagster._core.definitions.data_version import extract_data_version_from_entry
+
+    from kexaone_dag.resources_by_env import kexaone_home
+
+    graph = defs.resolve_asset_graph()
+    store = defs.resources["artifact_store"]
+    rows = []
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        record = instance.get_latest_data_version_record(key)
+        data_version = extract_data_version_from_entry(record.event_log_entry) if record else None
+        version = data_version.value if data_version else "-"
+        entry = record.event_log_entry if record else None
+        event = entry and (entry.asset_materialization or entry.asset_observation)
+        metadata = event.metadata if event else {}
+        if graph.get(key).is_observable:
+            status, where = "observed", metadata.get("uri")
+        else:
+            status = "reused" if metadata.get("reused") and metadata["reused"].value else "built"
+            where = metadata.get("dagster/uri")
+        rows.append((key.to_user_string(), status, version, where.value if where else ""))
+    width = max(len(r[0]) for r in rows)
+    print(f"\nkexaone demo finished in {seconds:.0f}s: {len(rows)} assets")
+    print(f"{'asset'.ljust(width)}  {'status':<8}  {'version':<16}  location")
+    for name, status, version, where in rows:
+        print(f"{name.ljust(width)}  {status:<8}  {version:<16}  {where}")
+    print(f"\nartifacts: {store.root}")
+    print(f"warehouse: {defs.resources['warehouse'].path}  (query: .venv/bin/kexaone sql \"select * from artifacts\")")
+    print(f"state:     {kexaone_home()}")
+    print("open the UI: make ui   (or: DAGSTER_HOME=.kexaone/dagster_home .venv/bin/dagster dev -w workspace.yaml)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kexaone", description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", choices=None, help=f"preset name ({', '.join(PRESET_NAMES)}); "
+                        f"default ${PRESET_ENV_VAR} or tiny")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="materialize the whole DAG on embedded storage").set_defaults(fn=cmd_demo)
+    sub.add_parser("validate", help="check configuration without compute").set_defaults(fn=cmd_validate)
+    sub.add_parser("preset", help="print the resolved preset").set_defaults(fn=cmd_preset)
+    sql = sub.add_parser("sql", help="query the DuckDB warehouse")
+    sql.add_argument("sql")
+    sql.set_defaults(fn=cmd_sql)
+    args = parser.parse_args(argv)
+    if args.preset:
+        os.environ[PRESET_ENV_VAR] = args.preset
+    try:
+        return args.fn(args)
+    except CONFIG_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""The Dagster code location: ``dagster dev -w workspace.yaml`` loads ``defs`` from here."""
+
+from __future__ import annotations
+
+from dagster import Definitions
+
+from assets.corpus import raw_corpus_sources, raw_corpus_stats
+from kexaone_dag.automation import automation_sensor
+from kexaone_dag.executors import executor_for_env
+from kexaone_dag.jobs import demo_job, observe_raw_corpus_job, observe_raw_corpus_schedule
+from kexaone_dag.presets import get_preset
+from kexaone_dag.resources_by_env import build_resources
+
+
+def build_definitions() -> Definitions:
+    get_preset()  # a bad $KEXAONE_PRESET fails the load with one clear line, before anything runs
+    return Definitions(
+        assets=[*raw_corpus_sources, raw_corpus_stats],
+        jobs=[demo_job, observe_raw_corpus_job],
+        schedules=[observe_raw_corpus_schedule],
+        sensors=[automation_sensor],
+        resources=build_resources(),
+        executor=executor_for_env(),
+    )
+
+
+defs = build_definitions()

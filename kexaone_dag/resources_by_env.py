@@ -1,0 +1,62 @@
+"""Resources per environment, chosen by environment variables (never by code edits).
+
+Embedded default (no variables set): artifacts in ``.kexaone/artifacts``, warehouse
+``.kexaone/warehouse.duckdb``, the demo corpus shipped in ``corpus/demo_data``.
+
+| variable                      | effect                                                           |
+|-------------------------------|------------------------------------------------------------------|
+| ``KEXAONE_HOME``              | the local state folder (default ``./.kexaone``)                  |
+| ``KEXAONE_ARTIFACT_ROOT``     | ``/path`` or ``s3://bucket/prefix`` for artifacts                |
+| ``KEXAONE_S3_ENDPOINT_URL``   | an S3-compatible endpoint (MinIO, Ceph, a test server)           |
+| ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` | S3 credentials, read through ``EnvVar``  |
+| ``KEXAONE_WAREHOUSE``         | the DuckDB file                                                  |
+| ``KEXAONE_CORPUS_ROOT``       | folder/prefix holding ``<source>/`` for every corpus source      |
+| ``KEXAONE_PRESET``            | ``tiny`` (default) or ``k-exaone-236b``                          |
+| ``KEXAONE_EXECUTOR``          | ``multiprocess`` (default), ``in_process`` or ``k8s``            |
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from dagster import EnvVar
+
+from kexaone_dag.config import PresetResource
+from resources.artifact_store import ArtifactStore, ArtifactStoreError
+from resources.corpus_sources import DEMO_CORPUS_ROOT, CorpusSources
+from resources.warehouse import Warehouse
+
+S3_CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+def kexaone_home() -> Path:
+    return Path(os.environ.get("KEXAONE_HOME") or Path.cwd() / ".kexaone").resolve()
+
+
+def _s3_settings(uri: str, what: str) -> dict[str, Any]:
+    """EnvVar-backed credentials for an s3:// location; a clear error if they are not set."""
+    missing = [v for v in S3_CREDENTIAL_VARS if not os.environ.get(v)]
+    if missing:
+        raise ArtifactStoreError(f"{what} {uri} is on S3 but {' and '.join(missing)} "
+                                 f"{'is' if len(missing) == 1 else 'are'} not set in the environment")
+    settings: dict[str, Any] = {"access_key_id": EnvVar("AWS_ACCESS_KEY_ID"),
+                                "secret_access_key": EnvVar("AWS_SECRET_ACCESS_KEY")}
+    if os.environ.get("KEXAONE_S3_ENDPOINT_URL"):
+        settings["endpoint_url"] = EnvVar("KEXAONE_S3_ENDPOINT_URL")
+    return settings
+
+
+def build_resources() -> dict[str, Any]:
+    home = kexaone_home()
+    artifact_root = os.environ.get("KEXAONE_ARTIFACT_ROOT") or str(home / "artifacts")
+    corpus_root = os.environ.get("KEXAONE_CORPUS_ROOT") or DEMO_CORPUS_ROOT
+    store_settings = _s3_settings(artifact_root, "artifact store") if artifact_root.startswith("s3://") else {}
+    corpus_settings = _s3_settings(corpus_root, "corpus root") if corpus_root.startswith("s3://") else {}
+    return {
+        "preset": PresetResource(),
+        "artifact_store": ArtifactStore(root=artifact_root, **store_settings),
+        "warehouse": Warehouse(path=os.environ.get("KEXAONE_WAREHOUSE") or str(home / "warehouse.duckdb")),
+        "corpus_sources": CorpusSources(root=corpus_root, **corpus_settings),
+    }

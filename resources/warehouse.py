@@ -1,0 +1,123 @@
+"""DuckDB warehouse: one file that every asset writes its metrics into.
+
+Schema (``SCHEMA`` below is the only definition; README "Warehouse" mirrors it):
+
+* ``artifacts``         one row per committed artifact: asset, version, uri, code_version, preset,
+                        git_commit, created_at.
+* ``raw_corpus_stats``  per raw corpus source and version: files, documents, bytes, characters, formats.
+* ``metrics``           long-format numbers from any asset (training curves, eval scores, filter
+                        counts): asset, version, partition, step, metric, value, unit, recorded_at.
+
+Later assets add their own tables to ``SCHEMA`` (corpus filter stats, NIAH grids, ...). DuckDB allows one
+writing process at a time, so each call opens a short-lived connection and retries while another
+process (a parallel step) holds the lock.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import duckdb
+from dagster import ConfigurableResource
+
+SCHEMA: dict[str, str] = {
+    "artifacts": """
+        asset VARCHAR NOT NULL,
+        version VARCHAR NOT NULL,
+        uri VARCHAR NOT NULL,
+        code_version VARCHAR,
+        preset VARCHAR,
+        git_commit VARCHAR,
+        created_at TIMESTAMPTZ DEFAULT now(),
+        PRIMARY KEY (asset, version)
+    """,
+    "raw_corpus_stats": """
+        source VARCHAR NOT NULL,          -- en, ko, es, de, ja, vi, code, stem
+        source_version VARCHAR NOT NULL,  -- content-manifest hash (the source's data version)
+        stats_version VARCHAR NOT NULL,   -- the raw_corpus_stats artifact version
+        uri VARCHAR,
+        files INTEGER,
+        documents BIGINT,
+        text_bytes BIGINT,
+        characters BIGINT,
+        mean_document_chars DOUBLE,
+        formats VARCHAR,                  -- JSON: format -> file count
+        PRIMARY KEY (source, stats_version)
+    """,
+    "metrics": """
+        asset VARCHAR NOT NULL,
+        version VARCHAR NOT NULL,
+        partition VARCHAR,
+        step BIGINT,
+        metric VARCHAR NOT NULL,
+        value DOUBLE,
+        unit VARCHAR,
+        recorded_at TIMESTAMPTZ DEFAULT now()
+    """,
+}
+
+
+class WarehouseError(RuntimeError):
+    pass
+
+
+class Warehouse(ConfigurableResource):
+    """A DuckDB file (default ``.kexaone/warehouse.duckdb``)."""
+
+    path: str
+    lock_timeout_s: float = 120.0
+
+    def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        if not read_only:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        elif not Path(self.path).exists():
+            raise WarehouseError(f"warehouse {self.path} does not exist yet (nothing has been materialized)")
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay = 0.05
+        while True:
+            try:
+                con = duckdb.connect(self.path, read_only=read_only)
+                break
+            except duckdb.IOException as exc:  # another process holds the write lock
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        if not read_only:
+            for table, columns in SCHEMA.items():
+                con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+        return con
+
+    def insert(self, table: str, rows: Iterable[Mapping[str, Any]], *, replace_keys: Sequence[str] = ()) -> int:
+        """Append rows. With ``replace_keys``, rows matching on those columns are replaced (idempotent
+        re-runs of the same version write the same rows once)."""
+        if table not in SCHEMA:
+            raise WarehouseError(f"unknown warehouse table {table!r} (known: {', '.join(SCHEMA)})")
+        rows = [dict(r) for r in rows]
+        if not rows:
+            return 0
+        columns = list(rows[0])
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            if replace_keys:
+                where = " AND ".join(f"{k} = ?" for k in replace_keys)
+                for key in {tuple(r[k] for k in replace_keys) for r in rows}:
+                    con.execute(f"DELETE FROM {table} WHERE {where}", list(key))
+            placeholders = ", ".join("?" for _ in columns)
+            con.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})",
+                            [[r.get(c) for c in columns] for r in rows])
+            con.execute("COMMIT")
+        return len(rows)
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        """Run SQL and return rows as dicts, e.g. ``query("select * from artifacts")``."""
+        with self.connect(read_only=Path(self.path).exists() and _is_read(sql)) as con:
+            cur = con.execute(sql, list(params or []))
+            names = [d[0] for d in cur.description] if cur.description else []
+            return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def _is_read(sql: str) -> bool:
+    return sql.lstrip().split(None, 1)[0].lower() in ("select", "with", "describe", "show", "pragma")

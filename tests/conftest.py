@@ -1,0 +1,88 @@
+"""Shared fixtures: a real S3-compatible server (moto's standalone server, its own process on
+127.0.0.1) and isolated KEXAONE_HOME / DAGSTER_HOME folders per test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_CORPUS = REPO / "corpus" / "demo_data"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3-compatible HTTP server in a separate process; yields its endpoint URL."""
+    port = free_port()
+    log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"moto-{port}.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
+S3_CREDS = {"AWS_ACCESS_KEY_ID": "testing-key", "AWS_SECRET_ACCESS_KEY": "testing-secret"}
+
+
+@pytest.fixture
+def s3_bucket(s3_server, monkeypatch):
+    """A fresh bucket on the test server; credentials are in the environment like in production."""
+    import s3fs
+
+    for k, v in S3_CREDS.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    fs = s3fs.S3FileSystem(key=S3_CREDS["AWS_ACCESS_KEY_ID"], secret=S3_CREDS["AWS_SECRET_ACCESS_KEY"],
+                           client_kwargs={"endpoint_url": s3_server}, skip_instance_cache=True)
+    bucket = f"kexaone-{uuid.uuid4().hex[:10]}"
+    fs.mkdir(bucket)
+    return {"endpoint": s3_server, "bucket": bucket, "fs": fs}
+
+
+@pytest.fixture
+def kexaone_env(tmp_path, monkeypatch):
+    """Isolated state folders and a private copy of the demo corpus (tests may edit it)."""
+    home = tmp_path / "kexaone"
+    corpus = tmp_path / "corpus"
+    shutil.copytree(DEMO_CORPUS, corpus)
+    monkeypatch.setenv("KEXAONE_HOME", str(home))
+    monkeypatch.setenv("KEXAONE_CORPUS_ROOT", str(corpus))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    (tmp_path / "dagster_home").mkdir()
+    shutil.copy(REPO / "deploy" / "local" / "dagster.yaml", tmp_path / "dagster_home" / "dagster.yaml")
+    for var in ("KEXAONE_PRESET", "KEXAONE_ARTIFACT_ROOT", "KEXAONE_WAREHOUSE", "KEXAONE_EXECUTOR",
+                "KEXAONE_S3_ENDPOINT_URL"):
+        monkeypatch.delenv(var, raising=False)
+    return {"home": home, "corpus": corpus, "dagster_home": tmp_path / "dagster_home", "tmp": tmp_path}

@@ -1,0 +1,122 @@
+"""The code location as stock Dagster tools see it: validate, asset-graph snapshot, executors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey
+from dagster._config import validate_config
+
+from kexaone_dag.definitions import build_definitions
+from kexaone_dag.executors import (
+    GPU_POOL,
+    ExecutorConfigError,
+    executor_for_env,
+    gpu_step_tags,
+    load_k8s_executor_config,
+    training_asset_kwargs,
+)
+from kexaone_dag.presets import get_preset
+
+REPO = Path(__file__).resolve().parent.parent
+SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
+
+
+def asset_graph_snapshot(defs) -> dict:
+    graph = defs.resolve_asset_graph()
+    out = {}
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        node = graph.get(key)
+        out[key.to_user_string()] = {
+            "kind": "observable_source" if node.is_observable else "asset",
+            "group": node.group_name,
+            "deps": sorted(p.to_user_string() for p in node.parent_keys),
+            "code_version": node.code_version,
+            "partitions": sorted(node.partitions_def.get_partition_keys()) if node.partitions_def else None,
+            "automation_condition": node.automation_condition.get_label() if node.automation_condition else None,
+            "checks": sorted(c.name for c in node.check_keys),
+            "pool": node.pools and sorted(node.pools) or None,
+        }
+    return out
+
+
+def test_dagster_definitions_validate_succeeds(kexaone_env):
+    proc = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate",
+                           "-w", "workspace.yaml"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Validation successful for code location kexaone_dag" in proc.stdout + proc.stderr
+
+
+def test_definitions_validate_fails_on_a_bad_preset(kexaone_env):
+    env = {**os.environ, "KEXAONE_PRESET": "k-exaone-7b"}
+    proc = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate",
+                           "-w", "workspace.yaml"], cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode != 0
+    assert "unknown preset 'k-exaone-7b' (known: tiny, k-exaone-236b)" in proc.stdout + proc.stderr
+
+
+def test_asset_graph_matches_snapshot(kexaone_env):
+    current = asset_graph_snapshot(build_definitions())
+    if os.environ.get("KEXAONE_UPDATE_SNAPSHOTS") == "1":
+        SNAPSHOT.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+    expected = json.loads(SNAPSHOT.read_text())
+    assert current == expected, "asset graph changed: review, then rerun with KEXAONE_UPDATE_SNAPSHOTS=1"
+
+
+def test_graph_shape_that_the_design_requires(kexaone_env):
+    graph = build_definitions().resolve_asset_graph()
+    sources = [f"raw_corpus_{s}" for s in ("en", "ko", "es", "de", "ja", "vi", "code", "stem")]
+    for name in sources:
+        assert graph.get(AssetKey(name)).is_observable
+    stats = graph.get(AssetKey("raw_corpus_stats"))
+    assert {p.to_user_string() for p in stats.parent_keys} == set(sources)
+    assert stats.automation_condition is not None and stats.code_version
+
+
+def test_jobs_and_automation_ship_stopped(kexaone_env):
+    defs = build_definitions()
+    assert {"demo", "observe_raw_corpus"} <= {j.name for j in defs.resolve_all_job_defs()}
+    sensor = defs.resolve_sensor_def("kexaone_automation")
+    schedule = defs.resolve_schedule_def("observe_raw_corpus_schedule")
+    assert sensor.default_status.value == "STOPPED" and schedule.default_status.value == "STOPPED"
+
+
+def test_gpu_steps_request_gpus_from_the_preset_and_join_the_gpu_pool():
+    full = training_asset_kwargs(get_preset("k-exaone-236b"))
+    assert full["pool"] == GPU_POOL == "gpu"
+    resources = full["op_tags"]["dagster-k8s/config"]["container_config"]["resources"]
+    assert resources["limits"]["nvidia.com/gpu"] == "8" == resources["requests"]["nvidia.com/gpu"]
+    pod = full["op_tags"]["dagster-k8s/config"]["pod_spec_config"]
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    tiny = gpu_step_tags(get_preset("tiny").compute)["dagster-k8s/config"]["container_config"]["resources"]
+    assert "nvidia.com/gpu" not in tiny["limits"]
+
+
+def test_gpu_tags_apply_to_a_real_asset_definition():
+    """A training-type asset built with the kwargs carries the tags and pool Dagster reads."""
+    from dagster import asset
+
+    @asset(**training_asset_kwargs(get_preset("k-exaone-236b")))
+    def some_training_step():
+        return None
+
+    k8s_config = json.loads(some_training_step.op.tags["dagster-k8s/config"])  # Dagster stores tags as JSON
+    assert k8s_config["container_config"]["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    assert some_training_step.op.pool == "gpu"
+
+
+def test_k8s_executor_config_file_is_valid_for_dagster_k8s():
+    from dagster_k8s import k8s_job_executor
+
+    config = load_k8s_executor_config()
+    result = validate_config(k8s_job_executor.config_schema.config_type, config)
+    assert result.success, [e.message for e in result.errors]
+    assert executor_for_env("k8s").name == "k8s"
+    assert executor_for_env("multiprocess").name == "multiprocess"
+    with pytest.raises(ExecutorConfigError, match="KEXAONE_EXECUTOR='slurm' is not one of"):
+        executor_for_env("slurm")
