@@ -3,6 +3,7 @@
     kexaone demo                       # observe sources, materialize every asset (tiny, embedded)
     kexaone validate [--preset NAME]   # check preset, resources and corpus folders; no compute
     kexaone preset [--preset NAME]     # print the resolved preset as JSON
+    kexaone plan [--preset NAME] [--json]  # parameters, FLOPs, KV cache of the preset (no model built)
     kexaone sql "select * from artifacts"
 
 Errors in configuration print one line (``error: ...``) and exit with status 2.
@@ -67,6 +68,15 @@ def cmd_preset(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    # Arithmetic only: model.plan imports neither torch nor Megatron, so this answers in a second.
+    from model.plan import format_plan, plan
+
+    figures = plan(get_preset())
+    print(json.dumps(figures, indent=2) if args.json else format_plan(figures))
+    return 0
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
     from kexaone_dag.resources_by_env import build_resources
 
@@ -104,21 +114,33 @@ def print_summary(defs, instance, seconds: float) -> None:
     graph = defs.resolve_asset_graph()
     store = defs.resources["artifact_store"]
     rows = []
+
+    def latest(key, partition=None):
+        record = instance.get_latest_data_version_record(key, partition_key=partition)
+        if record is None:
+            return "-", {}
+        entry = record.event_log_entry
+        event = entry.asset_materialization or entry.asset_observation
+        data_version = extract_data_version_from_entry(entry)
+        return (data_version.value if data_version else "-"), (event.metadata if event else {})
+
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
-        record = instance.get_latest_data_version_record(key)
-        data_version = extract_data_version_from_entry(record.event_log_entry) if record else None
-        version = data_version.value if data_version else "-"
-        entry = record.event_log_entry if record else None
-        event = entry and (entry.asset_materialization or entry.asset_observation)
-        metadata = event.metadata if event else {}
-        if graph.get(key).is_observable:
-            status, where = "observed", metadata.get("uri")
-        else:
-            status = "reused" if metadata.get("reused") and metadata["reused"].value else "built"
-            where = metadata.get("dagster/uri")
-        rows.append((key.to_user_string(), status, version, where.value if where else ""))
+        node = graph.get(key)
+        partitions = node.partitions_def.get_partition_keys() if node.partitions_def else [None]
+        for partition in partitions:
+            version, metadata = latest(key, partition)
+            if "artifact_version" in metadata:  # a partition's own artifact version, not the run's
+                version = metadata["artifact_version"].value
+            if node.is_observable:
+                status, where = "observed", metadata.get("uri")
+            else:
+                status = "reused" if metadata.get("reused") and metadata["reused"].value else "built"
+                where = metadata.get("dagster/uri")
+            name = key.to_user_string() + (f"[{partition}]" if partition else "")
+            rows.append((name, status, version, where.value if where else ""))
     width = max(len(r[0]) for r in rows)
-    print(f"\nkexaone demo finished in {seconds:.0f}s: {len(rows)} assets")
+    print(f"\nkexaone demo finished in {seconds:.0f}s: {len(graph.get_all_asset_keys())} assets, "
+          f"{len(rows)} artifacts and sources")
     print(f"{'asset'.ljust(width)}  {'status':<8}  {'version':<16}  location")
     for name, status, version, where in rows:
         print(f"{name.ljust(width)}  {status:<8}  {version:<16}  {where}")
@@ -136,12 +158,17 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("demo", help="materialize the whole DAG on embedded storage").set_defaults(fn=cmd_demo)
     sub.add_parser("validate", help="check configuration without compute").set_defaults(fn=cmd_validate)
     sub.add_parser("preset", help="print the resolved preset").set_defaults(fn=cmd_preset)
+    plan = sub.add_parser("plan", help="parameters, FLOPs and KV cache of the preset (no model is built)")
+    plan.add_argument("--preset", dest="plan_preset", help="preset name (same as the global --preset)")
+    plan.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    plan.set_defaults(fn=cmd_plan)
     sql = sub.add_parser("sql", help="query the DuckDB warehouse")
     sql.add_argument("sql")
     sql.set_defaults(fn=cmd_sql)
     args = parser.parse_args(argv)
-    if args.preset:
-        os.environ[PRESET_ENV_VAR] = args.preset
+    preset = getattr(args, "plan_preset", None) or args.preset
+    if preset:
+        os.environ[PRESET_ENV_VAR] = preset
     try:
         return args.fn(args)
     except CONFIG_ERRORS as exc:

@@ -1,0 +1,168 @@
+"""The one place where Megatron-Core is adapted to run without a GPU.
+
+Megatron-Core has no supported CPU-only path (its maintainers say so); a handful of call sites assume a
+CUDA device. The tiny preset trains, evaluates and checkpoints on 2 CPU cores, so this module replaces
+exactly those call sites, and nothing else, when no CUDA device is present. On a GPU it is never applied.
+
+Each patch is named, explains why it exists, can be reverted, and is covered by
+``tests/test_model_cpu_compat.py`` (which also shows that omitting any single one breaks a CPU run):
+
+* ``current_device``  ``torch.cuda.current_device()`` answers ``"cpu"``. Router buffers, the MTP loss
+  tracker, the attention scratch buffer and MoE helpers allocate with ``device=torch.cuda.current_device()``.
+* ``causal_masks``    CPU versions of ``get_default_causal_mask`` / ``get_sliding_window_causal_mask``
+  (``megatron.core.transformer.utils``, also bound by name in ``megatron.core.fusions.fused_softmax``),
+  which hard-code ``device="cuda"``. Same arithmetic, same window semantics.
+* ``synchronize``     ``torch.cuda.synchronize()`` is a no-op: the ``dist_checkpointing`` writer calls it
+  after staging tensors to host memory, which on CPU they already are.
+* ``rng_tracker``     Megatron's model-parallel RNG tracker is created as the *inference* tracker, whose
+  ``add``/``fork`` do not touch ``torch.cuda`` RNG state (the training tracker calls
+  ``torch.cuda.get_rng_state``). With world size 1 and dropout 0 (the recipe uses none) no random stream
+  is lost: everything draws from the CPU default generator, which the checkpoint saves.
+
+The config side of running on CPU (local specs, ``use_cpu_initialization``, the allgather dispatcher,
+fusions off) is data, not a patch: see ``model.architecture.CPU_CONFIG``.
+
+``apply()`` is idempotent; ``is_applied()`` says whether every patch is in place; ``revert()`` undoes
+them. ``ensure()`` is what the rest of ``model/`` calls: it applies the patches when CUDA is absent. Set
+``KEXAONE_CPU_COMPAT=0`` to keep them off (to check whether a new Megatron release still needs them).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Iterable
+
+import torch
+
+ENV_VAR = "KEXAONE_CPU_COMPAT"
+
+# name -> list of (owner object, attribute, original value); filled while a patch is applied
+_applied: dict[str, list[tuple[object, str, object]]] = {}
+
+
+def _cpu_default_causal_mask(sq: int) -> torch.Tensor:
+    """Same as megatron.core.transformer.utils.get_default_causal_mask, on the CPU."""
+    return torch.triu(torch.ones(sq, sq, device="cpu"), diagonal=1).bool()
+
+
+def _cpu_sliding_window_causal_mask(sq: int, skv: int, window_size) -> torch.Tensor:
+    """Same as megatron.core.transformer.utils.get_sliding_window_causal_mask, on the CPU.
+
+    True = masked. Query i (aligned to the end of the keys) sees keys j with
+    i - window_size[0] <= j <= i + window_size[1].
+    """
+    m = torch.ones(sq, skv, dtype=torch.bool, device="cpu")
+    mu = torch.triu(m, diagonal=skv - sq - window_size[0])
+    ml = torch.tril(mu, diagonal=skv - sq + window_size[1])
+    return ~ml
+
+
+def _cpu_current_device() -> str:
+    return "cpu"
+
+
+def _no_synchronize(device=None) -> None:
+    return None
+
+
+def _patch_current_device() -> list[tuple[object, str, object]]:
+    return [(torch.cuda, "current_device", _cpu_current_device)]
+
+
+def _patch_causal_masks() -> list[tuple[object, str, object]]:
+    from megatron.core.fusions import fused_softmax
+    from megatron.core.transformer import utils
+
+    return [(module, name, fn)
+            for module in (utils, fused_softmax)
+            for name, fn in (("get_default_causal_mask", _cpu_default_causal_mask),
+                             ("get_sliding_window_causal_mask", _cpu_sliding_window_causal_mask))]
+
+
+def _patch_synchronize() -> list[tuple[object, str, object]]:
+    return [(torch.cuda, "synchronize", _no_synchronize)]
+
+
+def _patch_rng_tracker() -> list[tuple[object, str, object]]:
+    from megatron.core.tensor_parallel import random as mrandom
+
+    original = mrandom.initialize_rng_tracker
+
+    def initialize_cpu_rng_tracker(use_te_rng_tracker=False, inference_rng_tracker=False,
+                                   use_cudagraphable_rng=False, force_reset=False):
+        return original(use_te_rng_tracker, True, use_cudagraphable_rng, force_reset)
+
+    initialize_cpu_rng_tracker.__wrapped__ = original  # type: ignore[attr-defined]
+    return [(mrandom, "initialize_rng_tracker", initialize_cpu_rng_tracker)]
+
+
+def _reset_rng_tracker() -> None:
+    # A tracker created before (or under) the patch must be rebuilt by the next seeding call.
+    from megatron.core.tensor_parallel import random as mrandom
+
+    mrandom._CUDA_RNG_STATE_TRACKER = None
+    mrandom._CUDA_RNG_STATE_TRACKER_INITIALIZED = False
+
+
+PATCHES: dict[str, Callable[[], list[tuple[object, str, object]]]] = {
+    "current_device": _patch_current_device,
+    "causal_masks": _patch_causal_masks,
+    "synchronize": _patch_synchronize,
+    "rng_tracker": _patch_rng_tracker,
+}
+
+
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
+def apply(names: Iterable[str] | None = None) -> None:
+    """Put the named patches (default: all) in place. Applying an applied patch does nothing."""
+    names = list(PATCHES) if names is None else list(names)
+    unknown = sorted(set(names) - set(PATCHES))
+    if unknown:
+        raise ValueError(f"unknown CPU compat patch(es) {unknown} (known: {', '.join(PATCHES)})")
+    for name in names:
+        if name in _applied:
+            continue
+        saved = []
+        for owner, attr, replacement in PATCHES[name]():
+            saved.append((owner, attr, getattr(owner, attr)))
+            setattr(owner, attr, replacement)
+        _applied[name] = saved
+        if name == "rng_tracker":
+            _reset_rng_tracker()
+
+
+def revert(names: Iterable[str] | None = None) -> None:
+    """Restore the original functions of the named patches (default: all applied ones)."""
+    for name in list(_applied) if names is None else list(names):
+        for owner, attr, original in reversed(_applied.pop(name, [])):
+            setattr(owner, attr, original)
+        if name == "rng_tracker":
+            _reset_rng_tracker()
+
+
+def applied() -> tuple[str, ...]:
+    """Names of the patches currently in place."""
+    return tuple(name for name in PATCHES if name in _applied)
+
+
+def is_applied() -> bool:
+    """True when every patch is in place."""
+    return all(name in _applied for name in PATCHES)
+
+
+def disabled_by_env() -> bool:
+    return os.environ.get(ENV_VAR, "1").strip().lower() in ("0", "false", "off", "no")
+
+
+def ensure() -> bool:
+    """Apply every patch when there is no CUDA device (unless KEXAONE_CPU_COMPAT=0). Returns is_applied()."""
+    if not cuda_available() and not disabled_by_env():
+        apply()
+    return is_applied()
+
+
+__all__ = ["ENV_VAR", "PATCHES", "applied", "apply", "cuda_available", "disabled_by_env", "ensure",
+           "is_applied", "revert"]
