@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue
+from dagster import AssetExecutionContext, AssetKey, DataVersion, MaterializeResult, MetadataValue
 
 from kexaone_dag.presets import Preset
 from resources.artifact_store import ArtifactRef, ArtifactStore, base_provenance, compute_version
@@ -46,12 +46,35 @@ class VersionedResult:
         md["reused"] = self.ref.reused
         return md
 
-    def materialize_result(self, **kwargs: Any) -> MaterializeResult:
-        return MaterializeResult(data_version=DataVersion(self.ref.version), metadata=self.metadata(), **kwargs)
+    def materialize_result(self, extra_metadata: dict[str, Any] | None = None, **kwargs: Any) -> MaterializeResult:
+        return MaterializeResult(data_version=DataVersion(self.ref.version),
+                                 metadata={**self.metadata(), **(extra_metadata or {})}, **kwargs)
+
+
+class UpstreamMissingError(RuntimeError):
+    """An upstream artifact this asset reads has not been materialized (or was not versioned)."""
+
+
+def latest_upstream(context: AssetExecutionContext, key: AssetKey | str, partition: str | None = None) -> Upstream:
+    """The version and URI of the latest materialization of an upstream asset (or one partition)."""
+    key = AssetKey(key) if isinstance(key, str) else key
+    record = context.instance.get_latest_data_version_record(key, is_source=False, partition_key=partition)
+    where = key.to_user_string() + (f" partition {partition!r}" if partition else "")
+    if record is None or record.event_log_entry.asset_materialization is None:
+        raise UpstreamMissingError(f"{where} has not been materialized yet; materialize it first")
+    metadata = record.event_log_entry.asset_materialization.metadata
+    if "artifact_version" not in metadata or "dagster/uri" not in metadata:
+        raise UpstreamMissingError(f"{where}: latest materialization carries no artifact version/uri")
+    return Upstream(version=metadata["artifact_version"].value, uri=metadata["dagster/uri"].value)
 
 
 def asset_name(context: AssetExecutionContext) -> str:
     return context.asset_key.to_user_string().replace("/", "__")
+
+
+def partition_artifact_name(asset: str, partition: str) -> str:
+    """The artifact store name of one partition of a partitioned asset: ``<asset>__<partition>``."""
+    return f"{asset}__{partition}"
 
 
 def materialize_versioned(
@@ -63,8 +86,11 @@ def materialize_versioned(
     preset_sections: Sequence[str],
     upstream: Mapping[str, Upstream],
     build: Callable[[Path], BuildResult],
+    partition: str | None = None,
 ) -> VersionedResult:
-    name = asset_name(context)
+    """``partition``: a partitioned asset versions each partition as its own artifact, named
+    ``<asset>__<partition>`` (e.g. ``filtered_corpus__en``), at ``<root>/<asset>__<partition>/<version>/``."""
+    name = partition_artifact_name(asset_name(context), partition) if partition else asset_name(context)
     code_version = context.assets_def.code_versions_by_key[context.asset_key]
     preset_slice = preset.slice(*preset_sections)
     version = compute_version(name, code_version, {k: u.version for k, u in upstream.items()}, preset_slice)

@@ -1,1 +1,2 @@
-"""Corpus logic without Dagster: raw source manifests and readers, statistics (filters and dedup next)."""
+"""Corpus logic without Dagster: raw source manifests and readers, statistics, offline language ID and
+tokenizers, datatrove pipeline steps, the filter and dedup pipelines and their executors."""

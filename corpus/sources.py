@@ -17,7 +17,7 @@ import io
 import json
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import fsspec
 
@@ -115,17 +115,40 @@ def content_manifest(source: str, uri: str, storage_options: Mapping[str, Any] |
     return Manifest(source=source, uri=uri, files=files, version=digest.hexdigest()[:16])
 
 
-def iter_documents(fs: fsspec.AbstractFileSystem, file: SourceFile) -> Iterator[Document]:
-    """Yield the documents of one file. Raises CorpusSourceError naming the file on bad input."""
+@dataclass(frozen=True)
+class BadRecord:
+    """One unreadable record (a JSONL line, a Parquet row, a text file): where it is and what is wrong."""
+
+    id: str  # <relpath>:<line or row>, or the relpath of a one-document text file
+    source_file: str
+    problem: str  # one line naming the file, the position and the problem
+    raw: str  # the record's bytes decoded with replacement characters, so it can be kept for review
+
+
+def iter_documents(fs: fsspec.AbstractFileSystem, file: SourceFile,
+                   on_bad_record: Callable[[BadRecord], None] | None = None) -> Iterator[Document]:
+    """Yield the documents of one file. Raises CorpusSourceError naming the file on bad input.
+
+    With ``on_bad_record``, a bad *record* (invalid JSON or UTF-8 on a JSONL line, no string ``text`` in
+    a record or Parquet row, invalid UTF-8 in a one-document text file) is passed to it and skipped
+    instead; a bad *file* (corrupt gzip, unreadable Parquet, a Parquet file without a ``text`` column)
+    still raises, since nothing in it can be read.
+    """
     try:
         if file.format == "parquet":
-            yield from _iter_parquet(fs, file)
+            yield from _iter_parquet(fs, file, on_bad_record)
             return
         raw = _read_bytes(fs, file)
         if file.format == "jsonl":
-            yield from _iter_jsonl(raw, file)
+            yield from _iter_jsonl(raw, file, on_bad_record)
         else:
-            text = _decode(raw, file, where="")
+            try:
+                text = _decode(raw, file, where="")
+            except CorpusSourceError as exc:
+                if on_bad_record is None:
+                    raise
+                on_bad_record(BadRecord(file.relpath, file.relpath, str(exc), raw.decode("utf-8", "replace")))
+                return
             if text.strip():
                 yield Document(id=file.relpath, text=text, source_file=file.relpath, meta={})
     except CorpusSourceError:
@@ -162,23 +185,32 @@ def _decode(raw: bytes, file: SourceFile, where: str) -> str:
         raise CorpusSourceError(f"{file.path}{where}: invalid UTF-8 at byte {exc.start}") from exc
 
 
-def _iter_jsonl(raw: bytes, file: SourceFile) -> Iterator[Document]:
+def _iter_jsonl(raw: bytes, file: SourceFile,
+                on_bad_record: Callable[[BadRecord], None] | None = None) -> Iterator[Document]:
     for lineno, line in enumerate(io.BytesIO(raw), start=1):
         if not line.strip():
             continue
-        text_line = _decode(line, file, where=f" line {lineno}")
         try:
-            record = json.loads(text_line)
-        except json.JSONDecodeError as exc:
-            raise CorpusSourceError(f"{file.path} line {lineno}: invalid JSON ({exc.msg})") from exc
-        if not isinstance(record, dict) or not isinstance(record.get(TEXT_FIELD), str):
-            raise CorpusSourceError(f"{file.path} line {lineno}: record has no string '{TEXT_FIELD}' field")
+            text_line = _decode(line, file, where=f" line {lineno}")
+            try:
+                record = json.loads(text_line)
+            except json.JSONDecodeError as exc:
+                raise CorpusSourceError(f"{file.path} line {lineno}: invalid JSON ({exc.msg})") from exc
+            if not isinstance(record, dict) or not isinstance(record.get(TEXT_FIELD), str):
+                raise CorpusSourceError(f"{file.path} line {lineno}: record has no string '{TEXT_FIELD}' field")
+        except CorpusSourceError as exc:
+            if on_bad_record is None:
+                raise
+            on_bad_record(BadRecord(f"{file.relpath}:{lineno}", file.relpath, str(exc),
+                                    line.decode("utf-8", "replace").rstrip("\n")))
+            continue
         doc_id = str(record.get("id") or f"{file.relpath}:{lineno}")
         meta = {k: v for k, v in record.items() if k not in ("id", TEXT_FIELD)}
         yield Document(id=doc_id, text=record[TEXT_FIELD], source_file=file.relpath, meta=meta)
 
 
-def _iter_parquet(fs: fsspec.AbstractFileSystem, file: SourceFile) -> Iterator[Document]:
+def _iter_parquet(fs: fsspec.AbstractFileSystem, file: SourceFile,
+                  on_bad_record: Callable[[BadRecord], None] | None = None) -> Iterator[Document]:
     import pyarrow.parquet as pq
 
     try:
@@ -194,7 +226,12 @@ def _iter_parquet(fs: fsspec.AbstractFileSystem, file: SourceFile) -> Iterator[D
                     row += 1
                     text = record.get(TEXT_FIELD)
                     if not isinstance(text, str):
-                        raise CorpusSourceError(f"{file.path} row {row}: '{TEXT_FIELD}' is not a string")
+                        problem = f"{file.path} row {row}: '{TEXT_FIELD}' is not a string"
+                        if on_bad_record is None:
+                            raise CorpusSourceError(problem)
+                        on_bad_record(BadRecord(f"{file.relpath}:{row}", file.relpath, problem,
+                                                json.dumps(record, default=str, ensure_ascii=False)))
+                        continue
                     meta = {k: v for k, v in record.items() if k not in ("id", TEXT_FIELD)}
                     yield Document(id=str(record.get("id") or f"{file.relpath}:{row}"), text=text,
                                    source_file=file.relpath, meta=meta)

@@ -9,9 +9,14 @@ from kexaone_dag.presets import CORPUS_DOMAINS
 
 RAW_CORPUS_SELECTION = AssetSelection.assets(*[raw_corpus_key(s) for s in CORPUS_DOMAINS])
 
-# Every materializable asset (observable sources are excluded by AssetSelection.all()).
-demo_job = define_asset_job("demo", selection=AssetSelection.all(),
-                            description="Materialize every implemented asset of the DAG.")
+# Every materializable asset (observable sources are excluded by AssetSelection.all()). The corpus
+# partitions (en ... stem) all run in this one run: the job's tags make it a run over the whole partition
+# range, which the partitioned assets (BackfillPolicy.single_run) process partition by partition.
+CORPUS_PARTITION_RANGE_TAGS = {"dagster/asset_partition_range_start": CORPUS_DOMAINS[0],
+                               "dagster/asset_partition_range_end": CORPUS_DOMAINS[-1]}
+demo_job = define_asset_job("demo", selection=AssetSelection.all(), tags=CORPUS_PARTITION_RANGE_TAGS,
+                            description="Materialize every implemented asset of the DAG (every corpus "
+                                        "partition in one run).")
 
 observe_raw_corpus_job = define_asset_job("observe_raw_corpus", selection=RAW_CORPUS_SELECTION,
                                           description="Observe the raw corpus sources (new data versions).")

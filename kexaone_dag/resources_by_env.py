@@ -13,6 +13,11 @@ Embedded default (no variables set): artifacts in ``.kexaone/artifacts``, wareho
 | ``KEXAONE_CORPUS_ROOT``       | folder/prefix holding ``<source>/`` for every corpus source      |
 | ``KEXAONE_PRESET``            | ``tiny`` (default) or ``k-exaone-236b``                          |
 | ``KEXAONE_EXECUTOR``          | ``multiprocess`` (default), ``in_process`` or ``k8s``            |
+| ``KEXAONE_CORPUS_EXECUTOR``   | datatrove executor of the corpus pipelines: ``local`` (default), |
+|                               | ``slurm`` or ``ray``                                             |
+| ``KEXAONE_CORPUS_WORKERS``    | corpus pipeline tasks running at once (default 1)                |
+| ``KEXAONE_CORPUS_WORK_DIR``   | scratch on shared storage (needed for slurm / ray)               |
+| ``KEXAONE_SLURM_PARTITION``   | Slurm partition of the corpus pipeline jobs                      |
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from typing import Any
 from dagster import EnvVar
 
 from kexaone_dag.config import PresetResource
+from kexaone_dag.executors import ExecutorConfigError
+from resources.corpus_pipeline import CorpusPipeline
 from resources.artifact_store import ArtifactStore, ArtifactStoreError
 from resources.corpus_sources import DEMO_CORPUS_ROOT, CorpusSources
 from resources.warehouse import Warehouse
@@ -59,4 +66,19 @@ def build_resources() -> dict[str, Any]:
         "artifact_store": ArtifactStore(root=artifact_root, **store_settings),
         "warehouse": Warehouse(path=os.environ.get("KEXAONE_WAREHOUSE") or str(home / "warehouse.duckdb")),
         "corpus_sources": CorpusSources(root=corpus_root, **corpus_settings),
+        "corpus_pipeline": corpus_pipeline_from_env(),
     }
+
+
+def corpus_pipeline_from_env() -> CorpusPipeline:
+    """The corpus pipeline executor from KEXAONE_CORPUS_*; a wrong value fails the load with one line."""
+    workers = os.environ.get("KEXAONE_CORPUS_WORKERS") or "1"
+    if not workers.isdigit():
+        raise ExecutorConfigError(f"KEXAONE_CORPUS_WORKERS={workers!r} is not a positive integer")
+    resource = CorpusPipeline(executor=os.environ.get("KEXAONE_CORPUS_EXECUTOR") or "local", workers=int(workers),
+                              work_dir=os.environ.get("KEXAONE_CORPUS_WORK_DIR") or None,
+                              slurm_partition=os.environ.get("KEXAONE_SLURM_PARTITION") or None)
+    problems = resource.settings().problems()
+    if problems:
+        raise ExecutorConfigError("; ".join(problems))
+    return resource

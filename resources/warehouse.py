@@ -5,10 +5,16 @@ Schema (``SCHEMA`` below is the only definition; README "Warehouse" mirrors it):
 * ``artifacts``         one row per committed artifact: asset, version, uri, code_version, preset,
                         git_commit, created_at.
 * ``raw_corpus_stats``  per raw corpus source and version: files, documents, bytes, characters, formats.
+* ``corpus_partition_stats`` per corpus partition artifact (filtered / deduplicated): docs and bytes in
+                        and out, exclusions, language purity, dedup rate.
+* ``corpus_filter_stats``   per partition artifact and pipeline step: docs and bytes in and out.
+* ``corpus_rejections``     per partition artifact, step and reason: rejected docs and bytes.
+* ``tokenizer_efficiency``  per tokenizer report, tokenizer and domain: held-out bytes per token and
+                        superword usage.
 * ``metrics``           long-format numbers from any asset (training curves, eval scores, filter
                         counts): asset, version, partition, step, metric, value, unit, recorded_at.
 
-Later assets add their own tables to ``SCHEMA`` (corpus filter stats, NIAH grids, ...). DuckDB allows one
+Later assets add their own tables to ``SCHEMA`` (training curves, NIAH grids, ...). DuckDB allows one
 writing process at a time, so each call opens a short-lived connection and retries while another
 process (a parallel step) holds the lock.
 """
@@ -45,6 +51,56 @@ SCHEMA: dict[str, str] = {
         mean_document_chars DOUBLE,
         formats VARCHAR,                  -- JSON: format -> file count
         PRIMARY KEY (source, stats_version)
+    """,
+    "corpus_partition_stats": """
+        asset VARCHAR NOT NULL,           -- filtered_corpus | deduplicated_corpus
+        partition VARCHAR NOT NULL,       -- en, ko, es, de, ja, vi, code, stem
+        version VARCHAR NOT NULL,         -- the partition's artifact version (<asset>__<partition>/<version>)
+        upstream_version VARCHAR,         -- raw source manifest (filtered) or filtered artifact (dedup)
+        docs_in BIGINT,
+        docs_out BIGINT,
+        bytes_in BIGINT,
+        bytes_out BIGINT,
+        docs_excluded BIGINT,             -- documents in the exclusion output
+        all_accounted_for BOOLEAN,        -- docs_in = docs_out + docs_excluded
+        language_purity DOUBLE,           -- share of kept characters identified as the partition's language
+        dedup_rate DOUBLE,                -- deduplicated_corpus: 1 - docs_out / docs_in
+        exact_duplicates_removed BIGINT,
+        near_duplicates_removed BIGINT,
+        PRIMARY KEY (asset, partition, version)
+    """,
+    "corpus_filter_stats": """
+        asset VARCHAR NOT NULL,
+        partition VARCHAR NOT NULL,
+        version VARCHAR NOT NULL,
+        step_index INTEGER NOT NULL,      -- order in the chain (0 = read)
+        step VARCHAR NOT NULL,            -- read, url, language_id, gopher_repetition, ..., exact_dedup, ...
+        docs_in BIGINT,
+        docs_out BIGINT,
+        docs_dropped BIGINT,
+        bytes_in BIGINT,
+        bytes_out BIGINT,
+        PRIMARY KEY (asset, partition, version, step)
+    """,
+    "corpus_rejections": """
+        asset VARCHAR NOT NULL,
+        partition VARCHAR NOT NULL,
+        version VARCHAR NOT NULL,
+        step VARCHAR NOT NULL,            -- the step that rejected (the exclusion folder)
+        reason VARCHAR NOT NULL,          -- its reason, e.g. wrong_language, gopher_short_doc, near_duplicate
+        documents BIGINT,
+        bytes BIGINT,
+        PRIMARY KEY (asset, partition, version, step, reason)
+    """,
+    "tokenizer_efficiency": """
+        report_version VARCHAR NOT NULL,  -- the tokenizer_report artifact version
+        tokenizer VARCHAR NOT NULL,       -- base | plain_bpe | superbpe
+        domain VARCHAR NOT NULL,          -- en | ko | multilingual | stem | code (held-out documents)
+        documents INTEGER,
+        bytes BIGINT,
+        bytes_per_token DOUBLE,           -- higher is better
+        superword_token_share DOUBLE,     -- share of emitted tokens that are superwords
+        PRIMARY KEY (report_version, tokenizer, domain)
     """,
     "metrics": """
         asset VARCHAR NOT NULL,

@@ -77,6 +77,32 @@ def test_graph_shape_that_the_design_requires(kexaone_env):
     assert {p.to_user_string() for p in stats.parent_keys} == set(sources)
     assert stats.automation_condition is not None and stats.code_version
 
+    # raw_corpus_{lang} -> filtered_corpus{lang} -> deduplicated_corpus{lang}, partitioned by language/domain
+    from kexaone_dag.automation import DOWNSTREAM_OF_DATA
+
+    languages = {"en", "ko", "es", "de", "ja", "vi", "code", "stem"}
+    filtered, dedup = graph.get(AssetKey("filtered_corpus")), graph.get(AssetKey("deduplicated_corpus"))
+    for node in (filtered, dedup):
+        assert node.group_name == "corpus" and node.code_version
+        assert set(node.partitions_def.get_partition_keys()) == languages
+        assert node.automation_condition == DOWNSTREAM_OF_DATA
+        assert {"non_empty_output", "language_purity"} <= {c.name for c in node.check_keys}
+    assert {p.to_user_string() for p in filtered.parent_keys} == set(sources)
+    assert {p.to_user_string() for p in dedup.parent_keys} == {"filtered_corpus"}
+    assert "planted_duplicates_removed" in {c.name for c in dedup.check_keys}
+    assert filtered.partitions_def == dedup.partitions_def  # partition p of dedup reads partition p
+
+    # deduplicated_corpus -> base_tokenizer -> superbpe_tokenizer -> tokenizer_report
+    parents = {n: {p.to_user_string() for p in graph.get(AssetKey(n)).parent_keys}
+               for n in ("base_tokenizer", "superbpe_tokenizer", "tokenizer_report")}
+    assert parents == {"base_tokenizer": {"deduplicated_corpus"},
+                       "superbpe_tokenizer": {"deduplicated_corpus", "base_tokenizer"},
+                       "tokenizer_report": {"deduplicated_corpus", "base_tokenizer", "superbpe_tokenizer"}}
+    for name in parents:
+        node = graph.get(AssetKey(name))
+        assert node.group_name == "tokenizer" and node.partitions_def is None
+        assert node.automation_condition == DOWNSTREAM_OF_DATA and node.code_version
+
 
 def test_jobs_and_automation_ship_stopped(kexaone_env):
     defs = build_definitions()

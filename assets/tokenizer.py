@@ -1,0 +1,230 @@
+"""[tokenizer] group: base_tokenizer -> superbpe_tokenizer -> tokenizer_report.
+
+All three read the eight ``deduplicated_corpus`` partitions (the same data for every tokenizer), hold
+``tokenizer.held_out_fraction`` of the documents out, and train with the pure functions of
+``tokenizer.recipe``. Artifacts: ``tokenizer.json`` (loads with ``tokenizers.Tokenizer.from_file`` and
+``transformers.PreTrainedTokenizerFast``), the report's ``efficiency.json`` and ``bytes_per_token.png``.
+"""
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+from dagster import AssetCheckResult, AssetCheckSpec, AssetDep, AssetExecutionContext, MetadataValue, asset
+from tokenizers import Tokenizer
+
+from assets.corpus_pipeline import DEDUPLICATED_CORPUS
+from assets.versioning import (
+    BuildResult,
+    Upstream,
+    UpstreamMissingError,
+    latest_upstream,
+    materialize_versioned,
+    partition_artifact_name,
+)
+from corpus.pipeline import DOCUMENTS_DIR
+from corpus.sources import SourceFile, file_format, iter_documents
+from kexaone_dag.automation import DOWNSTREAM_OF_DATA
+from kexaone_dag.config import PresetResource
+from kexaone_dag.presets import Preset
+from resources.artifact_store import ArtifactStore
+from resources.warehouse import Warehouse
+from tokenizer.chart import bytes_per_token_chart
+from tokenizer.recipe import (
+    DocStream,
+    build_base_tokenizer,
+    build_plain_bpe,
+    build_superbpe_tokenizer,
+    efficiency_rows,
+    superword_vocab_share,
+)
+from tokenizer.superbpe import fingerprint, is_superword, merges_of
+
+TOKENIZER_GROUP = "tokenizer"
+TOKENIZER_FILE = "tokenizer.json"
+CORPUS_DEP = [AssetDep(DEDUPLICATED_CORPUS)]  # every partition: the tokenizer sees all languages
+
+
+def corpus_inputs(context: AssetExecutionContext, store: ArtifactStore, preset: Preset
+                  ) -> tuple[dict[str, DocStream], dict[str, Upstream]]:
+    """One document stream per deduplicated_corpus partition, and the partitions' versions (for lineage).
+
+    Streams read the committed artifacts lazily, file by file: nothing holds the corpus in memory."""
+    streams: dict[str, DocStream] = {}
+    upstream: dict[str, Upstream] = {}
+    for domain in preset.data.domains:
+        name = partition_artifact_name(DEDUPLICATED_CORPUS, domain)
+        up = latest_upstream(context, DEDUPLICATED_CORPUS, partition=domain)
+        if not store.has(name, up.version):
+            raise UpstreamMissingError(f"{name}: artifact {up.uri} is not in the artifact store {store.root}")
+        upstream[name] = up
+        streams[domain] = _document_stream(store, store.path(name, up.version, DOCUMENTS_DIR))
+    return streams, upstream
+
+
+def _document_stream(store: ArtifactStore, folder: str) -> DocStream:
+    def documents() -> Iterator[tuple[str, str]]:
+        for path in sorted(store.fs.find(folder)):
+            fmt = file_format(path)
+            if fmt is None:
+                continue
+            file = SourceFile(path=path, relpath=path[len(folder):].lstrip("/"), size=0, fingerprint="", format=fmt)
+            for doc in iter_documents(store.fs, file):
+                yield doc.id, doc.text
+
+    return documents
+
+
+def _load(store: ArtifactStore, asset_name: str, version: str) -> Tokenizer:
+    with store.open(asset_name, version, TOKENIZER_FILE, "rb") as f:
+        return Tokenizer.from_str(f.read().decode("utf-8"))
+
+
+def _vocab_metadata(tok: Tokenizer) -> dict:
+    vocab = tok.get_vocab()
+    return {"vocab_size": tok.get_vocab_size(with_added_tokens=True), "merges": len(merges_of(tok)),
+            "superword_tokens": sum(is_superword(t) for t in vocab), "fingerprint": fingerprint(tok)}
+
+
+@asset(group_name=TOKENIZER_GROUP, deps=CORPUS_DEP, code_version="1", automation_condition=DOWNSTREAM_OF_DATA,
+       kinds={"tokenizers"},
+       description="The previous-generation byte-level BPE (NFKC, GPT-2 regex; 100K in the full preset) that "
+                   "the SuperBPE tokenizer inherits its most frequent tokens from and is measured against.")
+def base_tokenizer(context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore,
+                   warehouse: Warehouse):
+    p = preset.get()
+    streams, upstream = corpus_inputs(context, artifact_store, p)
+
+    def build(staging: Path) -> BuildResult:
+        tok = build_base_tokenizer(p, streams)
+        tok.save(str(staging / TOKENIZER_FILE))
+        return BuildResult(metadata=_vocab_metadata(tok))
+
+    return materialize_versioned(
+        context, store=artifact_store, warehouse=warehouse, preset=p,
+        preset_sections=("tokenizer.base_vocab_size", "tokenizer.special_tokens", "tokenizer.base_domains",
+                         "tokenizer.held_out_fraction"),
+        upstream=upstream, build=build).materialize_result()
+
+
+@asset(group_name=TOKENIZER_GROUP, deps=[*CORPUS_DEP, AssetDep("base_tokenizer")], code_version="1",
+       automation_condition=DOWNSTREAM_OF_DATA, kinds={"tokenizers"},
+       check_specs=[AssetCheckSpec("round_trip_exact", asset="superbpe_tokenizer",
+                                   description="decode(encode(x)) == x on multilingual, emoji, code and CRLF text"),
+                    AssetCheckSpec("base_tokens_retained", asset="superbpe_tokenizer",
+                                   description="the top keep_base_fraction most frequent base tokens are kept")],
+       description="The K-EXAONE SuperBPE tokenizer: stage-1 BPE (kept base merges + de/ja/vi/STEM/code) up to "
+                   "the transition size, then superword merges (en:ko:other = 2:3:1), padded for the model.")
+def superbpe_tokenizer(context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore,
+                       warehouse: Warehouse):
+    p = preset.get()
+    streams, upstream = corpus_inputs(context, artifact_store, p)
+    base_up = latest_upstream(context, "base_tokenizer")
+    upstream["base_tokenizer"] = base_up
+    base = _load(artifact_store, "base_tokenizer", base_up.version)
+
+    def build(staging: Path) -> BuildResult:
+        result = build_superbpe_tokenizer(p, base, streams)
+        result.tokenizer.save(str(staging / TOKENIZER_FILE))
+        (staging / "stage1_merges.json").write_text(json.dumps(result.stage1_merges, ensure_ascii=False))
+        metadata = {**_vocab_metadata(result.tokenizer), "stage1_merges": len(result.stage1_merges),
+                    "kept_base_merges": result.kept_base_merges,
+                    "superword_merges_by_group": result.superword_merges_by_group,
+                    "superword_vocab_share": round(superword_vocab_share(result.tokenizer), 4)}
+        return BuildResult(metadata=metadata)
+
+    result = materialize_versioned(
+        context, store=artifact_store, warehouse=warehouse, preset=p,
+        preset_sections=("tokenizer", "model.padded_vocab_size", "data.domains"), upstream=upstream, build=build)
+    tok = _load(artifact_store, "superbpe_tokenizer", result.ref.version)
+    return result.materialize_result(check_results=[
+        _round_trip_check(tok),
+        _retention_check(tok, base, p),
+    ])
+
+
+ROUND_TRIP_PROBES = ("안녕하세요, 여러분! 반갑습니다.", "東京は日本の首都です。", "Tiếng Việt có dấu: ă, đ, ơ, ư.",
+                     "Emoji 😀👍🏽 🇰🇷", "def f(x):\n\tif x:\n\t\treturn x\r\n", "Grüße, señor: año 2026.")
+
+
+def _round_trip_check(tok: Tokenizer) -> AssetCheckResult:
+    failed = [t for t in ROUND_TRIP_PROBES if tok.decode(tok.encode(t).ids, skip_special_tokens=False) != t]
+    return AssetCheckResult(check_name="round_trip_exact", passed=not failed,
+                            metadata={"failed": json.dumps(failed, ensure_ascii=False)})
+
+
+def _retention_check(tok: Tokenizer, base: Tokenizer, p: Preset) -> AssetCheckResult:
+    new_vocab = set(tok.get_vocab())
+    base_vocab = [t for t in base.get_vocab() if t not in p.tokenizer.special_tokens]
+    retained = sum(t in new_vocab for t in base_vocab) / len(base_vocab)
+    return AssetCheckResult(check_name="base_tokens_retained", passed=retained >= p.tokenizer.keep_base_fraction,
+                            metadata={"retained_share": round(retained, 4),
+                                      "required": p.tokenizer.keep_base_fraction})
+
+
+@asset(group_name=TOKENIZER_GROUP, deps=[*CORPUS_DEP, AssetDep("base_tokenizer"), AssetDep("superbpe_tokenizer")],
+       code_version="1", automation_condition=DOWNSTREAM_OF_DATA, kinds={"tokenizers", "duckdb"},
+       description="Bytes per token on held-out text per domain for the base tokenizer, a plain BPE of the "
+                   "SuperBPE vocabulary size, and SuperBPE (all trained on the same data), plus superword usage.")
+def tokenizer_report(context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore,
+                     warehouse: Warehouse):
+    p = preset.get()
+    streams, upstream = corpus_inputs(context, artifact_store, p)
+    for name in ("base_tokenizer", "superbpe_tokenizer"):
+        upstream[name] = latest_upstream(context, name)
+    base = _load(artifact_store, "base_tokenizer", upstream["base_tokenizer"].version)
+    superbpe = _load(artifact_store, "superbpe_tokenizer", upstream["superbpe_tokenizer"].version)
+
+    def build(staging: Path) -> BuildResult:
+        plain = build_plain_bpe(p, streams)
+        plain.save(str(staging / "plain_bpe_tokenizer.json"))
+        rows = efficiency_rows({"base": base, "plain_bpe": plain, "superbpe": superbpe}, streams,
+                               p.tokenizer.held_out_fraction)
+        (staging / "efficiency.json").write_text(json.dumps(rows, indent=2))
+        bytes_per_token_chart(rows, staging / "bytes_per_token.png",
+                              title=f"Bytes per token on held-out text ({p.name} preset)")
+        return BuildResult(metadata=_gains(rows), markdown={"bytes_per_token": _markdown(rows)})
+
+    result = materialize_versioned(
+        context, store=artifact_store, warehouse=warehouse, preset=p,
+        preset_sections=("tokenizer", "model.padded_vocab_size", "data.domains"), upstream=upstream, build=build)
+    version = result.ref.version
+    rows = artifact_store.read_json("tokenizer_report", version, "efficiency.json")
+    warehouse.insert("tokenizer_efficiency", [{"report_version": version, **r} for r in rows],
+                     replace_keys=("report_version",))
+    with artifact_store.open("tokenizer_report", version, "bytes_per_token.png") as f:
+        chart = MetadataValue.md(_inline_png(f.read()))
+    return result.materialize_result(extra_metadata={"chart": chart})
+
+
+def _gains(rows: list[dict]) -> dict:
+    by = {(r["tokenizer"], r["domain"]): r["bytes_per_token"] for r in rows}
+    domains = sorted({r["domain"] for r in rows})
+    out = {}
+    for d in domains:
+        out[f"gain_vs_base_{d}_pct"] = round(100 * (by[("superbpe", d)] / by[("base", d)] - 1), 2)
+        out[f"gain_vs_plain_bpe_{d}_pct"] = round(100 * (by[("superbpe", d)] / by[("plain_bpe", d)] - 1), 2)
+    usage = [r["superword_token_share"] for r in rows if r["tokenizer"] == "superbpe"]
+    out["superword_token_share_mean"] = round(sum(usage) / len(usage), 4)
+    return out
+
+
+def _markdown(rows: list[dict]) -> str:
+    tokenizers = ["base", "plain_bpe", "superbpe"]
+    by = {(r["tokenizer"], r["domain"]): r for r in rows}
+    domains = list(dict.fromkeys(r["domain"] for r in rows))
+    lines = ["| domain | docs | " + " | ".join(f"{t} B/tok" for t in tokenizers) +
+             " | SuperBPE vs base | SuperBPE vs plain | superword tokens used |",
+             "|---|---:|" + "---:|" * (len(tokenizers) + 3)]
+    for d in domains:
+        base, plain, sup = (by[(t, d)]["bytes_per_token"] for t in tokenizers)
+        lines.append(f"| {d} | {by[('superbpe', d)]['documents']} | {base:.3f} | {plain:.3f} | {sup:.3f} | "
+                     f"{100 * (sup / base - 1):+.1f} % | {100 * (sup / plain - 1):+.1f} % | "
+                     f"{100 * by[('superbpe', d)]['superword_token_share']:.1f} % |")
+    return "\n".join(lines)
+
+
+def _inline_png(data: bytes) -> str:
+    import base64
+
+    return f"![bytes per token](data:image/png;base64,{base64.b64encode(data).decode()})"

@@ -1,0 +1,206 @@
+"""Which datatrove executor runs the corpus pipelines, and running a chain of stages to completion.
+
+* ``local`` (default): ``LocalPipelineExecutor``, ``workers`` tasks at a time on this machine in a
+  process pool; with ``workers=1`` the tasks run one after the other in this process
+  (``SequentialPipelineExecutor``). Stages run one after the other.
+* ``slurm``: ``SlurmPipelineExecutor``; each stage is a job array that depends on the previous one
+  (``depends=``), all submitted at once with ``sbatch``. The asset then waits, polling the stages'
+  ``completions/`` folders, and fails if the Slurm jobs disappear from ``squeue`` before finishing. The
+  work folder must be on storage the compute nodes see (``work_dir``).
+* ``ray``: ``RayPipelineExecutor`` on the Ray cluster the process is connected to (``ray.init`` or
+  ``RAY_ADDRESS``); stages run one after the other. Needs the ``ray`` package, which this project does not
+  install (a clear error says so).
+
+Settings come from the ``corpus_pipeline`` resource (``resources/corpus_pipeline.py``); the number of tasks
+per stage comes from the preset, because it shapes the output (one file per task).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import shutil
+import subprocess
+import sys
+import time
+from copy import deepcopy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from datatrove.executor.base import PipelineExecutor
+from datatrove.executor.local import LocalPipelineExecutor
+from datatrove.executor.ray import RayPipelineExecutor
+from datatrove.executor.slurm import SlurmPipelineExecutor
+from datatrove.utils.logging import setup_default_logger
+from datatrove.utils.stats import PipelineStats
+
+EXECUTOR_KINDS = ("local", "slurm", "ray")
+
+
+class CorpusExecutorError(RuntimeError):
+    """The corpus executor is misconfigured or a stage did not finish; one line naming the problem."""
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    kind: str = "local"
+    workers: int = 1  # tasks running at once (local pool size, Slurm array throttle, Ray concurrency)
+    work_dir: str | None = None  # scratch for signatures and logs; shared storage for slurm/ray
+    slurm_partition: str | None = None
+    slurm_time: str = "24:00:00"
+    slurm_cpus_per_task: int = 1
+    slurm_mem_per_cpu_gb: int = 2
+    slurm_qos: str | None = None
+    slurm_venv_path: str | None = None  # sourced by the job script (default: this interpreter's venv)
+    slurm_sbatch_args: dict[str, Any] = field(default_factory=dict)
+    ray_cpus_per_task: int = 1
+    ray_mem_per_cpu_gb: float = 2.0
+    poll_interval_s: float = 30.0
+    timeout_s: float = 7 * 24 * 3600.0
+
+    def problems(self) -> list[str]:
+        errs = []
+        if self.kind not in EXECUTOR_KINDS:
+            errs.append(f"corpus executor {self.kind!r} is not one of {', '.join(EXECUTOR_KINDS)}")
+        if self.workers < 1:
+            errs.append(f"corpus executor workers must be >= 1 (got {self.workers})")
+        if self.kind == "slurm":
+            if not self.slurm_partition:
+                errs.append("corpus executor 'slurm' needs slurm_partition")
+            if not self.work_dir:
+                errs.append("corpus executor 'slurm' needs work_dir on storage the compute nodes share")
+        if self.kind == "ray":
+            if importlib.util.find_spec("ray") is None:
+                errs.append("corpus executor 'ray' needs the ray package (pip install 'ray[default]'), "
+                            "which is not installed in this environment")
+            if not self.work_dir:
+                errs.append("corpus executor 'ray' needs work_dir on storage the Ray workers share")
+        return errs
+
+    def validate(self) -> "ExecutorSettings":
+        errs = self.problems()
+        if errs:
+            raise CorpusExecutorError("; ".join(errs))
+        return self
+
+
+@dataclass
+class Stage:
+    """One datatrove pipeline run: ``tasks`` tasks over ``pipeline``, logging to ``logging_dir``."""
+
+    name: str
+    pipeline: list[Any]
+    tasks: int
+    logging_dir: str
+
+
+class SequentialPipelineExecutor(LocalPipelineExecutor):
+    """``LocalPipelineExecutor`` with one worker, minus its ``multiprocess.Manager``: that helper process
+    only hands out local ranks, and forking it from a multi-threaded process (a Dagster step) is unsafe.
+    Tasks run one after the other in this process through datatrove's own ``_run_for_rank``."""
+
+    def __init__(self, pipeline: list[Any], tasks: int = 1, logging_dir: str | None = None,
+                 depends: LocalPipelineExecutor | None = None):
+        super().__init__(pipeline, tasks=tasks, workers=1, logging_dir=logging_dir, depends=depends)
+
+    def run(self):
+        if self.depends and not self.depends._launched:
+            self.depends.run()
+        self._launched = True
+        ranks = self.get_incomplete_ranks(range(self.local_rank_offset, self.local_rank_offset + self.local_tasks))
+        if not ranks:
+            return PipelineStats()
+        self.save_executor_as_json()
+        pipeline, stats = self.pipeline, []
+        try:
+            for rank in ranks:
+                self.pipeline = deepcopy(pipeline)  # a fresh pipeline (and stats) per task, as datatrove does
+                stats.append(self._run_for_rank(rank))
+        finally:
+            self.pipeline = pipeline
+        merged = sum(stats, start=PipelineStats())
+        with self.logging_dir.open("stats.json", "wt") as statsfile:
+            merged.save_to_disk(statsfile)
+        return merged
+
+
+def make_executor(settings: ExecutorSettings, stage: Stage, depends: PipelineExecutor | None = None,
+                  job_prefix: str = "kexaone") -> PipelineExecutor:
+    """The datatrove executor for one stage (constructed only: nothing runs or is submitted)."""
+    settings.validate()
+    workers = min(settings.workers, stage.tasks)
+    if settings.kind == "local":
+        if workers == 1:
+            return SequentialPipelineExecutor(stage.pipeline, tasks=stage.tasks, logging_dir=stage.logging_dir,
+                                              depends=depends)
+        return LocalPipelineExecutor(stage.pipeline, tasks=stage.tasks, workers=workers,
+                                     logging_dir=stage.logging_dir, depends=depends)
+    if settings.kind == "slurm":
+        venv = settings.slurm_venv_path or str(Path(sys.prefix) / "bin" / "activate")
+        return SlurmPipelineExecutor(
+            stage.pipeline, tasks=stage.tasks, workers=settings.workers if settings.workers > 1 else -1,
+            time=settings.slurm_time, partition=settings.slurm_partition,
+            cpus_per_task=settings.slurm_cpus_per_task, mem_per_cpu_gb=settings.slurm_mem_per_cpu_gb,
+            qos=settings.slurm_qos or "", job_name=f"{job_prefix}-{stage.name}", venv_path=venv,
+            sbatch_args=dict(settings.slurm_sbatch_args), logging_dir=stage.logging_dir, depends=depends,
+            mail_type="NONE")
+    return RayPipelineExecutor(stage.pipeline, tasks=stage.tasks, workers=settings.workers,
+                               logging_dir=stage.logging_dir, depends=depends,
+                               cpus_per_task=settings.ray_cpus_per_task,
+                               mem_per_cpu_gb=settings.ray_mem_per_cpu_gb)
+
+
+def run_stages(settings: ExecutorSettings, stages: Sequence[Stage], log: Callable[[str], None] = print,
+               job_prefix: str = "kexaone") -> None:
+    """Run the stages in order and return once the last one has finished (or raise)."""
+    settings.validate()
+    if settings.kind == "slurm":
+        _run_on_slurm(settings, stages, log, job_prefix)
+        return
+    for stage in stages:
+        executor = make_executor(settings, stage, job_prefix=job_prefix)
+        started = time.monotonic()
+        with _datatrove_console_to(Path(stage.logging_dir) / "console.log"):
+            executor.run()
+        incomplete = executor.get_incomplete_ranks(skip_completed=True)
+        if incomplete:
+            raise CorpusExecutorError(f"stage {stage.name}: tasks {incomplete[:10]} did not complete "
+                                      f"(logs: {stage.logging_dir}/logs)")
+        log(f"stage {stage.name}: {stage.tasks} tasks done in {time.monotonic() - started:.1f}s")
+
+
+def _run_on_slurm(settings: ExecutorSettings, stages: Sequence[Stage], log: Callable[[str], None],
+                  job_prefix: str) -> None:
+    if shutil.which("sbatch") is None:
+        raise CorpusExecutorError("corpus executor 'slurm': sbatch is not on PATH on this machine")
+    executors: list[SlurmPipelineExecutor] = []
+    previous = None
+    for stage in stages:
+        previous = make_executor(settings, stage, depends=previous, job_prefix=job_prefix)
+        executors.append(previous)
+    executors[-1].launch_job()  # submits every stage, each depending on the one before
+    job_ids = [str(e.job_id) for e in executors if e.job_id not in (None, -1)]
+    log(f"submitted Slurm jobs {', '.join(job_ids)}")
+    deadline = time.monotonic() + settings.timeout_s
+    for stage, executor in zip(stages, executors):
+        while executor.get_incomplete_ranks(skip_completed=True):
+            if time.monotonic() > deadline:
+                raise CorpusExecutorError(f"stage {stage.name}: not finished after {settings.timeout_s:.0f}s")
+            alive = subprocess.run(["squeue", "-h", "-j", ",".join(job_ids)], capture_output=True, text=True)
+            if alive.returncode == 0 and not alive.stdout.strip():
+                raise CorpusExecutorError(f"stage {stage.name}: Slurm jobs {', '.join(job_ids)} ended with "
+                                          f"incomplete tasks (logs: {stage.logging_dir})")
+            time.sleep(settings.poll_interval_s)
+        log(f"stage {stage.name}: done on Slurm")
+
+
+@contextlib.contextmanager
+def _datatrove_console_to(path: Path):
+    """datatrove logs every task to stderr at INFO; send that to a file beside its per-task logs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(path, "a") as console, contextlib.redirect_stderr(console):
+            yield
+    finally:
+        setup_default_logger()  # rebind datatrove's default logger to the real stderr

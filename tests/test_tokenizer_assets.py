@@ -1,0 +1,93 @@
+"""The tokenizer assets in the DAG: trained from deduplicated_corpus, loadable by tokenizers and
+transformers, a report with a chart and warehouse rows, reuse on re-materialization."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from dagster import AssetKey, DagsterInstance
+from tokenizers import Tokenizer
+
+from kexaone_dag.definitions import build_definitions
+from resources.warehouse import Warehouse
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def materialized(tmp_path_factory):
+    import os
+    import shutil
+
+    from tests.conftest import DEMO_CORPUS
+
+    tmp = tmp_path_factory.mktemp("tok")
+    shutil.copytree(DEMO_CORPUS, tmp / "corpus")
+    env = {"KEXAONE_HOME": str(tmp / "home"), "KEXAONE_CORPUS_ROOT": str(tmp / "corpus")}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        defs = build_definitions()
+        with DagsterInstance.ephemeral() as instance:
+            first = defs.resolve_job_def("demo").execute_in_process(instance=instance)
+            second = defs.resolve_job_def("demo").execute_in_process(instance=instance)
+        yield {"defs": defs, "first": first, "second": second, "home": tmp / "home"}
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def mat(result, name):
+    return result.asset_materializations_for_node(name)[0]
+
+
+def test_tokenizer_json_loads_everywhere_and_round_trips(materialized):
+    from transformers import PreTrainedTokenizerFast
+
+    uri = mat(materialized["first"], "superbpe_tokenizer").metadata["dagster/uri"].value
+    path = f"{uri}/tokenizer.json"
+    tok = Tokenizer.from_file(path)
+    hf = PreTrainedTokenizerFast(tokenizer_file=path)
+    text = "안녕하세요! Xin chào.\tdef f():\r\n    return 1 😀"
+    assert tok.decode(tok.encode(text).ids) == text
+    assert hf.decode(hf(text)["input_ids"]) == text
+    assert len(hf) == 2048  # padded to the model's vocabulary
+    assert hf.convert_tokens_to_ids("<think>") == tok.token_to_id("<think>")
+
+
+def test_checks_pass_and_lineage_reaches_the_corpus(materialized):
+    first = materialized["first"]
+    checks = {c.check_name: c.passed for c in first.get_asset_check_evaluations()
+              if c.asset_key == AssetKey("superbpe_tokenizer")}
+    assert checks == {"round_trip_exact": True, "base_tokens_retained": True}
+    uri = mat(first, "superbpe_tokenizer").metadata["dagster/uri"].value
+    provenance = json.loads(open(f"{uri}/provenance.json").read())
+    assert "base_tokenizer" in provenance["upstream"]
+    assert {f"deduplicated_corpus__{d}" for d in ("en", "ko", "es", "de", "ja", "vi", "code", "stem")} <= \
+        set(provenance["upstream"])
+
+
+def test_report_has_table_chart_and_warehouse_rows(materialized):
+    report = mat(materialized["first"], "tokenizer_report")
+    assert "| en |" in report.metadata["bytes_per_token"].value
+    assert report.metadata["chart"].value.startswith("![bytes per token](data:image/png;base64,")
+    uri = report.metadata["dagster/uri"].value
+    with open(f"{uri}/bytes_per_token.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    rows = Warehouse(path=str(materialized["home"] / "warehouse.duckdb")).query(
+        "select tokenizer, domain, bytes_per_token from tokenizer_efficiency where report_version = ?",
+        [report.metadata["artifact_version"].value])
+    assert {r["tokenizer"] for r in rows} == {"base", "plain_bpe", "superbpe"}
+    assert {r["domain"] for r in rows} == {"en", "ko", "multilingual", "stem", "code"}
+    assert all(r["bytes_per_token"] > 1.0 for r in rows)
+
+
+def test_second_materialization_reuses_every_tokenizer_artifact(materialized):
+    for name in ("base_tokenizer", "superbpe_tokenizer", "tokenizer_report"):
+        a, b = mat(materialized["first"], name), mat(materialized["second"], name)
+        assert a.metadata["artifact_version"].value == b.metadata["artifact_version"].value
+        assert a.metadata["reused"].value is False and b.metadata["reused"].value is True

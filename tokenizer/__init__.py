@@ -1,0 +1,1 @@
+"""The K-EXAONE tokenizer recipe: SuperBPE with stock `tokenizers`, vocabulary policy, efficiency."""
