@@ -53,6 +53,17 @@ def s3_server():
         log.close()
 
 
+def edit_first_document(folder: Path, suffix: str = " 추가된 문장입니다.") -> None:
+    """Append text to the first JSONL document of a corpus folder: a real content change."""
+    import json
+
+    path = sorted(folder.glob("*.jsonl"))[0]
+    lines = path.read_text(encoding="utf-8").splitlines()
+    record = json.loads(lines[0])
+    record["text"] += suffix
+    path.write_text("\n".join([json.dumps(record, ensure_ascii=False)] + lines[1:]) + "\n", encoding="utf-8")
+
+
 S3_CREDS = {"AWS_ACCESS_KEY_ID": "testing-key", "AWS_SECRET_ACCESS_KEY": "testing-secret"}
 
 

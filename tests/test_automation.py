@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from dagster import AssetKey, DagsterInstance, evaluate_automation_conditions
 
 from kexaone_dag.definitions import build_definitions
+from tests.conftest import edit_first_document
 
 STATS = AssetKey("raw_corpus_stats")
 
@@ -34,11 +33,7 @@ def test_changed_corpus_requests_downstream_and_unchanged_requests_nothing(kexao
         cursor = result.cursor
 
         # edit one document in the Korean folder -> new data version for raw_corpus_ko only
-        path = sorted((kexaone_env["corpus"] / "ko").glob("*.jsonl"))[0]
-        lines = path.read_text(encoding="utf-8").splitlines()
-        record = json.loads(lines[0])
-        record["text"] += " 추가된 문장입니다."
-        path.write_text("\n".join([json.dumps(record, ensure_ascii=False)] + lines[1:]) + "\n", encoding="utf-8")
+        edit_first_document(kexaone_env["corpus"] / "ko")
         second = observe(defs, instance)
         assert [k for k in first if first[k] != second[k]] == ["raw_corpus_ko"]
 

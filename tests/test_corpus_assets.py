@@ -15,7 +15,7 @@ from kexaone_dag.definitions import build_definitions
 from kexaone_dag.presets import CORPUS_DOMAINS
 from kexaone_dag.resources_by_env import build_resources
 from resources.warehouse import Warehouse
-from tests.conftest import S3_CREDS
+from tests.conftest import S3_CREDS, edit_first_document
 
 CORPUS_ASSETS = ("filtered_corpus", "deduplicated_corpus")
 
@@ -95,11 +95,7 @@ def test_demo_corpus_checks_pass_rerun_reuses_and_a_changed_source_rebuilds_only
         assert sum(len(committed(home, a, p)) for a in CORPUS_ASSETS for p in CORPUS_DOMAINS) == 16
 
         # one Korean document changes: only the ko partitions get a new version
-        path = sorted((kexaone_env["corpus"] / "ko").glob("*.jsonl"))[0]
-        lines = path.read_text(encoding="utf-8").splitlines()
-        record = json.loads(lines[0])
-        record["text"] += " 추가된 문장입니다."
-        path.write_text("\n".join([json.dumps(record, ensure_ascii=False)] + lines[1:]) + "\n", encoding="utf-8")
+        edit_first_document(kexaone_env["corpus"] / "ko")
         third = run_demo(defs, instance)
         for asset in CORPUS_ASSETS:
             rebuilt = {p for p, md in partition_metadata(third, asset).items() if not md["reused"]}
