@@ -8,8 +8,8 @@
   ``completions/`` folders, and fails if the Slurm jobs disappear from ``squeue`` before finishing. The
   work folder must be on storage the compute nodes see (``work_dir``).
 * ``ray``: ``RayPipelineExecutor`` on the Ray cluster the process is connected to (``ray.init`` or
-  ``RAY_ADDRESS``); stages run one after the other. Needs the ``ray`` package, which this project does not
-  install (a clear error says so).
+  ``RAY_ADDRESS``); stages run one after the other. ``ray`` is a pinned dependency; an environment
+  without it gets a clear one-line error.
 
 Settings come from the ``corpus_pipeline`` resource (``resources/corpus_pipeline.py``); the number of tasks
 per stage comes from the preset, because it shapes the output (one file per task).

@@ -156,15 +156,19 @@ def test_executor_settings_are_validated_with_one_clear_line():
         ExecutorSettings(kind="dask").validate()
     with pytest.raises(CorpusExecutorError, match="'slurm' needs slurm_partition; .* needs work_dir"):
         ExecutorSettings(kind="slurm").validate()
-    problems = ExecutorSettings(kind="ray", work_dir="/shared").problems()
-    if importlib.util.find_spec("ray") is not None:
-        assert problems == []
-        return
-    # this project does not install ray: choosing it fails with one clear line, before anything runs
-    assert problems == ["corpus executor 'ray' needs the ray package (pip install 'ray[default]'), "
-                        "which is not installed in this environment"]
-    with pytest.raises(CorpusExecutorError, match="needs the ray package"):
-        make_executor(ExecutorSettings(kind="ray", work_dir="/shared"), Stage("s", [], 1, "/tmp/x"))
+    with pytest.raises(CorpusExecutorError, match="'ray' needs work_dir on storage the Ray workers share"):
+        ExecutorSettings(kind="ray").validate()
+
+
+def test_ray_executor_is_built_without_a_cluster(tmp_path):
+    from datatrove.executor.ray import RayPipelineExecutor
+
+    settings = ExecutorSettings(kind="ray", work_dir=str(tmp_path / "shared"), workers=4, ray_cpus_per_task=2,
+                                ray_mem_per_cpu_gb=3.0)
+    assert settings.problems() == []
+    executor = make_executor(settings, Stage("minhash_signatures", [], 16, str(tmp_path / "shared" / "logs")))
+    assert isinstance(executor, RayPipelineExecutor)
+    assert (executor.tasks, executor.workers, executor.cpus_per_task, executor.mem_per_cpu_gb) == (16, 4, 2, 3.0)
 
 
 def test_cli_rejects_a_wrong_corpus_executor_in_one_line(kexaone_env):
