@@ -123,7 +123,7 @@ def compare_vocab_sizes(folder: Path, vocabs: list[int]) -> str:
         t_super = time.perf_counter() - t0
         rows = efficiency_rows({"plain": plain, "superbpe": superbpe}, domains, held)
         by = {(r["tokenizer"], r["domain"]): r["bytes_per_token"] for r in rows}
-        mix = held_out_texts(domains, list(domains), held)
+        mix = list(held_out_texts(domains, list(domains), held)())
         mix_plain = sum(len(t.encode()) for t in mix) / sum(len(plain.encode(t).ids) for t in mix)
         mix_super = sum(len(t.encode()) for t in mix) / sum(len(superbpe.encode(t).ids) for t in mix)
         enc_plain, enc_super = encode_mb_per_s(plain, mix), encode_mb_per_s(superbpe, mix)

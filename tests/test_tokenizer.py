@@ -142,3 +142,30 @@ def test_training_is_deterministic(trained):
     _, _, again, plain_again, _ = train_all()
     assert again.tokenizer.to_str() == trained["super"].to_str()
     assert plain_again.to_str() == trained["plain"].to_str()
+
+
+def test_held_out_split_is_deterministic_and_disjoint_from_training():
+    from tokenizer.recipe import held_out_texts, is_held_out, training_texts
+
+    ids = [f"doc-{i}" for i in range(4000)]
+    share = sum(is_held_out(i, 0.1) for i in ids) / len(ids)
+    assert 0.08 < share < 0.12 and [is_held_out(i, 0.1) for i in ids[:50]] == [is_held_out(i, 0.1) for i in ids[:50]]
+    docs = {"en": lambda: iter((i, f"text of {i}") for i in ids)}
+    train, held = set(training_texts(docs, ["en"], 0.1)()), set(held_out_texts(docs, ["en"], 0.1)())
+    assert not train & held and len(train) + len(held) == len(ids)
+    with pytest.raises(KeyError, match=r"needs corpus domains \['ko'\]"):
+        training_texts(docs, ["en", "ko"], 0.1)
+
+
+def test_efficiency_rows_measure_bytes_per_token(trained):
+    from tokenizer.recipe import efficiency_rows
+
+    text = "안녕하세요 여러분. The quick brown fox jumps over the lazy dog. " * 3
+    docs = {d: (lambda d=d: iter([(f"{d}-held", text)])) for d in ("en", "ko", "es", "de", "ja", "vi", "code", "stem")}
+    rows = efficiency_rows({"plain": trained["plain"], "superbpe": trained["super"]}, docs, held_out_fraction=1.0)
+    assert {(r["tokenizer"], r["domain"]) for r in rows} == {
+        (t, d) for t in ("plain", "superbpe") for d in ("en", "ko", "multilingual", "stem", "code")}
+    en_plain = next(r for r in rows if r["tokenizer"] == "plain" and r["domain"] == "en")
+    n_tokens = len(trained["plain"].encode(text, add_special_tokens=False).ids)
+    assert en_plain["bytes_per_token"] == pytest.approx(len(text.encode()) / n_tokens)
+    assert next(r for r in rows if r["domain"] == "multilingual")["documents"] == 4

@@ -51,8 +51,15 @@ def training_texts(domains: Mapping[str, DocStream], names: Sequence[str], held_
     return texts
 
 
-def held_out_texts(domains: Mapping[str, DocStream], names: Sequence[str], held_out_fraction: float) -> list[str]:
-    return [text for name in names for doc_id, text in domains[name]() if is_held_out(doc_id, held_out_fraction)]
+def held_out_texts(domains: Mapping[str, DocStream], names: Sequence[str], held_out_fraction: float) -> TextStream:
+    """The held-out documents of the named domains, as a re-iterable stream (never a list in memory)."""
+    def texts() -> Iterator[str]:
+        for name in names:
+            for doc_id, text in domains[name]():
+                if is_held_out(doc_id, held_out_fraction):
+                    yield text
+
+    return texts
 
 
 def superbpe_plan(preset: Preset) -> SuperBPEPlan:
@@ -94,11 +101,14 @@ def efficiency_rows(tokenizers: Mapping[str, Tokenizer], domains: Mapping[str, D
     rows = []
     for report_domain, names in REPORT_DOMAINS.items():
         texts = held_out_texts(domains, [n for n in names if n in domains], held_out_fraction)
-        n_bytes = sum(len(x.encode("utf-8")) for x in texts)
+        n_docs = n_bytes = 0
+        for text in texts():
+            n_docs += 1
+            n_bytes += len(text.encode("utf-8"))
         for name, tok in tokenizers.items():
-            rows.append({"tokenizer": name, "domain": report_domain, "documents": len(texts),
-                         "bytes": n_bytes, "bytes_per_token": bytes_per_token(tok, texts),
-                         "superword_token_share": superword_usage(tok, texts)})
+            rows.append({"tokenizer": name, "domain": report_domain, "documents": n_docs,
+                         "bytes": n_bytes, "bytes_per_token": bytes_per_token(tok, texts()),
+                         "superword_token_share": superword_usage(tok, texts())})
     return rows
 
 

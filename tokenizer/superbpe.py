@@ -245,10 +245,17 @@ class SuperBPEPlan:
         return shares
 
 
-def base_token_frequencies(base: Tokenizer, texts: TextStream) -> Counter:
+def base_token_frequencies(base: Tokenizer, texts: TextStream, batch_size: int = 256) -> Counter:
     counts: Counter = Counter()
+    batch: list[str] = []
     for text in texts():
-        counts.update(base.encode(text).ids)
+        batch.append(text)
+        if len(batch) == batch_size:
+            for enc in base.encode_batch(batch, add_special_tokens=False):
+                counts.update(enc.ids)
+            batch = []
+    for enc in base.encode_batch(batch, add_special_tokens=False):
+        counts.update(enc.ids)
     return counts
 
 
