@@ -85,3 +85,17 @@ def test_a_corrupt_file_fails_the_step_naming_it_and_keeps_the_previous_artifact
     assert "broken.jsonl.gz: corrupt gzip stream" in failure.event_specific_data.error.cause.message
     after = sorted(p.name for p in (kexaone_env["home"] / "artifacts" / "raw_corpus_stats").iterdir())
     assert after == before  # the finished artifact is untouched and nothing half-written appeared
+
+
+def test_a_tokenizer_without_its_corpus_fails_before_training_naming_the_missing_input(kexaone_env):
+    from dagster import AssetSelection, Definitions, define_asset_job
+
+    job = define_asset_job("only_base_tokenizer", selection=AssetSelection.assets("base_tokenizer"))
+    single = Definitions.merge(build_definitions(), Definitions(jobs=[job]))
+    with DagsterInstance.ephemeral() as instance:
+        result = single.resolve_job_def("only_base_tokenizer").execute_in_process(instance=instance, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert ("deduplicated_corpus partition 'en' has not been materialized yet; materialize it first"
+            in failure.event_specific_data.error.cause.message)
+    assert not (kexaone_env["home"] / "artifacts" / "base_tokenizer").exists()
