@@ -17,7 +17,7 @@ partitions' versions. Readers downstream take the partition's ``artifact_version
 
 import hashlib
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from dagster import (
     AllPartitionMapping,
@@ -44,7 +44,7 @@ from assets.versioning import (
     partition_artifact_name,
 )
 from corpus.pipeline import DOCUMENTS_DIR, STATS_FILE, run_dedup_partition, run_filter_partition
-from corpus.sources import filesystem
+from corpus.sources import SourceFile, file_format, filesystem, iter_documents
 from corpus.stats import pipeline_markdown, rejections_markdown
 from corpus.steps import read_labels
 from kexaone_dag.automation import DOWNSTREAM_OF_DATA
@@ -169,6 +169,28 @@ def deduplicated_corpus(context: AssetExecutionContext, preset: PresetResource, 
             upstream={partition_artifact_name(FILTERED_CORPUS, key): upstream}, build=build, partition=key)
     return _partitioned_result(context, p, results, {k: u.version for k, u in inputs.items()}, DEDUPLICATED_CORPUS,
                                DEDUP_CHECKS, artifact_store, warehouse)
+
+
+def deduplicated_documents(context: AssetExecutionContext, store: ArtifactStore, partition: str
+                           ) -> tuple[str, Upstream, Callable[[], Iterator[tuple[str, str]]]]:
+    """What a downstream asset reads of one deduplicated_corpus partition: its artifact name, its version
+    (for lineage) and a re-iterable stream of ``(doc_id, text)`` read lazily, file by file."""
+    name = partition_artifact_name(DEDUPLICATED_CORPUS, partition)
+    upstream = latest_upstream(context, DEDUPLICATED_CORPUS, partition=partition)
+    if not store.has(name, upstream.version):
+        raise UpstreamMissingError(f"{name}: artifact {upstream.uri} is not in the artifact store {store.root}")
+    folder = store.path(name, upstream.version, DOCUMENTS_DIR)
+
+    def documents() -> Iterator[tuple[str, str]]:
+        for path in sorted(store.fs.find(folder)):
+            fmt = file_format(path)
+            if fmt is None:
+                continue
+            file = SourceFile(path=path, relpath=path[len(folder):].lstrip("/"), size=0, fingerprint="", format=fmt)
+            for doc in iter_documents(store.fs, file):
+                yield doc.id, doc.text
+
+    return name, upstream, documents
 
 
 # -- helpers (orchestration glue) ------------------------------------------------------------------

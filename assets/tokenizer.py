@@ -8,22 +8,12 @@ All three read the eight ``deduplicated_corpus`` partitions (the same data for e
 
 import json
 from pathlib import Path
-from typing import Iterator
 
 from dagster import AssetCheckResult, AssetCheckSpec, AssetDep, AssetExecutionContext, MetadataValue, asset
 from tokenizers import Tokenizer
 
-from assets.corpus_pipeline import DEDUPLICATED_CORPUS
-from assets.versioning import (
-    BuildResult,
-    Upstream,
-    UpstreamMissingError,
-    latest_upstream,
-    materialize_versioned,
-    partition_artifact_name,
-)
-from corpus.pipeline import DOCUMENTS_DIR
-from corpus.sources import SourceFile, file_format, iter_documents
+from assets.corpus_pipeline import DEDUPLICATED_CORPUS, deduplicated_documents
+from assets.versioning import BuildResult, Upstream, latest_upstream, materialize_versioned
 from kexaone_dag.automation import DOWNSTREAM_OF_DATA
 from kexaone_dag.config import PresetResource
 from kexaone_dag.presets import Preset
@@ -47,32 +37,12 @@ CORPUS_DEP = [AssetDep(DEDUPLICATED_CORPUS)]  # every partition: the tokenizer s
 
 def corpus_inputs(context: AssetExecutionContext, store: ArtifactStore, preset: Preset
                   ) -> tuple[dict[str, DocStream], dict[str, Upstream]]:
-    """One document stream per deduplicated_corpus partition, and the partitions' versions (for lineage).
-
-    Streams read the committed artifacts lazily, file by file: nothing holds the corpus in memory."""
+    """One document stream per deduplicated_corpus partition, and the partitions' versions (for lineage)."""
     streams: dict[str, DocStream] = {}
     upstream: dict[str, Upstream] = {}
     for domain in preset.data.domains:
-        name = partition_artifact_name(DEDUPLICATED_CORPUS, domain)
-        up = latest_upstream(context, DEDUPLICATED_CORPUS, partition=domain)
-        if not store.has(name, up.version):
-            raise UpstreamMissingError(f"{name}: artifact {up.uri} is not in the artifact store {store.root}")
-        upstream[name] = up
-        streams[domain] = _document_stream(store, store.path(name, up.version, DOCUMENTS_DIR))
+        name, upstream[name], streams[domain] = deduplicated_documents(context, store, domain)
     return streams, upstream
-
-
-def _document_stream(store: ArtifactStore, folder: str) -> DocStream:
-    def documents() -> Iterator[tuple[str, str]]:
-        for path in sorted(store.fs.find(folder)):
-            fmt = file_format(path)
-            if fmt is None:
-                continue
-            file = SourceFile(path=path, relpath=path[len(folder):].lstrip("/"), size=0, fingerprint="", format=fmt)
-            for doc in iter_documents(store.fs, file):
-                yield doc.id, doc.text
-
-    return documents
 
 
 def _load(store: ArtifactStore, asset_name: str, version: str) -> Tokenizer:

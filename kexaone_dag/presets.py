@@ -265,6 +265,24 @@ class ComputeArgs:
 
 
 @dataclass(frozen=True)
+class SyntheticArgs:
+    """The [synthetic] group (report §3.1): thinking-augmented samples and cross-lingual synthesis."""
+
+    template_version: str  # prompt / rendering templates (synthetic/templates.py); part of the cache key
+    thinking_sources: tuple[str, ...]  # deduplicated_corpus partitions that get thinking trajectories
+    thinking_max_docs_per_source: int
+    thinking_min_chars: int  # length bounds of one sample (document + question + trajectory + answer)
+    thinking_max_chars: int
+    multilingual_directions: Mapping[str, tuple[str, ...]]  # source partition -> target languages
+    multilingual_max_docs_per_source: int
+    multilingual_target_chars: Mapping[str, int]  # target language -> characters to synthesize (balance)
+    multilingual_min_chars: int
+    multilingual_max_chars: int
+    teacher_max_tokens: int  # completion budget per request (HTTP teacher)
+    teacher_temperature: float
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str
     model: ModelArgs
@@ -274,6 +292,7 @@ class Preset:
     context: ContextArgs
     eval: EvalArgs
     compute: ComputeArgs
+    synthetic: SyntheticArgs
 
     # -- views -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -423,6 +442,7 @@ class Preset:
             need(m.num_moe_experts % k.expert_parallel == 0,
                  f"compute.expert_parallel={k.expert_parallel} does not divide "
                  f"model.num_moe_experts={m.num_moe_experts}")
+        errs.extend(_synthetic_problems(self))
         return errs
 
     def validate(self) -> "Preset":
@@ -438,6 +458,29 @@ class Preset:
 
 _SPECIAL_TOKENS = ("<|endoftext|>", "<|pad|>", "<|system|>", "<|user|>", "<|assistant|>", "<|tool|>",
                    "<think>", "</think>")
+
+
+_MULTILINGUAL_TARGETS = ("de", "ja", "vi", "es")
+_SYNTHETIC_FULL = SyntheticArgs(
+    template_version="v1", thinking_sources=("stem", "en", "ko", "es", "de", "ja", "vi"),
+    thinking_max_docs_per_source=1_000_000, thinking_min_chars=400, thinking_max_chars=64_000,
+    multilingual_directions={"en": _MULTILINGUAL_TARGETS, "ko": _MULTILINGUAL_TARGETS,
+                             "stem": _MULTILINGUAL_TARGETS, "de": ("en", "ko"), "ja": ("en", "ko"),
+                             "vi": ("en", "ko"), "es": ("en", "ko")},
+    multilingual_max_docs_per_source=1_000_000,
+    multilingual_target_chars={"de": 4_000_000_000, "ja": 4_000_000_000, "vi": 4_000_000_000,
+                               "es": 4_000_000_000, "en": 2_000_000_000, "ko": 2_000_000_000},
+    multilingual_min_chars=200, multilingual_max_chars=64_000, teacher_max_tokens=8192, teacher_temperature=0.6,
+)
+_SYNTHETIC_TINY = SyntheticArgs(
+    template_version="v1", thinking_sources=("stem", "en"), thinking_max_docs_per_source=40,
+    thinking_min_chars=300, thinking_max_chars=6000,
+    multilingual_directions={"en": _MULTILINGUAL_TARGETS, "ko": _MULTILINGUAL_TARGETS,
+                             "stem": _MULTILINGUAL_TARGETS},
+    multilingual_max_docs_per_source=40,
+    multilingual_target_chars={"de": 3000, "ja": 1500, "vi": 3000, "es": 3000},
+    multilingual_min_chars=120, multilingual_max_chars=4000, teacher_max_tokens=1024, teacher_temperature=0.6,
+)
 
 
 def _k_exaone_236b() -> Preset:
@@ -487,6 +530,7 @@ def _k_exaone_236b() -> Preset:
             context_parallel=1, gpu_node_selector={"nvidia.com/gpu.product": "NVIDIA-H200"},
             cpu_request="64", memory_request="1600Gi",
         ),
+        synthetic=_SYNTHETIC_FULL,
     )
 
 
@@ -519,6 +563,7 @@ def _tiny() -> Preset:
             "stage2": ContextStageArgs(seq_length=4096, tokens=8 * 4096 * 2, mixture=_CONTEXT_MIX_STAGE2),
         }),
         eval=dataclasses.replace(full.eval, kv_cache_eval_seq_length=4096),
+        synthetic=_SYNTHETIC_TINY,
         compute=dataclasses.replace(full.compute, gpus_per_training_step=0, tensor_parallel=1,
                                     expert_parallel=1, gpu_node_selector={}, cpu_request="2",
                                     memory_request="8Gi"),
@@ -654,6 +699,40 @@ _MINHASH_WEB = MinhashArgs(n_grams=5, num_buckets=14, hashes_per_bucket=8, seed=
 _MINHASH_TINY = MinhashArgs(n_grams=3, num_buckets=60, hashes_per_bucket=3, seed=1, candidate_check=True)
 _PIPELINE_FULL = CorpusPipelineArgs(tasks=1000, url_domain_blocklist=True, purity_min_chars=50)
 _PIPELINE_TINY = CorpusPipelineArgs(tasks=2, url_domain_blocklist=False, purity_min_chars=50)
+
+
+def _synthetic_problems(preset: Preset) -> list[str]:
+    """Validation of the synthetic section (Preset.problems)."""
+    s, d = preset.synthetic, preset.data
+    errs: list[str] = []
+
+    def need(ok: bool, msg: str) -> None:
+        if not ok:
+            errs.append(msg)
+
+    need(bool(s.template_version.strip()), "synthetic.template_version must not be empty")
+    need(bool(s.thinking_sources) and set(s.thinking_sources) <= set(d.domains),
+         f"synthetic.thinking_sources must be non-empty corpus domains (got {list(s.thinking_sources)})")
+    need(all(d.filters[x].lid_language for x in s.thinking_sources if x in d.filters),
+         "synthetic.thinking_sources must have a language (data.filters.<source>.lid_language); code has none")
+    need(s.thinking_max_docs_per_source >= 1 and s.multilingual_max_docs_per_source >= 1,
+         "synthetic.*_max_docs_per_source must be >= 1")
+    need(0 < s.thinking_min_chars < s.thinking_max_chars,
+         "synthetic: need 0 < thinking_min_chars < thinking_max_chars")
+    need(0 < s.multilingual_min_chars < s.multilingual_max_chars,
+         "synthetic: need 0 < multilingual_min_chars < multilingual_max_chars")
+    need(bool(s.multilingual_directions) and set(s.multilingual_directions) <= set(d.domains),
+         "synthetic.multilingual_directions must map corpus domains to target languages")
+    targets = {t for ts in s.multilingual_directions.values() for t in ts}
+    need(targets <= set(d.languages), f"synthetic.multilingual_directions targets {sorted(targets - set(d.languages))} "
+                                      "are not data.languages")
+    need(all(d.filters[src].lid_language not in ts for src, ts in s.multilingual_directions.items()
+             if src in d.filters), "synthetic.multilingual_directions: a source cannot target its own language")
+    need(set(s.multilingual_target_chars) == targets and all(v > 0 for v in s.multilingual_target_chars.values()),
+         "synthetic.multilingual_target_chars must give a positive character target to every target language")
+    need(s.teacher_max_tokens > 0 and 0 <= s.teacher_temperature <= 2,
+         "synthetic.teacher_max_tokens must be positive and teacher_temperature within [0, 2]")
+    return errs
 
 
 def _corpus_filter_problems(d: DataArgs) -> list[str]:
@@ -808,6 +887,23 @@ SOURCES.update({
                                     "process); tiny: on (choice, measured in bench_corpus)",
     "data.pipeline.tasks": "choice: 1000 shards per partition on a cluster (tiny: 2, one per core)",
     "data.pipeline.url_domain_blocklist": "FineWeb URL filter; off in tiny (0.7 GB and 3 s per task)",
+    "synthetic.template_version": "choice: bumped whenever a prompt or rendering template changes",
+    "synthetic.thinking_sources": "report §3.1 (document-grounded thinking over STEM and the six languages); "
+                                  "tiny: stem + en",
+    "synthetic.thinking_max_docs_per_source": "choice: no cap at scale (tiny: 40)",
+    "synthetic.thinking_min_chars": "choice: drop samples too short to carry a grounded trajectory",
+    "synthetic.thinking_max_chars": "choice: fits the 8K-token stage-3 sequence at ~8 chars/token (tiny: 6000)",
+    **{f"synthetic.multilingual_directions.{src}": "report §3.1 (cross-lingual synthesis spreads en/ko "
+                                                   "knowledge to de/ja/vi/es; the reverse at scale is a choice)"
+       for src in ("en", "ko", "stem", "de", "ja", "vi", "es")},
+    "synthetic.multilingual_max_docs_per_source": "choice: no cap at scale (tiny: 40)",
+    **{f"synthetic.multilingual_target_chars.{lang}": "choice: report §3.1 says 'evenly', not how much; "
+                                                      "characters per target language"
+       for lang in LANGUAGES},
+    "synthetic.multilingual_min_chars": "choice: shorter outputs are not identified reliably by LID",
+    "synthetic.multilingual_max_chars": "choice: one synthetic document per stage-3 sequence",
+    "synthetic.teacher_max_tokens": "choice: completion budget per teacher request",
+    "synthetic.teacher_temperature": "choice: report §4.1 sampling temperature for reasoning mode",
     "data.pipeline.purity_min_chars": "choice: paragraphs of 50+ characters are identified reliably "
                                       "(py3langid >= 0.99 accuracy at 40+ characters, bench)",
 })
@@ -899,5 +995,6 @@ def _coerce(current: Any, value: Any, dotted: str) -> Any:
 
 __all__ = [
     "CORPUS_DOMAINS", "LANGUAGES", "PRESET_ENV_VAR", "PRESET_NAMES", "Preset", "PresetError", "SOURCES",
+    "SyntheticArgs",
     "get_preset", "leaf_paths",
 ]

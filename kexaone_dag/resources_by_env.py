@@ -18,6 +18,13 @@ Embedded default (no variables set): artifacts in ``.kexaone/artifacts``, wareho
 | ``KEXAONE_CORPUS_WORKERS``    | corpus pipeline tasks running at once (default 1)                |
 | ``KEXAONE_CORPUS_WORK_DIR``   | scratch on shared storage (needed for slurm / ray)               |
 | ``KEXAONE_SLURM_PARTITION``   | Slurm partition of the corpus pipeline jobs                      |
+| ``KEXAONE_TEACHER_BASE_URL``  | an OpenAI-compatible endpoint (e.g. ``http://vllm:8000/v1``):    |
+|                               | selects the HTTP teacher (default: the offline programmatic one) |
+| ``KEXAONE_TEACHER_MODEL``     | the served model name (required with a base URL)                 |
+| ``KEXAONE_TEACHER_API_KEY_ENV`` | name of the variable holding the API key                       |
+|                               | (default ``KEXAONE_TEACHER_API_KEY``), read through ``EnvVar``   |
+| ``KEXAONE_TEACHER_CONCURRENCY`` | requests in flight (default 4)                                 |
+| ``KEXAONE_TEACHER_CACHE``     | the response cache (default ``$KEXAONE_HOME/teacher_cache.sqlite``) |
 """
 
 from __future__ import annotations
@@ -33,7 +40,9 @@ from kexaone_dag.executors import ExecutorConfigError
 from resources.corpus_pipeline import CorpusPipeline
 from resources.artifact_store import ArtifactStore, ArtifactStoreError
 from resources.corpus_sources import DEMO_CORPUS_ROOT, CorpusSources
+from resources.teacher import TeacherLLM
 from resources.warehouse import Warehouse
+from synthetic.teacher import TeacherError
 
 S3_CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
@@ -67,7 +76,33 @@ def build_resources() -> dict[str, Any]:
         "warehouse": Warehouse(path=os.environ.get("KEXAONE_WAREHOUSE") or str(home / "warehouse.duckdb")),
         "corpus_sources": CorpusSources(root=corpus_root, **corpus_settings),
         "corpus_pipeline": corpus_pipeline_from_env(),
+        "teacher": teacher_from_env(home),
     }
+
+
+def teacher_from_env(home: Path) -> TeacherLLM:
+    """Offline programmatic teacher unless KEXAONE_TEACHER_BASE_URL names an endpoint; then the model and
+    the API key variable must be set (one line otherwise, before anything runs)."""
+    base_url = os.environ.get("KEXAONE_TEACHER_BASE_URL")
+    if not base_url:
+        return TeacherLLM(backend="offline")
+    key_var = os.environ.get("KEXAONE_TEACHER_API_KEY_ENV") or "KEXAONE_TEACHER_API_KEY"
+    concurrency = os.environ.get("KEXAONE_TEACHER_CONCURRENCY") or "4"
+    errs = []
+    if not base_url.startswith(("http://", "https://")):
+        errs.append("KEXAONE_TEACHER_BASE_URL is not an http(s):// URL")
+    if not os.environ.get("KEXAONE_TEACHER_MODEL"):
+        errs.append("KEXAONE_TEACHER_MODEL is not set")
+    if not os.environ.get(key_var):
+        errs.append(f"the API key variable {key_var} is not set")
+    if not concurrency.isdigit() or int(concurrency) < 1:
+        errs.append(f"KEXAONE_TEACHER_CONCURRENCY={concurrency!r} is not a positive integer")
+    if errs:
+        raise TeacherError(f"HTTP teacher at {base_url}: " + "; ".join(errs))
+    teacher = TeacherLLM(backend="http", base_url=base_url, model=EnvVar("KEXAONE_TEACHER_MODEL"),
+                         api_key=EnvVar(key_var), concurrency=int(concurrency),
+                         cache_path=os.environ.get("KEXAONE_TEACHER_CACHE") or str(home / "teacher_cache.sqlite"))
+    return teacher
 
 
 def corpus_pipeline_from_env() -> CorpusPipeline:

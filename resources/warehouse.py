@@ -11,6 +11,8 @@ Schema (``SCHEMA`` below is the only definition; README "Warehouse" mirrors it):
 * ``corpus_rejections``     per partition artifact, step and reason: rejected docs and bytes.
 * ``tokenizer_efficiency``  per tokenizer report, tokenizer and domain: held-out bytes per token and
                         superword usage.
+* ``synthetic_balance``     per multilingual_synthetic_data version and target language: character
+                        target, achieved characters, documents, rejections, teacher.
 * ``metrics``           long-format numbers from any asset (training curves, eval scores, filter
                         counts): asset, version, partition, step, metric, value, unit, recorded_at.
 
@@ -101,6 +103,18 @@ SCHEMA: dict[str, str] = {
         bytes_per_token DOUBLE,           -- higher is better
         superword_token_share DOUBLE,     -- share of emitted tokens that are superwords
         PRIMARY KEY (report_version, tokenizer, domain)
+    """,
+    "synthetic_balance": """
+        asset VARCHAR NOT NULL,           -- multilingual_synthetic_data
+        version VARCHAR NOT NULL,         -- its artifact version
+        language VARCHAR NOT NULL,        -- target language
+        teacher VARCHAR,                  -- offline-programmatic-v1 | http:<model>
+        target_chars BIGINT,              -- preset synthetic.multilingual_target_chars
+        achieved_chars BIGINT,            -- characters of accepted synthetic documents
+        achieved_share DOUBLE,            -- achieved / target
+        documents INTEGER,
+        rejected INTEGER,                 -- outputs rejected for this language (reason in rejected.jsonl)
+        PRIMARY KEY (asset, version, language)
     """,
     "metrics": """
         asset VARCHAR NOT NULL,
