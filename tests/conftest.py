@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -62,6 +63,17 @@ def edit_first_document(folder: Path, suffix: str = " 추가된 문장입니다.
     record = json.loads(lines[0])
     record["text"] += suffix
     path.write_text("\n".join([json.dumps(record, ensure_ascii=False)] + lines[1:]) + "\n", encoding="utf-8")
+
+
+@contextlib.contextmanager
+def private_demo_env(tmp: Path):
+    """For module-scoped fixtures: KEXAONE_HOME and a private demo-corpus copy under ``tmp``, with every
+    environment change (also ones made inside the block) undone afterwards."""
+    shutil.copytree(DEMO_CORPUS, tmp / "corpus")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KEXAONE_HOME", str(tmp / "home"))
+        mp.setenv("KEXAONE_CORPUS_ROOT", str(tmp / "corpus"))
+        yield mp
 
 
 S3_CREDS = {"AWS_ACCESS_KEY_ID": "testing-key", "AWS_SECRET_ACCESS_KEY": "testing-secret"}

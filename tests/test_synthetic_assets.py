@@ -4,9 +4,7 @@ second run, and a new version when the teacher changes (the HTTP teacher on a lo
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ from dagster import AssetKey, DagsterInstance
 from kexaone_dag.definitions import build_definitions
 from resources.warehouse import Warehouse
 from tests.chat_server import ChatServer
-from tests.conftest import DEMO_CORPUS
+from tests.conftest import private_demo_env
 from tests.test_synthetic_offline import recompute
 
 pytestmark = pytest.mark.slow
@@ -37,30 +35,22 @@ def teacher_answer(messages: list[dict]) -> str:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("synthetic")
-    shutil.copytree(DEMO_CORPUS, tmp / "corpus")
-    env = {"KEXAONE_HOME": str(tmp / "home"), "KEXAONE_CORPUS_ROOT": str(tmp / "corpus")}
-    teacher_env = ("KEXAONE_TEACHER_BASE_URL", "KEXAONE_TEACHER_MODEL", "KEXAONE_TEACHER_API_KEY")
-    old = {k: os.environ.get(k) for k in (*env, *teacher_env)}
-    os.environ.update(env)
-    try:
+    with private_demo_env(tmp) as env:
+        for var in ("KEXAONE_TEACHER_BASE_URL", "KEXAONE_TEACHER_MODEL", "KEXAONE_TEACHER_API_KEY"):
+            env.delenv(var, raising=False)
         with DagsterInstance.ephemeral() as instance:
             job = build_definitions().resolve_job_def("demo")
             first = job.execute_in_process(instance=instance, asset_selection=SELECTION)
             second = job.execute_in_process(instance=instance, asset_selection=SELECTION)
             with ChatServer(teacher_answer) as server:
-                os.environ.update({"KEXAONE_TEACHER_BASE_URL": server.url, "KEXAONE_TEACHER_MODEL": "teacher-test",
-                                   "KEXAONE_TEACHER_API_KEY": "test-key"})
+                env.setenv("KEXAONE_TEACHER_BASE_URL", server.url)
+                env.setenv("KEXAONE_TEACHER_MODEL", "teacher-test")
+                env.setenv("KEXAONE_TEACHER_API_KEY", "test-key")
                 http_job = build_definitions().resolve_job_def("demo")
                 third = http_job.execute_in_process(instance=instance,
                                                     asset_selection=[AssetKey("thinking_augmented_data")])
                 attempts = server.attempts
         yield {"first": first, "second": second, "third": third, "attempts": attempts, "home": tmp / "home"}
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def mat(result, name):

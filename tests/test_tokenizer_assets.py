@@ -11,34 +11,20 @@ from tokenizers import Tokenizer
 
 from kexaone_dag.definitions import build_definitions
 from resources.warehouse import Warehouse
+from tests.conftest import private_demo_env
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def materialized(tmp_path_factory):
-    import os
-    import shutil
-
-    from tests.conftest import DEMO_CORPUS
-
     tmp = tmp_path_factory.mktemp("tok")
-    shutil.copytree(DEMO_CORPUS, tmp / "corpus")
-    env = {"KEXAONE_HOME": str(tmp / "home"), "KEXAONE_CORPUS_ROOT": str(tmp / "corpus")}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with private_demo_env(tmp):
         defs = build_definitions()
         with DagsterInstance.ephemeral() as instance:
             first = defs.resolve_job_def("demo").execute_in_process(instance=instance)
             second = defs.resolve_job_def("demo").execute_in_process(instance=instance)
         yield {"defs": defs, "first": first, "second": second, "home": tmp / "home"}
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def mat(result, name):
