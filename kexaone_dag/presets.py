@@ -224,6 +224,11 @@ class PretrainArgs:
     fp8: bool
     checkpoint_every_steps: int
     seed: int
+    # Muon's update is scaled to AdamW's update RMS, so max_lr serves both the Muon matrices and the
+    # AdamW-trained embeddings/norms (Megatron's muon_extra_scale_factor; other Muon knobs: Megatron defaults)
+    muon_extra_scale_factor: float
+    log_every_steps: int  # training metrics to the Dagster log / warehouse
+    keep_checkpoints: int  # periodic checkpoints kept in a stage's work directory (newest first)
 
 
 @dataclass(frozen=True)
@@ -231,6 +236,11 @@ class ContextStageArgs:
     seq_length: int
     tokens: float
     mixture: Mapping[str, float]  # rehearsal / synthetic_reasoning / long_documents
+    lr: float  # constant learning rate of the stage (the pre-training WSD schedule has ended)
+    # share of the long_documents pool that is synthetic key/value retrieval documents (evaluation.niah's
+    # format, training keys only); the rest are whole long corpus documents
+    retrieval_share: float
+    context_parallel: int  # GPU launch: context-parallel ranks of the stage (TE attention, sliding window)
 
 
 @dataclass(frozen=True)
@@ -414,12 +424,18 @@ class Preset:
         need(0 <= p.warmup_fraction and 0 <= p.decay_fraction and p.warmup_fraction + p.decay_fraction <= 1,
              "pretrain.warmup_fraction + decay_fraction must be within [0, 1]")
         need(p.checkpoint_every_steps > 0, "pretrain.checkpoint_every_steps must be positive")
+        need(p.log_every_steps > 0 and p.keep_checkpoints > 0,
+             "pretrain.log_every_steps and keep_checkpoints must be positive")
+        need(p.muon_extra_scale_factor > 0, "pretrain.muon_extra_scale_factor must be positive")
 
         prev = p.seq_length
         for stage, cs in c.stages.items():
             need(cs.seq_length > prev,
                  f"context.stages.{stage}.seq_length={cs.seq_length} must exceed the previous length {prev}")
             prev = cs.seq_length
+            need(cs.lr > 0 and 0 <= cs.retrieval_share <= 1 and cs.context_parallel >= 1,
+                 f"context.stages.{stage}: lr must be positive, retrieval_share within [0, 1], "
+                 "context_parallel >= 1")
             need(set(cs.mixture) == {"rehearsal", "synthetic_reasoning", "long_documents"}
                  and abs(sum(cs.mixture.values()) - 1.0) < 1e-6,
                  f"context.stages.{stage}.mixture must split rehearsal/synthetic_reasoning/"
@@ -515,11 +531,14 @@ def _k_exaone_236b() -> Preset:
             total_tokens=11e12, stage_token_fractions={"stage1": 0.6, "stage2": 0.3, "stage3": 0.1},
             seq_length=8192, global_batch_size=2048, optimizer="muon", max_lr=3.0e-4, min_lr=3.0e-5,
             lr_schedule="WSD", warmup_fraction=0.01, decay_fraction=0.1, weight_decay=0.1, grad_clip=1.0,
-            fp8=True, checkpoint_every_steps=1000, seed=1234,
+            fp8=True, checkpoint_every_steps=1000, seed=1234, muon_extra_scale_factor=0.2, log_every_steps=10,
+            keep_checkpoints=2,
         ),
         context=ContextArgs(stages={
-            "stage1": ContextStageArgs(seq_length=32_768, tokens=100e9, mixture=_CONTEXT_MIX_STAGE1),
-            "stage2": ContextStageArgs(seq_length=262_144, tokens=50e9, mixture=_CONTEXT_MIX_STAGE2),
+            "stage1": ContextStageArgs(seq_length=32_768, tokens=100e9, mixture=_CONTEXT_MIX_STAGE1, lr=3.0e-5,
+                                       retrieval_share=0.0, context_parallel=2),
+            "stage2": ContextStageArgs(seq_length=262_144, tokens=50e9, mixture=_CONTEXT_MIX_STAGE2, lr=3.0e-5,
+                                       retrieval_share=0.0, context_parallel=8),
         }),
         eval=EvalArgs(
             niah_threshold=0.95, niah_num_lengths=5, niah_num_depths=5, niah_trials=3,
@@ -555,12 +574,14 @@ def _tiny() -> Preset:
                                  pipeline=_PIPELINE_TINY),
         pretrain=dataclasses.replace(
             full.pretrain, total_tokens=3 * 64 * 8 * 128, seq_length=128, global_batch_size=8,
-            min_lr=3.0e-4 / 10, fp8=False, checkpoint_every_steps=20,
+            min_lr=3.0e-4 / 10, fp8=False, checkpoint_every_steps=20, log_every_steps=1,
             stage_token_fractions={"stage1": 1 / 3, "stage2": 1 / 3, "stage3": 1 / 3},
         ),
         context=ContextArgs(stages={
-            "stage1": ContextStageArgs(seq_length=512, tokens=16 * 512 * 4, mixture=_CONTEXT_MIX_STAGE1),
-            "stage2": ContextStageArgs(seq_length=4096, tokens=8 * 4096 * 2, mixture=_CONTEXT_MIX_STAGE2),
+            "stage1": ContextStageArgs(seq_length=512, tokens=16 * 512 * 4, mixture=_CONTEXT_MIX_STAGE1, lr=1.0e-3,
+                                       retrieval_share=1.0, context_parallel=1),
+            "stage2": ContextStageArgs(seq_length=4096, tokens=8 * 4096 * 2, mixture=_CONTEXT_MIX_STAGE2, lr=1.0e-3,
+                                       retrieval_share=1.0, context_parallel=1),
         }),
         eval=dataclasses.replace(full.eval, kv_cache_eval_seq_length=4096),
         synthetic=_SYNTHETIC_TINY,
@@ -850,11 +871,20 @@ SOURCES: dict[str, str] = {
     "pretrain.fp8": "report §3.1 (FP8 native training)",
     "pretrain.checkpoint_every_steps": "choice: operational",
     "pretrain.seed": "choice: operational",
+    "pretrain.muon_extra_scale_factor": "choice: Moonlight's 0.2 (match AdamW update RMS; report gives no Muon knobs)",
+    "pretrain.log_every_steps": "choice: operational",
+    "pretrain.keep_checkpoints": "choice: operational",
     "context.stages.stage1.seq_length": "report §3.2 (8K -> 32K)",
     "context.stages.stage2.seq_length": "report §3.2 (32K -> 256K)",
     "context.stages.stage1.tokens": "choice: report gives no token count",
     "context.stages.stage2.tokens": "choice: report gives no token count",
     "context.stages.stage1.mixture": "choice: report §3.2 names the three parts, not the ratios",
+    "context.stages.stage1.lr": "choice: continue at pre-training's min_lr (report gives no LR)",
+    "context.stages.stage2.lr": "choice: continue at pre-training's min_lr (report gives no LR)",
+    "context.stages.stage1.retrieval_share": "choice: natural long documents only (report §3.2)",
+    "context.stages.stage2.retrieval_share": "choice: natural long documents only (report §3.2)",
+    "context.stages.stage1.context_parallel": "choice: 32K on 8 GPUs (TE attention + CP)",
+    "context.stages.stage2.context_parallel": "choice: 256K needs the sequence split over 8 GPUs",
     "context.stages.stage2.mixture": "choice: report §3.2 names the three parts, not the ratios",
     "eval.niah_threshold": "issue 7 ('near perfect', default 0.95)",
     "eval.niah_num_lengths": "issue 7 (at least 5 lengths)",

@@ -7,7 +7,8 @@ its final location. ``load(directory, ...)`` restores everything in place and re
 Layout of the sharded state dict:
 
 * ``model``      ``model.sharded_state_dict()`` (ShardedTensors; re-shardable across TP/EP/PP);
-* ``optimizer``  AdamW moments as ShardedTensors keyed after the model parameters they belong to
+* ``optimizer``  per torch optimizer (Muon, AdamW): its moments as ShardedTensors keyed after the model
+  parameters they belong to
   (Megatron's ``optim_state_to_sharding_state``), param-group hyper-parameters and the common step;
 * ``rng``        one ShardedObject per rank: Python, NumPy, torch CPU (+ CUDA and Megatron's tracker);
 * common (plain) values: ``scheduler`` (OptimizerParamScheduler.state_dict), ``data_position`` (whatever
@@ -59,12 +60,22 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     tensor_parallel.get_cuda_rng_tracker().set_states(state["tracker"])
 
 
+def _optimizers(optimizer: Any) -> list[torch.optim.Optimizer]:
+    """The torch optimizers behind ``optimizer`` (``MuonWithAdamW`` holds two)."""
+    return list(getattr(optimizer, "optimizers", [optimizer]))
+
+
 def _init_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
-    """Give every parameter its (zero) AdamW state, as torch would on the first step.
+    """Give every parameter its zero state, as the optimizer would on its first step.
 
     Loading needs tensors to load into, and a checkpoint saved before the first step still needs the same
-    layout. Zero moments at step 0 are exactly what AdamW starts from, so this changes no result.
+    layout. Zero moments (AdamW) and a zero momentum buffer (Muon) are exactly what the optimizers start
+    from, so this changes no result.
     """
+    if hasattr(optimizer, "_init_group") and not isinstance(optimizer, torch.optim.AdamW):
+        for group in optimizer.param_groups:  # Muon (emerging_optimizers): its own lazy initialisation
+            optimizer._init_group(group, skip_non_grad_params=False)
+        return
     for group in optimizer.param_groups:
         for p in group["params"]:
             state = optimizer.state[p]
@@ -74,8 +85,8 @@ def _init_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
 
-def _optimizer_sharded_state_dict(model_sharded: dict, optimizer: torch.optim.Optimizer) -> dict:
-    """The optimizer state keyed after the model's ShardedTensors (as Megatron's FP32Optimizer does)."""
+def _one_optimizer_sharded(model_sharded: dict, optimizer: torch.optim.Optimizer) -> dict:
+    """One optimizer's state keyed after the model's ShardedTensors (as Megatron's FP32Optimizer does)."""
     from megatron.core.dist_checkpointing.optimizer import (
         get_param_id_to_sharded_param_map,
         optim_state_to_sharding_state,
@@ -83,10 +94,10 @@ def _optimizer_sharded_state_dict(model_sharded: dict, optimizer: torch.optim.Op
 
     _init_optimizer_state(optimizer)
     state = optimizer.state_dict()
-    steps = {float(s["step"]) for s in state["state"].values()}
+    steps = {float(s["step"]) for s in state["state"].values() if "step" in s}
     if len(steps) > 1:
         raise CheckpointError(f"optimizer parameters are at different steps {sorted(steps)}; expected one")
-    common_step = next(iter(state["state"].values()))["step"] if state["state"] else None
+    common_step = next(iter(state["state"].values()))["step"] if steps else None
     params = [p for group in optimizer.param_groups for p in group["params"]]
     id_map = get_param_id_to_sharded_param_map(model_sharded, params)
     # moments have the parameter's shape; the scalar step is stored once, separately
@@ -96,20 +107,36 @@ def _optimizer_sharded_state_dict(model_sharded: dict, optimizer: torch.optim.Op
     return state
 
 
+def _optimizer_sharded_state_dict(model_sharded: dict, optimizer: Any) -> dict:
+    return {str(i): _one_optimizer_sharded(model_sharded, opt) for i, opt in enumerate(_optimizers(optimizer))}
+
+
 def _tensor_shapes(model: torch.nn.Module) -> dict[str, list[int]]:
-    return {name: list(t.shape) for name, t in model.state_dict().items() if isinstance(t, torch.Tensor)}
+    """Global shape of every sharded tensor, by checkpoint key: the same under any TP/EP layout."""
+    from megatron.core.dist_checkpointing.dict_utils import nested_values
+    from megatron.core.dist_checkpointing.mapping import ShardedTensor, ShardedTensorFactory
+
+    shapes: dict[str, list[int]] = {}
+    pending = list(nested_values(model.sharded_state_dict()))
+    while pending:
+        item = pending.pop()
+        if isinstance(item, ShardedTensorFactory):  # e.g. SwiGLU fc1 stored as two tensors: expand it
+            built = item.build()
+            pending.extend(nested_values(built) if isinstance(built, (dict, list)) else [built])
+        elif isinstance(item, ShardedTensor):
+            shapes[item.key] = list(item.global_shape)
+    return shapes
 
 
-def _sharded_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+def _sharded_state(model: torch.nn.Module, optimizer: Any, *, with_rng: bool = True) -> dict[str, Any]:
     from megatron.core.dist_checkpointing.mapping import ShardedObject
 
     rank, world = _rank_and_world()
     model_sharded = model.sharded_state_dict()
-    return {
-        "model": model_sharded,
-        "optimizer": _optimizer_sharded_state_dict(model_sharded, optimizer),
-        "rng": ShardedObject("rng_state", rng_state(), (world,), (rank,), replica_id=0),
-    }
+    state = {"model": model_sharded, "optimizer": _optimizer_sharded_state_dict(model_sharded, optimizer)}
+    if with_rng:  # one object per rank: only loadable into the same world size
+        state["rng"] = ShardedObject("rng_state", rng_state(), (world,), (rank,), replica_id=0)
+    return state
 
 
 def save(directory: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, *,
@@ -118,14 +145,22 @@ def save(directory: str | Path, model: torch.nn.Module, optimizer: torch.optim.O
     from megatron.core import dist_checkpointing
 
     directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise CheckpointError(f"checkpoint target {directory} exists and is not a directory")
-    directory.mkdir(parents=True, exist_ok=True)
-    if any(directory.iterdir()):
-        raise CheckpointError(f"checkpoint directory {directory} is not empty; save into a fresh directory")
+    problem = None
+    if torch.distributed.get_rank() == 0:  # one rank decides, before any rank writes into the folder
+        if directory.exists() and not directory.is_dir():
+            problem = f"checkpoint target {directory} exists and is not a directory"
+        else:
+            directory.mkdir(parents=True, exist_ok=True)
+            if any(directory.iterdir()):
+                problem = f"checkpoint directory {directory} is not empty; save into a fresh directory"
+    verdict = [problem]
+    if torch.distributed.get_world_size() > 1:
+        torch.distributed.broadcast_object_list(verdict, src=0)
+    if verdict[0]:
+        raise CheckpointError(verdict[0])
     state = _sharded_state(model, optimizer)
     state.update(scheduler=scheduler.state_dict(), data_position=dict(data_position),
-                 tensor_shapes=_tensor_shapes(model))
+                 tensor_shapes=_tensor_shapes(model), world_size=_rank_and_world()[1])
     dist_checkpointing.save(state, str(directory))
     return directory
 
@@ -148,28 +183,46 @@ def check_compatible(directory: str | Path, model: torch.nn.Module) -> None:
                               f"{problems[0]}{more}")
 
 
-def load(directory: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-         scheduler: Any) -> dict[str, Any]:
-    """Restore model, optimizer, scheduler and RNG from ``directory``; returns the saved data position.
+def load(directory: str | Path, model: torch.nn.Module, optimizer: Any, scheduler: Any, *,
+         restore_rng: bool = True) -> dict[str, Any]:
+    """Restore model, optimizer, scheduler (and RNG) from ``directory``; returns the saved data position.
 
     ``scheduler`` must be freshly built (Megatron's scheduler adds the saved step count to its own).
+    Model and optimizer tensors re-shard to this run's parallel layout; the RNG streams are per rank, so
+    ``restore_rng`` needs the saving run's world size (a resume), not a new stage on a new layout.
     """
     from megatron.core import dist_checkpointing
 
     check_compatible(directory, model)
     if scheduler.num_steps != 0:
         raise CheckpointError(f"load into a freshly built scheduler (this one is at step {scheduler.num_steps})")
-    loaded = dist_checkpointing.load(_sharded_state(model, optimizer), str(directory))
+    common = dist_checkpointing.load_common_state_dict(str(directory))
+    world = _rank_and_world()[1]
+    if restore_rng and common.get("world_size", world) != world:
+        raise CheckpointError(f"checkpoint {directory} was saved by {common.get('world_size')} processes, this run "
+                              f"has {world}; resume with the same world size (or load without its RNG state)")
+    loaded = dist_checkpointing.load(_sharded_state(model, optimizer, with_rng=restore_rng), str(directory))
     model.load_state_dict(loaded["model"], strict=True)
-    optim = loaded["optimizer"]
-    common_step = optim["state"].pop("common_step", None)
-    if common_step is not None:
-        for param_state in optim["state"].values():
-            param_state["step"] = copy.deepcopy(common_step)
-    optimizer.load_state_dict(optim)
+    for i, opt in enumerate(_optimizers(optimizer)):
+        optim = loaded["optimizer"][str(i)]
+        common_step = optim["state"].pop("common_step", None)
+        if common_step is not None:
+            for param_state in optim["state"].values():
+                param_state["step"] = copy.deepcopy(common_step)
+        opt.load_state_dict(optim)
     scheduler.load_state_dict(loaded["scheduler"])
-    set_rng_state(loaded["rng"])
+    if restore_rng:
+        set_rng_state(loaded["rng"])
     return dict(loaded["data_position"])
 
 
-__all__ = ["CheckpointError", "check_compatible", "load", "rng_state", "save", "set_rng_state"]
+def load_model(directory: str | Path, model: torch.nn.Module) -> None:
+    """Weights only (evaluation): the model's tensors from ``directory``, re-sharded to this layout."""
+    from megatron.core import dist_checkpointing
+
+    check_compatible(directory, model)
+    loaded = dist_checkpointing.load({"model": model.sharded_state_dict()}, str(directory))
+    model.load_state_dict(loaded["model"], strict=True)
+
+
+__all__ = ["CheckpointError", "check_compatible", "load", "load_model", "rng_state", "save", "set_rng_state"]

@@ -1,16 +1,20 @@
-"""One training step of the K-EXAONE model, and the optimizer and schedule it uses.
+"""The K-EXAONE training step, its optimizer (Muon + AdamW) and its WSD schedule.
 
-Only what checkpointing, inference tests and benchmarks need; the pre-training loop (data, stages,
-Pipes) builds on it in a later issue. Read top to bottom:
+Read top to bottom:
 
-1. ``adamw(model, preset)``: a plain ``torch.optim.AdamW`` (Megatron's ``get_megatron_optimizer`` is
-   CUDA-only); matrices decay, norms and other 1-D tensors do not.
-2. ``wsd_scheduler(optimizer, preset)``: Megatron's ``OptimizerParamScheduler`` with the
-   Warmup-Stable-Decay schedule, in optimizer steps, lengths from ``preset.pretrain``.
-3. ``train_step(...)``: forward with labels -> mean LM loss; backward (the MTP loss, weight
+1. ``schedule(preset)`` / ``stage_steps(preset)``: optimizer steps of the whole pre-training run and the
+   slice each curriculum stage owns (one WSD schedule spans the three stages; stage N+1 continues it).
+2. ``build_optimizer(model, preset)``: the report's Muon (Megatron-Core's ``TensorParallelMuon`` from the
+   ``emerging_optimizers`` package, knobs from Megatron's ``OptimizerConfig``) on the 2-D weight matrices,
+   AdamW on embeddings, output head, norms and biases -- Megatron's own split. ``optimizer="adam"`` in the
+   preset is the explicit fallback (plain AdamW everywhere); Muon asked for but not installed is an error,
+   never a silent switch. Megatron's ``get_megatron_optimizer`` needs CUDA, so the optimizers are built here.
+3. ``wsd_scheduler(optimizer, preset)``: Megatron's ``OptimizerParamScheduler`` with Warmup-Stable-Decay.
+4. ``train_step(...)``: forward with labels -> mean LM loss; backward (the MTP loss, weight
    ``mtp_loss_scaling_factor``, and the sequence aux loss, weight ``moe_aux_loss_coeff``, reach the
-   gradients through Megatron's autograd hooks); clip; step; schedule; then the aux-loss-free
-   balancing: each router's expert bias moves by ``moe_router_bias_update_rate`` towards balance.
+   gradients through Megatron's autograd hooks); data-parallel gradient averaging; global-norm clipping
+   across model-parallel ranks; step; schedule; then the aux-loss-free balancing: each router's expert
+   bias moves by ``moe_router_bias_update_rate`` towards balance.
 """
 
 from __future__ import annotations
@@ -44,6 +48,22 @@ def schedule(preset: Preset) -> Schedule:
     return Schedule(total_steps=total, warmup_steps=min(warmup, total - 1), decay_steps=decay)
 
 
+def stage_steps(preset: Preset) -> dict[str, tuple[int, int]]:
+    """Global optimizer-step range [first, end) of each curriculum stage, in stage order."""
+    total, fractions = schedule(preset).total_steps, preset.pretrain.stage_token_fractions
+    bounds, start, acc = {}, 0, 0.0
+    for i, stage in enumerate(sorted(fractions)):
+        acc += fractions[stage]
+        end = total if i == len(fractions) - 1 else round(acc * total)
+        bounds[stage] = (start, end)
+        start = end
+    return bounds
+
+
+class OptimizerUnavailableError(RuntimeError):
+    """The preset asks for an optimizer whose package is not installed."""
+
+
 def adamw(model: torch.nn.Module, preset: Preset) -> torch.optim.AdamW:
     """AdamW over the trainable parameters; ``wd_mult`` is read by the scheduler when it sets weight decay."""
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -52,6 +72,75 @@ def adamw(model: torch.nn.Module, preset: Preset) -> torch.optim.AdamW:
     return torch.optim.AdamW(
         [{"params": decay, "wd_mult": 1.0}, {"params": no_decay, "wd_mult": 0.0}],
         lr=preset.pretrain.max_lr, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=preset.pretrain.weight_decay)
+
+
+def _is_muon_matrix(param: torch.nn.Parameter) -> bool:
+    """Megatron's rule: Muon for 2-D weights except the embedding and the output head (those, norms and
+    biases go to AdamW)."""
+    return param.ndim == 2 and not getattr(param, "is_embedding_or_output_parameter", False)
+
+
+class MuonWithAdamW:
+    """Two torch optimizers stepping as one: ``param_groups`` is the union, so Megatron's scheduler sets
+    the LR and weight decay of both; ``optimizers`` is what checkpointing saves one by one."""
+
+    def __init__(self, muon: torch.optim.Optimizer, adam: torch.optim.Optimizer):
+        self.optimizers = (muon, adam)
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [g for opt in self.optimizers for g in opt.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for opt in self.optimizers:
+            opt.step()
+
+    def state_dict(self) -> dict:
+        return {str(i): opt.state_dict() for i, opt in enumerate(self.optimizers)}
+
+    def load_state_dict(self, state: dict) -> None:
+        for i, opt in enumerate(self.optimizers):
+            opt.load_state_dict(state[str(i)])
+
+
+def muon(model: torch.nn.Module, preset: Preset) -> MuonWithAdamW:
+    """Megatron-Core's TensorParallelMuon on weight matrices + AdamW on the rest."""
+    from megatron.core.optimizer.emerging_optimizers import HAVE_EMERGING_OPTIMIZERS
+    from megatron.core.optimizer.optimizer_config import OptimizerConfig
+
+    if not HAVE_EMERGING_OPTIMIZERS:
+        raise OptimizerUnavailableError(
+            "pretrain.optimizer='muon' needs the emerging-optimizers package (uv sync installs it); set "
+            "pretrain.optimizer='adam' to choose the AdamW fallback explicitly")
+    from megatron.core.optimizer.emerging_optimizers import TensorParallelMuon
+
+    p, cfg = preset.pretrain, OptimizerConfig(optimizer="muon", lr=preset.pretrain.max_lr)
+    m = model.config
+    params = [(n, q) for n, q in model.named_parameters() if q.requires_grad]
+    matrices = [q for _, q in params if _is_muon_matrix(q)]
+    rest = [q for _, q in params if not _is_muon_matrix(q)]
+    muon_opt = TensorParallelMuon(
+        [{"params": matrices, "wd_mult": 1.0}], lr=p.max_lr, momentum=cfg.muon_momentum, nesterov=cfg.muon_nesterov,
+        weight_decay=p.weight_decay, split_qkv=cfg.muon_split_qkv, is_qkv_fn=lambda q: getattr(q, "is_qkv", False),
+        qkv_split_shapes=[m.num_attention_heads // m.num_query_groups * m.kv_channels, m.kv_channels, m.kv_channels],
+        # fp32 matmuls on CPU ("medium" would round through bf16 there); Megatron's default on GPU
+        fp32_matmul_prec=cfg.muon_fp32_matmul_prec if torch.cuda.is_available() else "highest",
+        coefficient_type=cfg.muon_coefficient_type, num_ns_steps=cfg.muon_num_ns_steps,
+        scale_mode=cfg.muon_scale_mode, extra_scale_factor=p.muon_extra_scale_factor, tp_mode=cfg.muon_tp_mode)
+    adam_opt = torch.optim.AdamW(
+        [{"params": [q for q in rest if q.ndim >= 2], "wd_mult": 1.0},
+         {"params": [q for q in rest if q.ndim < 2], "wd_mult": 0.0}],
+        lr=p.max_lr, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=p.weight_decay)
+    return MuonWithAdamW(muon_opt, adam_opt)
+
+
+def build_optimizer(model: torch.nn.Module, preset: Preset):
+    """The preset's optimizer: ``muon`` (Muon + AdamW, the report's) or ``adam`` (the explicit fallback)."""
+    return muon(model, preset) if preset.pretrain.optimizer == "muon" else adamw(model, preset)
 
 
 def wsd_scheduler(optimizer: torch.optim.Optimizer, preset: Preset):
@@ -79,12 +168,13 @@ def batch_from_tokens(tokens: torch.Tensor) -> dict[str, torch.Tensor]:
 
 @dataclass(frozen=True)
 class StepResult:
-    lm_loss: float  # mean next-token cross entropy of the main head
+    lm_loss: float  # mean next-token cross entropy of the main head (averaged over data-parallel ranks)
     mtp_loss: float  # mean cross entropy of the MTP head(s), before scaling
     seq_aux_loss: float  # the balancing term added to the objective (already times moe_aux_loss_coeff)
     loss: float  # lm_loss + mtp_loss_scaling_factor * mtp_loss + seq_aux_loss: what the gradients follow
-    grad_norm: float
+    grad_norm: float  # global norm before clipping, over every model-parallel shard
     lr: float  # the learning rate this step used
+    expert_load_imbalance: float  # max / mean tokens per expert over the global batch, mean over MoE layers
 
 
 def _clear_loss_trackers() -> None:
@@ -107,11 +197,99 @@ def _tracked_losses(config) -> tuple[float, float]:
     return mtp_loss, aux
 
 
+def _data_parallel_mean(value: float) -> float:
+    from megatron.core import parallel_state
+
+    group = parallel_state.get_data_parallel_group()
+    if torch.distributed.get_world_size(group) == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    torch.distributed.all_reduce(t, group=group)
+    return float(t) / torch.distributed.get_world_size(group)
+
+
+def sync_gradients(model: torch.nn.Module) -> None:
+    """Average gradients over data-parallel replicas (what Megatron's DDP wrapper does, without its buffers).
+
+    Dense parameters are replicated on every data-parallel rank: all-reduce and divide by the DP size.
+    Expert parameters (``allreduce=False``) live on one expert-parallel rank and already hold the sum of
+    every DP rank's contribution (the token dispatcher's backward brings it home): all-reduce over the
+    expert-data-parallel replicas only, and divide by the DP size too, so both match the global mean loss.
+    """
+    from megatron.core import parallel_state
+
+    dp_group = parallel_state.get_data_parallel_group()
+    edp_group = parallel_state.get_expert_data_parallel_group()
+    dp = torch.distributed.get_world_size(dp_group)
+    if dp == 1:
+        return
+    edp = torch.distributed.get_world_size(edp_group)
+    for param in model.parameters():
+        if param.grad is None:
+            continue
+        is_expert = not getattr(param, "allreduce", True)
+        if not is_expert:
+            torch.distributed.all_reduce(param.grad, group=dp_group)
+        elif edp > 1:
+            torch.distributed.all_reduce(param.grad, group=edp_group)
+        param.grad.div_(dp)
+
+
+def clip_grad_norm(model: torch.nn.Module, max_norm: float) -> float:
+    """Global L2 norm over all shards, counted once each, then clip every gradient by the same factor.
+
+    Dense weights that tensor parallelism splits count on every TP rank, replicated ones (norms, router)
+    on TP rank 0 only; expert weights are summed over the expert-model-parallel group.
+    """
+    from megatron.core import parallel_state, tensor_parallel
+
+    grads = [(p, p.grad) for p in model.parameters() if p.grad is not None]
+    dense = torch.zeros(1, dtype=torch.float64)
+    expert = torch.zeros(1, dtype=torch.float64)
+    for param, grad in grads:
+        if not tensor_parallel.param_is_not_tensor_parallel_duplicate(param):
+            continue
+        sq = grad.detach().double().pow(2).sum()
+        if getattr(param, "allreduce", True):
+            dense += sq
+        else:
+            expert += sq
+    if parallel_state.get_tensor_model_parallel_world_size() > 1:
+        torch.distributed.all_reduce(dense, group=parallel_state.get_tensor_model_parallel_group())
+    if parallel_state.get_expert_tensor_and_model_parallel_world_size() > 1:
+        torch.distributed.all_reduce(expert, group=parallel_state.get_expert_tensor_and_model_parallel_group())
+    total = float((dense + expert).sqrt())
+    coeff = max_norm / (total + 1e-6)
+    if coeff < 1.0:
+        for _, grad in grads:
+            grad.detach().mul_(coeff)
+    return total
+
+
+def expert_load_imbalance(model: torch.nn.Module) -> float:
+    """max/mean tokens per expert of this global batch (1.0 = perfectly balanced), mean over MoE layers.
+
+    Reads the routers' token counts, so call it before ``update_expert_bias`` resets them.
+    """
+    from megatron.core import parallel_state
+
+    counts = [m.local_tokens_per_expert.detach().double().clone() for m in model.modules()
+              if hasattr(m, "local_tokens_per_expert") and hasattr(m, "expert_bias")]
+    if not counts:
+        return 1.0
+    stacked = torch.stack(counts)
+    group = parallel_state.get_tensor_and_data_parallel_group(with_context_parallel=True)
+    if torch.distributed.get_world_size(group) > 1:
+        torch.distributed.all_reduce(stacked, group=group)
+    mean = stacked.mean(dim=1).clamp_min(1e-9)
+    return float((stacked.max(dim=1).values / mean).mean())
+
+
 def update_expert_bias(model: torch.nn.Module) -> None:
     """Aux-loss-free balancing after a global batch: bias += rate * sign(mean load - expert load).
 
     Megatron does this in finalize_model_grads, which needs its DDP wrapper; with a plain optimizer the
-    caller runs the same two functions.
+    caller runs the same two functions (the token counts are all-reduced over TP x DP x CP inside).
     """
     from megatron.core.distributed.finalize_model_grads import (
         _update_router_expert_bias,
@@ -124,28 +302,31 @@ def update_expert_bias(model: torch.nn.Module) -> None:
     reset_model_temporary_tensors(config, [model])
 
 
-def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler, batch: dict[str, torch.Tensor],
+def train_step(model: torch.nn.Module, optimizer, scheduler, batch: dict[str, torch.Tensor],
                *, grad_clip: float) -> StepResult:
-    """One optimizer step on one batch (``batch_from_tokens`` layout)."""
+    """One optimizer step on this rank's share of a global batch (``batch_from_tokens`` layout)."""
     model.train()
     optimizer.zero_grad(set_to_none=True)
     _clear_loss_trackers()
     mask = batch["loss_mask"]
     per_token = model(batch["input_ids"], batch["position_ids"], None, labels=batch["labels"], loss_mask=mask)
-    lm_loss = (per_token * mask).sum() / mask.sum()
+    lm_loss = (per_token * mask).sum() / mask.sum().clamp_min(1)
     lm_loss.backward()
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    sync_gradients(model)
+    grad_norm = clip_grad_norm(model, grad_clip)
     lr = optimizer.param_groups[0]["lr"]
     optimizer.step()
     scheduler.step(increment=1)
+    imbalance = expert_load_imbalance(model)
     update_expert_bias(model)
     mtp_loss, aux = _tracked_losses(model.config)
-    lm = lm_loss.item()
+    lm = _data_parallel_mean(lm_loss.item())
+    mtp_loss, aux = _data_parallel_mean(mtp_loss), _data_parallel_mean(aux)
     total = lm + model.config.mtp_loss_scaling_factor * mtp_loss + aux
     return StepResult(lm_loss=lm, mtp_loss=mtp_loss, seq_aux_loss=aux, loss=total,
-                      grad_norm=float(grad_norm), lr=lr)
+                      grad_norm=grad_norm, lr=lr, expert_load_imbalance=imbalance)
 
 
-__all__ = ["Schedule", "StepResult", "adamw", "batch_from_tokens", "schedule", "train_step", "update_expert_bias",
-           "wsd_scheduler"]
+__all__ = ["MuonWithAdamW", "OptimizerUnavailableError", "Schedule", "StepResult", "adamw", "batch_from_tokens",
+           "build_optimizer", "clip_grad_norm", "expert_load_imbalance", "muon", "schedule", "stage_steps",
+           "sync_gradients", "train_step", "update_expert_bias", "wsd_scheduler"]

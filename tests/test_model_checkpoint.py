@@ -100,7 +100,7 @@ def test_loading_into_a_differently_shaped_model_fails_before_touching_it(megatr
         checkpoint.load(tmp_path / "ckpt", other, other_opt, other_sched)
     message = str(err.value)
     assert "\n" not in message and "differently-shaped model" in message
-    assert "local_experts.0.linear_fc1.weight is [64, 64] there, [96, 64] here" in message
+    assert "experts.experts.linear_fc1.weight is" in message and "(and 5 more)" in message
     _assert_same({k: v for k, v in other.state_dict().items() if isinstance(v, torch.Tensor)}, before)
     with pytest.raises(checkpoint.CheckpointError, match="not a finished dist_checkpointing checkpoint"):
         checkpoint.load(tmp_path, other, other_opt, other_sched)
