@@ -77,6 +77,17 @@ def partition_artifact_name(asset: str, partition: str) -> str:
     return f"{asset}__{partition}"
 
 
+def artifact_version(context: AssetExecutionContext, *, preset: Preset, preset_sections: Sequence[str],
+                     upstream: Mapping[str, Upstream], partition: str | None = None) -> tuple[str, str]:
+    """(artifact name, version) this materialization will have: code version + upstream versions + preset
+    slice. Known before building, so long builds can keep resumable state under it."""
+    name = partition_artifact_name(asset_name(context), partition) if partition else asset_name(context)
+    code_version = context.assets_def.code_versions_by_key[context.asset_key]
+    version = compute_version(name, code_version, {k: u.version for k, u in upstream.items()},
+                              preset.slice(*preset_sections))
+    return name, version
+
+
 def materialize_versioned(
     context: AssetExecutionContext,
     *,
@@ -90,10 +101,10 @@ def materialize_versioned(
 ) -> VersionedResult:
     """``partition``: a partitioned asset versions each partition as its own artifact, named
     ``<asset>__<partition>`` (e.g. ``filtered_corpus__en``), at ``<root>/<asset>__<partition>/<version>/``."""
-    name = partition_artifact_name(asset_name(context), partition) if partition else asset_name(context)
+    name, version = artifact_version(context, preset=preset, preset_sections=preset_sections, upstream=upstream,
+                                     partition=partition)
     code_version = context.assets_def.code_versions_by_key[context.asset_key]
     preset_slice = preset.slice(*preset_sections)
-    version = compute_version(name, code_version, {k: u.version for k, u in upstream.items()}, preset_slice)
 
     if store.has(name, version):
         context.log.info(f"{name}: inputs unchanged, reusing {store.uri(name, version)}")

@@ -18,6 +18,13 @@ demo_job = define_asset_job("demo", selection=AssetSelection.all(), tags=CORPUS_
                             description="Materialize every implemented asset of the DAG (every corpus "
                                         "partition in one run).")
 
+# Everything before training (corpus, tokenizer, synthetic data): the DAG's data half, minutes on a laptop.
+TRAINING_GROUPS = ("pretraining", "context", "evaluation")
+data_job = define_asset_job("data", selection=AssetSelection.all() - AssetSelection.groups(*TRAINING_GROUPS),
+                            tags=CORPUS_PARTITION_RANGE_TAGS,
+                            description="Materialize the corpus, tokenizer and synthetic-data assets (no "
+                                        "training).")
+
 observe_raw_corpus_job = define_asset_job("observe_raw_corpus", selection=RAW_CORPUS_SELECTION,
                                           description="Observe the raw corpus sources (new data versions).")
 

@@ -25,6 +25,12 @@ Embedded default (no variables set): artifacts in ``.kexaone/artifacts``, wareho
 |                               | (default ``KEXAONE_TEACHER_API_KEY``), read through ``EnvVar``   |
 | ``KEXAONE_TEACHER_CONCURRENCY`` | requests in flight (default 4)                                 |
 | ``KEXAONE_TEACHER_CACHE``     | the response cache (default ``$KEXAONE_HOME/teacher_cache.sqlite``) |
+| ``KEXAONE_TRAINER``           | ``subprocess`` (default: torchrun here) or ``k8s`` (a GPU pod per |
+|                               | training stage through ``PipesK8sClient``)                       |
+| ``KEXAONE_TRAIN_NPROC``       | training processes per stage (default: the preset's GPUs, or 1)  |
+| ``KEXAONE_TRAIN_EXPERT_PARALLEL`` | expert parallelism of a stage (default ``compute.expert_parallel``) |
+| ``KEXAONE_TRAIN_WORK_ROOT``   | resumable training state (default ``$KEXAONE_HOME/training``)    |
+| ``KEXAONE_TRAINER_IMAGE`` / ``_NAMESPACE`` / ``_PVC`` | k8s: image, namespace, shared volume claim |
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from resources.corpus_pipeline import CorpusPipeline
 from resources.artifact_store import ArtifactStore, ArtifactStoreError
 from resources.corpus_sources import DEMO_CORPUS_ROOT, CorpusSources
 from resources.teacher import TeacherLLM
+from resources.trainer import TrainerLauncher
 from resources.warehouse import Warehouse
 from synthetic.teacher import TeacherError
 
@@ -77,7 +84,23 @@ def build_resources() -> dict[str, Any]:
         "corpus_sources": CorpusSources(root=corpus_root, **corpus_settings),
         "corpus_pipeline": corpus_pipeline_from_env(),
         "teacher": teacher_from_env(home),
+        "trainer": trainer_from_env(home),
     }
+
+
+def trainer_from_env(home: Path) -> TrainerLauncher:
+    """Local torchrun by default; ``KEXAONE_TRAINER=k8s`` launches a GPU pod per training stage."""
+    nproc = os.environ.get("KEXAONE_TRAIN_NPROC")
+    expert_parallel = os.environ.get("KEXAONE_TRAIN_EXPERT_PARALLEL")
+    launcher = TrainerLauncher(
+        backend=os.environ.get("KEXAONE_TRAINER", "subprocess"),
+        work_root=os.environ.get("KEXAONE_TRAIN_WORK_ROOT") or str(home / "training"),
+        nproc_per_node=int(nproc) if nproc else None,
+        expert_parallel=int(expert_parallel) if expert_parallel else None,
+        image=os.environ.get("KEXAONE_TRAINER_IMAGE"), namespace=os.environ.get("KEXAONE_TRAINER_NAMESPACE"),
+        pvc_claim=os.environ.get("KEXAONE_TRAINER_PVC"))
+    launcher.check_config()
+    return launcher
 
 
 def teacher_from_env(home: Path) -> TeacherLLM:

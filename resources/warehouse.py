@@ -13,6 +13,7 @@ Schema (``SCHEMA`` below is the only definition; README "Warehouse" mirrors it):
                         superword usage.
 * ``synthetic_balance``     per multilingual_synthetic_data version and target language: character
                         target, achieved characters, documents, rejections, teacher.
+* ``mixture_composition``   per tokenized mixture and source: requested vs effective share, tokens, epochs.
 * ``metrics``           long-format numbers from any asset (training curves, eval scores, filter
                         counts): asset, version, partition, step, metric, value, unit, recorded_at.
 
@@ -115,6 +116,18 @@ SCHEMA: dict[str, str] = {
         documents INTEGER,
         rejected INTEGER,                 -- outputs rejected for this language (reason in rejected.jsonl)
         PRIMARY KEY (asset, version, language)
+    """,
+    "mixture_composition": """
+        asset VARCHAR NOT NULL,           -- tokenized_mixture_stage{1,2,3}
+        version VARCHAR NOT NULL,         -- its artifact version
+        source VARCHAR NOT NULL,          -- corpus partition or synthetic set
+        requested DOUBLE,                 -- preset share of the stage's samples
+        effective DOUBLE,                 -- share of samples Megatron's blend actually draws
+        documents BIGINT,
+        tokens BIGINT,                    -- tokenized (incl. one EOD per document)
+        samples BIGINT,                   -- samples of seq_length drawn from this source
+        epochs DOUBLE,                    -- drawn tokens / available tokens
+        PRIMARY KEY (asset, version, source)
     """,
     "metrics": """
         asset VARCHAR NOT NULL,

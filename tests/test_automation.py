@@ -23,7 +23,7 @@ def test_changed_corpus_requests_downstream_and_unchanged_requests_nothing(kexao
     with DagsterInstance.ephemeral() as instance:
         first = observe(defs, instance)
         assert len(first) == 8 and all(first.values())
-        assert defs.resolve_job_def("demo").execute_in_process(instance=instance).success
+        assert defs.resolve_job_def("data").execute_in_process(instance=instance).success
 
         cursor = evaluate_automation_conditions(defs=defs, instance=instance).cursor
         # re-observing an unchanged corpus records the same data versions: nothing is requested

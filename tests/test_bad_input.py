@@ -51,7 +51,7 @@ def test_invalid_shapes_in_run_config_fail_before_the_asset_computes(kexaone_env
     defs = build_definitions()
     run_config = {"resources": {"preset": {"config": {"overrides": {"model.moe_router_topk": 64}}}}}
     with DagsterInstance.ephemeral() as instance:
-        result = defs.resolve_job_def("demo").execute_in_process(
+        result = defs.resolve_job_def("data").execute_in_process(
             instance=instance, run_config=run_config, raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE")
@@ -66,7 +66,7 @@ def test_missing_corpus_folder_fails_the_step_before_writing(kexaone_env):
     shutil.rmtree(kexaone_env["corpus"] / "vi")
     defs = build_definitions()
     with DagsterInstance.ephemeral() as instance:
-        result = defs.resolve_job_def("demo").execute_in_process(instance=instance, raise_on_error=False)
+        result = defs.resolve_job_def("data").execute_in_process(instance=instance, raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "raw_corpus_vi: source folder" in str(failure.event_specific_data.error.cause.message)
@@ -76,10 +76,10 @@ def test_missing_corpus_folder_fails_the_step_before_writing(kexaone_env):
 def test_a_corrupt_file_fails_the_step_naming_it_and_keeps_the_previous_artifact(kexaone_env):
     defs = build_definitions()
     with DagsterInstance.ephemeral() as instance:
-        assert defs.resolve_job_def("demo").execute_in_process(instance=instance).success
+        assert defs.resolve_job_def("data").execute_in_process(instance=instance).success
         before = sorted(p.name for p in (kexaone_env["home"] / "artifacts" / "raw_corpus_stats").iterdir())
         (kexaone_env["corpus"] / "es" / "broken.jsonl.gz").write_bytes(b"\x1f\x8b\x08\x00not gzip at all")
-        result = defs.resolve_job_def("demo").execute_in_process(instance=instance, raise_on_error=False)
+        result = defs.resolve_job_def("data").execute_in_process(instance=instance, raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "broken.jsonl.gz: corrupt gzip stream" in failure.event_specific_data.error.cause.message

@@ -103,6 +103,23 @@ def test_graph_shape_that_the_design_requires(kexaone_env):
         assert node.group_name == "tokenizer" and node.partitions_def is None
         assert node.automation_condition == DOWNSTREAM_OF_DATA and node.code_version
 
+    # [pretraining] mixtures from corpus + tokenizer (+ synthetic sets), checkpoints chained stage to stage,
+    # each checkpoint a GPU step in the gpu pool
+    def parents_of(name: str) -> set[str]:
+        return {p.to_user_string() for p in graph.get(AssetKey(name)).parent_keys}
+
+    corpus_and_tokenizer = {"deduplicated_corpus", "superbpe_tokenizer"}
+    assert parents_of("tokenized_mixture_stage1") == corpus_and_tokenizer
+    assert parents_of("tokenized_mixture_stage2") == corpus_and_tokenizer | {"multilingual_synthetic_data"}
+    assert parents_of("tokenized_mixture_stage3") == corpus_and_tokenizer | {"multilingual_synthetic_data",
+                                                                             "thinking_augmented_data"}
+    assert parents_of("pretrain_stage1") == {"tokenized_mixture_stage1"}
+    assert parents_of("pretrain_stage2") == {"tokenized_mixture_stage2", "pretrain_stage1"}
+    assert parents_of("pretrain_stage3") == {"tokenized_mixture_stage3", "pretrain_stage2"}
+    for stage in ("stage1", "stage2", "stage3"):
+        node = graph.get(AssetKey(f"pretrain_{stage}"))
+        assert node.group_name == "pretraining" and node.pools == {GPU_POOL} and node.partitions_def is None
+
 
 def test_jobs_and_automation_ship_stopped(kexaone_env):
     defs = build_definitions()

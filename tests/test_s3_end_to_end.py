@@ -20,7 +20,7 @@ def test_dag_on_s3_builds_then_reuses(kexaone_env, s3_bucket, monkeypatch):
     assert store.access_key_id.env_var_name == "AWS_ACCESS_KEY_ID"  # an EnvVar, not a copied secret
 
     with DagsterInstance.ephemeral() as instance:
-        first = defs.resolve_job_def("demo").execute_in_process(instance=instance)
+        first = defs.resolve_job_def("data").execute_in_process(instance=instance)
         assert first.success
         mat = first.asset_materializations_for_node("raw_corpus_stats")[0]
         uri, version = mat.metadata["dagster/uri"].value, mat.metadata["artifact_version"].value
@@ -33,7 +33,7 @@ def test_dag_on_s3_builds_then_reuses(kexaone_env, s3_bucket, monkeypatch):
         assert provenance["version"] == version and len(provenance["upstream"]) == 8
         assert not (kexaone_env["home"] / "artifacts").exists()  # nothing went to the local default
 
-        second = defs.resolve_job_def("demo").execute_in_process(instance=instance)
+        second = defs.resolve_job_def("data").execute_in_process(instance=instance)
         again = second.asset_materializations_for_node("raw_corpus_stats")[0]
         assert again.metadata["artifact_version"].value == version and again.metadata["reused"].value is True
 

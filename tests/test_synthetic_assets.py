@@ -39,14 +39,14 @@ def runs(tmp_path_factory):
         for var in ("KEXAONE_TEACHER_BASE_URL", "KEXAONE_TEACHER_MODEL", "KEXAONE_TEACHER_API_KEY"):
             env.delenv(var, raising=False)
         with DagsterInstance.ephemeral() as instance:
-            job = build_definitions().resolve_job_def("demo")
+            job = build_definitions().resolve_job_def("data")
             first = job.execute_in_process(instance=instance, asset_selection=SELECTION)
             second = job.execute_in_process(instance=instance, asset_selection=SELECTION)
             with ChatServer(teacher_answer) as server:
                 env.setenv("KEXAONE_TEACHER_BASE_URL", server.url)
                 env.setenv("KEXAONE_TEACHER_MODEL", "teacher-test")
                 env.setenv("KEXAONE_TEACHER_API_KEY", "test-key")
-                http_job = build_definitions().resolve_job_def("demo")
+                http_job = build_definitions().resolve_job_def("data")
                 third = http_job.execute_in_process(instance=instance,
                                                     asset_selection=[AssetKey("thinking_augmented_data")])
                 attempts = server.attempts

@@ -22,8 +22,8 @@ def materialized(tmp_path_factory):
     with private_demo_env(tmp):
         defs = build_definitions()
         with DagsterInstance.ephemeral() as instance:
-            first = defs.resolve_job_def("demo").execute_in_process(instance=instance)
-            second = defs.resolve_job_def("demo").execute_in_process(instance=instance)
+            first = defs.resolve_job_def("data").execute_in_process(instance=instance)
+            second = defs.resolve_job_def("data").execute_in_process(instance=instance)
         yield {"defs": defs, "first": first, "second": second, "home": tmp / "home"}
 
 

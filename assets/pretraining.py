@@ -1,0 +1,249 @@
+"""[pretraining] group: tokenized_mixture_stage{1,2,3} -> pretrain_stage{1,2,3} (report §3.1).
+
+* ``tokenized_mixture_stageN`` tokenizes the stage's sources (``data.stage_mixtures.stageN``: corpus
+  partitions, and the synthetic sets where the stage names them) with the SuperBPE tokenizer into Megatron
+  indexed datasets, held-out documents excluded (they are the short-context evaluation set). Metadata and
+  the ``mixture_composition`` table: tokens per source, requested vs effective share (what Megatron's
+  blend draws for the stage's samples).
+* ``pretrain_stageN`` launches ``model.train`` through the ``trainer`` resource (Pipes: torchrun locally,
+  a GPU pod on k8s). Stage N initialises from stage N-1's checkpoint. The loss curve, final metrics and
+  the per-step metrics (``metrics`` table) come back; an interrupted stage resumes from its newest periodic
+  checkpoint when it is materialized again with the same inputs.
+"""
+
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from dagster import AssetDep, AssetExecutionContext, AssetsDefinition, MetadataValue, asset
+from tokenizers import Tokenizer
+
+from assets.corpus_pipeline import DEDUPLICATED_CORPUS, deduplicated_documents
+from assets.versioning import (
+    BuildResult,
+    Upstream,
+    UpstreamMissingError,
+    artifact_version,
+    latest_upstream,
+    materialize_versioned,
+)
+from kexaone_dag.automation import DOWNSTREAM_OF_DATA
+from kexaone_dag.config import PresetResource
+from kexaone_dag.executors import training_asset_kwargs
+from kexaone_dag.presets import Preset, get_preset
+from model import data
+from model.train import METRICS, stage_plan
+from resources.artifact_store import ArtifactStore
+from resources.trainer import StageLaunch, TrainerLauncher
+from resources.warehouse import Warehouse
+from tokenizer.recipe import is_held_out
+
+PRETRAINING_GROUP = "pretraining"
+PRETRAIN_STAGES = ("stage1", "stage2", "stage3")
+TOKENIZER_FILE = "tokenizer.json"
+# synthetic sets a stage mixture may name -> (asset, file inside its artifact)
+SYNTHETIC_SOURCES = {"thinking_augmented": ("thinking_augmented_data", "samples.jsonl"),
+                     "multilingual_synthetic": ("multilingual_synthetic_data", "documents.jsonl")}
+STEP_METRICS = {"lm_loss": "nats", "mtp_loss": "nats", "seq_aux_loss": "", "loss": "nats", "grad_norm": "",
+                "lr": "", "expert_load_imbalance": "max/mean", "tokens_per_s": "tokens/s"}
+
+
+def _mixture_name(stage: str) -> str:
+    return f"tokenized_mixture_{stage}"
+
+
+def _pretrain_name(stage: str) -> str:
+    return f"pretrain_{stage}"
+
+
+def _synthetic_deps(preset: Preset, stage: str) -> list[str]:
+    return [SYNTHETIC_SOURCES[s][0] for s in sorted(preset.data.stage_mixtures[stage]) if s in SYNTHETIC_SOURCES]
+
+
+def _jsonl_texts(store: ArtifactStore, asset: str, version: str, relpath: str) -> Callable[[], Iterator[str]]:
+    def texts() -> Iterator[str]:
+        with store.open(asset, version, relpath, "rb") as f:
+            for line in f:
+                if line.strip():
+                    yield json.loads(line)["text"]
+    return texts
+
+
+def _kept(stream: Callable[[], Iterable[tuple[str, str]]], held_out_fraction: float) -> Callable[[], Iterator[str]]:
+    def texts() -> Iterator[str]:
+        for doc_id, text in stream():
+            if not is_held_out(doc_id, held_out_fraction):
+                yield text
+    return texts
+
+
+def _mixture_markdown(rows: list[dict]) -> str:
+    lines = ["| source | requested | effective | documents | tokens | epochs |", "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['source']} | {r['requested']:.3f} | {r['effective']:.3f} | {r['documents']} | {r['tokens']} | "
+              f"{r['epochs']:.2f} |" for r in rows]
+    return "\n".join(lines)
+
+
+def tokenized_mixture_asset(stage: str) -> AssetsDefinition:
+    name = _mixture_name(stage)
+    synthetic = _synthetic_deps(get_preset(), stage)
+
+    @asset(name=name, group_name=PRETRAINING_GROUP, code_version="1", automation_condition=DOWNSTREAM_OF_DATA,
+           deps=[AssetDep(DEDUPLICATED_CORPUS), AssetDep("superbpe_tokenizer"), *[AssetDep(s) for s in synthetic]],
+           kinds={"megatron", "duckdb"},
+           description=f"Pre-training {stage} mixture: SuperBPE-tokenized sources as Megatron indexed datasets "
+                       f"(.bin/.idx) with the preset's data.stage_mixtures.{stage} weights.")
+    def _mixture(context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore,
+                 warehouse: Warehouse):
+        p = preset.get()
+        weights = dict(p.data.stage_mixtures[stage])
+        upstream: dict[str, Upstream] = {}
+        texts: dict[str, Callable[[], Iterator[str]]] = {}
+        for source in sorted(weights):
+            if weights[source] == 0:
+                continue
+            if source in SYNTHETIC_SOURCES:
+                asset_name, relpath = SYNTHETIC_SOURCES[source]
+                upstream[source] = latest_upstream(context, asset_name)
+                texts[source] = _jsonl_texts(artifact_store, asset_name, upstream[source].version, relpath)
+            else:
+                artifact, upstream[source], stream = deduplicated_documents(context, artifact_store, source)
+                texts[source] = _kept(stream, p.tokenizer.held_out_fraction)
+        upstream["tokenizer"] = latest_upstream(context, "superbpe_tokenizer")
+        plan = stage_plan(p, stage)
+
+        def build(staging: Path) -> BuildResult:
+            with artifact_store.open("superbpe_tokenizer", upstream["tokenizer"].version, TOKENIZER_FILE) as f:
+                tok = Tokenizer.from_str(f.read().decode("utf-8"))
+            eod, pad = tok.token_to_id(p.tokenizer.special_tokens[0]), tok.token_to_id(p.tokenizer.special_tokens[1])
+            manifest = data.build_mixture(
+                staging, stage=stage, weights={k: v for k, v in weights.items() if v > 0}, texts=texts,
+                encode_batch=lambda batch: [e.ids for e in tok.encode_batch(batch)], eod_id=eod, pad_id=pad,
+                vocab_size=tok.get_vocab_size(with_added_tokens=True), seq_length=plan.seq_length,
+                num_samples=plan.num_samples, seed=p.pretrain.seed)
+            with tempfile.TemporaryDirectory(prefix="kexaone-mixture-index-") as cache:
+                blended = data.open_mixture(staging, cache)  # proves Megatron opens it; index caches discarded
+                rows = data.mixture_report(manifest, data.source_of_samples(blended, manifest, plan.num_samples))
+            (staging / "composition.json").write_text(json.dumps(rows, indent=2))
+            return BuildResult(
+                metadata={"num_samples": plan.num_samples, "seq_length": plan.seq_length, "tokens": plan.tokens,
+                          "tokens_by_source": {r["source"]: r["tokens"] for r in rows},
+                          "effective_mixture": {r["source"]: r["effective"] for r in rows},
+                          "requested_mixture": {r["source"]: r["requested"] for r in rows},
+                          "vocab_size": manifest.vocab_size},
+                markdown={"composition": _mixture_markdown(rows)})
+
+        result = materialize_versioned(
+            context, store=artifact_store, warehouse=warehouse, preset=p,
+            preset_sections=(f"data.stage_mixtures.{stage}", "pretrain", "tokenizer.held_out_fraction",
+                             "tokenizer.special_tokens"),
+            upstream=upstream, build=build)
+        version = result.ref.version
+        rows = artifact_store.read_json(name, version, "composition.json")
+        warehouse.insert("mixture_composition", [{"asset": name, "version": version, **r} for r in rows],
+                         replace_keys=("asset", "version"))
+        return result.materialize_result()
+
+    return _mixture
+
+
+def pretrain_asset(stage: str) -> AssetsDefinition:
+    name = _pretrain_name(stage)
+    index = PRETRAIN_STAGES.index(stage)
+    previous = _pretrain_name(PRETRAIN_STAGES[index - 1]) if index else None
+    deps = [AssetDep(_mixture_name(stage))] + ([AssetDep(previous)] if previous else [])
+
+    @asset(name=name, group_name=PRETRAINING_GROUP, code_version="1", automation_condition=DOWNSTREAM_OF_DATA,
+           deps=deps, **training_asset_kwargs(get_preset()),
+           description=f"Pre-training {stage} checkpoint (Megatron dist checkpoint, report §3.1)"
+                       + (f", initialised from {previous}" if previous else "")
+                       + ": trained by model.train through Dagster Pipes; loss curve and metrics attached.")
+    def _pretrain(context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore,
+                  warehouse: Warehouse, trainer: TrainerLauncher):
+        p = preset.get()
+        upstream = {"mixture": latest_upstream(context, _mixture_name(stage))}
+        if previous:
+            upstream["init"] = latest_upstream(context, previous)
+        sections = ("model", "pretrain", "tokenizer.vocab_size")
+        mixture_dir = artifact_store.local_copy(_mixture_name(stage), upstream["mixture"].version)
+        init_from = None
+        if previous:
+            if not artifact_store.has(previous, upstream["init"].version):
+                raise UpstreamMissingError(f"{previous}: artifact {upstream['init'].uri} is not in the store")
+            init_from = artifact_store.local_copy(previous, upstream["init"].version) / "checkpoint"
+        result, extra = train_stage(context, p, preset, artifact_store, warehouse, trainer, stage=stage,
+                                    asset_name=name, sections=sections, upstream=upstream, mixture_dir=mixture_dir,
+                                    init_from=init_from)
+        return result.materialize_result(extra_metadata=extra)
+
+    return _pretrain
+
+
+def train_stage(context: AssetExecutionContext, p: Preset, preset: PresetResource, artifact_store: ArtifactStore,
+                warehouse: Warehouse, trainer: TrainerLauncher, *, stage: str, asset_name: str, sections: tuple,
+                upstream: dict, mixture_dir: Path, init_from: Path | None, niah_cases: list | None = None,
+                tokenizer_file: Path | None = None):
+    """Version -> (reuse | launch ``model.train`` through Pipes into staging -> commit) -> metrics rows.
+
+    Returns the ``VersionedResult`` and the extra metadata (loss curve, checkpoint, what the training
+    process reported through Pipes)."""
+    artifact, version = artifact_version(context, preset=p, preset_sections=sections, upstream=upstream)
+    work_dir = trainer.work_dir(artifact, version)
+    reported: dict = {}  # what the training process itself reported through Pipes
+
+    def build(staging: Path) -> BuildResult:
+        nproc, tp, ep = trainer.layout(p)
+        cases_file = None
+        if niah_cases is not None:
+            work_dir.mkdir(parents=True, exist_ok=True)
+            cases_file = work_dir / "niah_cases.json"
+            cases_file.write_text(json.dumps(niah_cases))
+        launch = StageLaunch(preset_name=p.name, overrides=dict(preset.overrides), stage=stage, data=mixture_dir,
+                             work_dir=work_dir, output=staging, init_from=init_from, tensor_parallel=tp,
+                             expert_parallel=ep, niah_cases=cases_file, tokenizer=tokenizer_file)
+        context.log.info(f"{asset_name}: launching {nproc} training process(es); resumable state in {work_dir}")
+        invocation = trainer.launch(context, p, launch, extras={"artifact_version": version, "stage": stage})
+        for mat in invocation.get_results():
+            reported.update({k: getattr(v, "value", v) for k, v in (mat.metadata or {}).items()})
+            if getattr(mat, "data_version", None) is not None:
+                reported["data_version"] = mat.data_version.value
+        summary = json.loads((staging / "summary.json").read_text())
+        return BuildResult(metadata={k: v for k, v in summary.items() if v is not None},
+                           markdown={"final_metrics": _summary_markdown(summary)})
+
+    result = materialize_versioned(context, store=artifact_store, warehouse=warehouse, preset=p,
+                                   preset_sections=sections, upstream=upstream, build=build)
+    if not result.ref.reused:
+        shutil.rmtree(work_dir, ignore_errors=True)  # periodic checkpoints are scratch once committed
+    _record_metrics(artifact_store, warehouse, asset_name, result.ref.version)
+    extra = {"loss_curve": MetadataValue.path(artifact_store.uri(asset_name, result.ref.version, "loss_curve.png")),
+             "checkpoint": MetadataValue.path(artifact_store.uri(asset_name, result.ref.version, "checkpoint")),
+             **{f"trainer/{k}": v for k, v in reported.items() if isinstance(v, (int, float, str, bool))}}
+    return result, extra
+
+
+def _summary_markdown(summary: dict) -> str:
+    keys = ("steps", "tokens", "loss_first", "loss_final", "mtp_loss_final", "lr_final", "expert_load_imbalance_final",
+            "tokens_per_s", "world_size", "resumed_from")
+    return "\n".join(["| metric | value |", "|---|---|"] + [f"| {k} | {summary.get(k)} |" for k in keys])
+
+
+def _record_metrics(store: ArtifactStore, warehouse: Warehouse, asset_name: str, version: str) -> None:
+    """Per-step training metrics -> the long-format ``metrics`` table (replacing this version's rows)."""
+    rows = []
+    with store.open(asset_name, version, METRICS, "rb") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            rows += [{"asset": asset_name, "version": version, "partition": None, "step": r["step"], "metric": m,
+                      "value": float(r[m]), "unit": unit} for m, unit in STEP_METRICS.items()]
+    warehouse.insert("metrics", rows, replace_keys=("asset", "version"))
+
+
+tokenized_mixture_assets = [tokenized_mixture_asset(s) for s in PRETRAIN_STAGES]
+pretrain_assets = [pretrain_asset(s) for s in PRETRAIN_STAGES]
+pretraining_assets = [*tokenized_mixture_assets, *pretrain_assets]
