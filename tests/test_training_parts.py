@@ -169,3 +169,21 @@ def test_packed_samples_mask_padding_out_of_the_loss(tmp_path):
     assert list(packed[3]["tokens"]) == list(samples[1][:-1])  # reading past the end wraps around
     with pytest.raises(data.DataError, match=r"must be \[n, 9\]"):
         data.write_packed_samples(tmp_path / "bad", samples[:, :5], manifest)
+
+
+def test_trainer_settings_are_checked_when_the_code_location_loads(monkeypatch, tmp_path):
+    from kexaone_dag.resources_by_env import trainer_from_env
+    from resources.trainer import TrainerConfigError
+
+    monkeypatch.setenv("KEXAONE_TRAINER", "slurm")
+    with pytest.raises(TrainerConfigError, match="'slurm' is not one of subprocess, k8s"):
+        trainer_from_env(tmp_path)
+    monkeypatch.setenv("KEXAONE_TRAINER", "k8s")
+    monkeypatch.delenv("KEXAONE_TRAINER_IMAGE", raising=False)
+    with pytest.raises(TrainerConfigError, match="needs an image"):
+        trainer_from_env(tmp_path)
+    monkeypatch.setenv("KEXAONE_TRAINER_IMAGE", "registry/kexaone:1")
+    monkeypatch.setenv("KEXAONE_TRAIN_NPROC", "8")
+    launcher = trainer_from_env(tmp_path)
+    assert launcher.layout(get_preset("k-exaone-236b")) == (8, 8, 8)
+    assert launcher.work_dir("pretrain_stage1", "abc") == tmp_path / "training" / "pretrain_stage1" / "abc"
