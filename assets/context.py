@@ -1,0 +1,249 @@
+"""[context] group: context_mixture_stage{1,2} -> context_ext_stage{1,2} with a blocking NIAH gate (§3.2).
+
+* ``context_mixture_stageN`` packs the stage's three pools (``context.stages.stageN.mixture``) into samples
+  of the stage's length, whole documents only (``model.context_mixture``): rehearsal = the pre-training
+  corpus, synthetic reasoning = ``thinking_augmented_data``, long documents = corpus documents longer than
+  the previous stage's length plus, at ``retrieval_share``, synthetic key/value retrieval documents
+  (``evaluation.niah``'s format, training keys only). Check ``documents_whole`` re-reads every placement.
+* ``context_ext_stageN`` continues from ``pretrain_stage3`` / ``context_ext_stage1`` through the same
+  Pipes training job at the stage's length, then answers the NIAH grid (lengths from the previous stage's
+  length up to this one x depths x trials, filler from held-out corpus text). The blocking check
+  ``niah_green_light`` passes only if every cell reaches ``eval.niah_threshold``; if it fails, the step
+  fails after recording the materialization, so nothing downstream runs, and the check names the cells.
+"""
+
+import json
+import math
+from pathlib import Path
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetDep,
+    AssetExecutionContext,
+    AssetsDefinition,
+    MetadataValue,
+    asset,
+)
+from tokenizers import Tokenizer
+
+from assets.corpus_pipeline import DEDUPLICATED_CORPUS, deduplicated_documents
+from assets.pretraining import TOKENIZER_FILE, train_stage
+from assets.versioning import BuildResult, Upstream, UpstreamMissingError, latest_upstream, materialize_versioned
+from evaluation import niah
+from kexaone_dag.automation import DOWNSTREAM_OF_DATA
+from kexaone_dag.config import PresetResource
+from kexaone_dag.executors import training_asset_kwargs
+from kexaone_dag.presets import Preset, get_preset
+from model import data
+from model.context_mixture import POOLS, context_mixture
+from model.train import CONTEXT_PREFIX, stage_plan
+from resources.artifact_store import ArtifactStore
+from resources.trainer import TrainerLauncher
+from resources.warehouse import Warehouse
+from tokenizer.recipe import is_held_out
+
+CONTEXT_GROUP = "context"
+CONTEXT_STAGES = ("stage1", "stage2")
+NIAH_CHECK = "niah_green_light"
+
+
+def context_mixture_name(stage: str) -> str:
+    return f"context_mixture_{stage}"
+
+
+def context_ext_name(stage: str) -> str:
+    return f"context_ext_{stage}"
+
+
+def previous_checkpoint(stage: str) -> str:
+    index = CONTEXT_STAGES.index(stage)
+    return context_ext_name(CONTEXT_STAGES[index - 1]) if index else "pretrain_stage3"
+
+
+def previous_length(p: Preset, stage: str) -> int:
+    index = CONTEXT_STAGES.index(stage)
+    return p.context.stages[CONTEXT_STAGES[index - 1]].seq_length if index else p.pretrain.seq_length
+
+
+def load_tokenizer(store: ArtifactStore, version: str) -> Tokenizer:
+    with store.open("superbpe_tokenizer", version, TOKENIZER_FILE) as f:
+        return Tokenizer.from_str(f.read().decode("utf-8"))
+
+
+def corpus_texts(context: AssetExecutionContext, store: ArtifactStore, p: Preset, *, held_out: bool
+                 ) -> tuple[dict[str, list[str]], dict[str, Upstream]]:
+    """Training (or held-out) texts of every deduplicated_corpus partition, and their versions."""
+    texts, upstream = {}, {}
+    for domain in p.data.domains:
+        _, upstream[domain], stream = deduplicated_documents(context, store, domain)
+        texts[domain] = [t for doc_id, t in stream() if is_held_out(doc_id, p.tokenizer.held_out_fraction) == held_out]
+    return texts, upstream
+
+
+def niah_filler(p: Preset, held_out_texts: dict[str, list[str]]) -> dict[str, list[str]]:
+    """NIAH filler: held-out corpus text of each corpus language that has a needle template."""
+    return {lang: held_out_texts[lang] for lang in p.data.languages if lang in niah.TEMPLATES and held_out_texts[lang]}
+
+
+def context_mixture_asset(stage: str) -> AssetsDefinition:
+    name = context_mixture_name(stage)
+    gate = previous_checkpoint(stage)
+
+    @asset(name=name, group_name=CONTEXT_GROUP, code_version="1", automation_condition=DOWNSTREAM_OF_DATA,
+           deps=[AssetDep(DEDUPLICATED_CORPUS), AssetDep("superbpe_tokenizer"), AssetDep("thinking_augmented_data"),
+                 AssetDep(gate)],
+           check_specs=[AssetCheckSpec("documents_whole", asset=name,
+                                       description="every packed document is a whole, contiguous copy of its "
+                                                   "source document (none split or truncated)")],
+           kinds={"megatron"},
+           description=f"Context-extension {stage} data: rehearsal / synthetic reasoning / whole long documents "
+                       f"packed into samples of context.stages.{stage}.seq_length tokens (report §3.2). Waits for "
+                       f"{gate}" + (" (and its NIAH gate)." if gate.startswith("context") else "."))
+    def _mixture(context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore,
+                 warehouse: Warehouse):
+        p = preset.get()
+        cs = p.context.stages[stage]
+        train_texts, upstream = corpus_texts(context, artifact_store, p, held_out=False)
+        upstream["thinking"] = latest_upstream(context, "thinking_augmented_data")
+        upstream["tokenizer"] = latest_upstream(context, "superbpe_tokenizer")
+        upstream["gate"] = latest_upstream(context, gate)  # ordering only: the mixture waits for the gate
+        plan = stage_plan(p, CONTEXT_PREFIX + stage)
+        checks: list[AssetCheckResult] = []
+
+        def build(staging: Path) -> BuildResult:
+            tok = load_tokenizer(artifact_store, upstream["tokenizer"].version)
+            eod, pad = tok.token_to_id(p.tokenizer.special_tokens[0]), tok.token_to_id(p.tokenizer.special_tokens[1])
+
+            def encode_docs(texts: list[str]) -> list[list[int]]:
+                return [e.ids + [eod] for e in tok.encode_batch(texts)]
+
+            with artifact_store.open("thinking_augmented_data", upstream["thinking"].version, "samples.jsonl") as f:
+                thinking = [json.loads(line)["text"] for line in f if line.strip()]
+            rehearsal = encode_docs([t for domain in sorted(train_texts) for t in train_texts[domain]])
+            longer = previous_length(p, stage)
+            natural_long = [d for d in rehearsal if len(d) > longer + 1]
+            long_target = cs.mixture["long_documents"] * plan.tokens
+            natural, natural_tokens = [], 0
+            for doc in natural_long:  # natural long documents up to their (1 - retrieval_share) part
+                if natural_tokens >= (1 - cs.retrieval_share) * long_target:
+                    break
+                natural.append(doc)
+                natural_tokens += len(doc)
+            n_retrieval = math.ceil(cs.retrieval_share * long_target / (cs.seq_length + 1))
+            retrieval = [d.ids + [eod] for d in niah.retrieval_training_documents(
+                p.pretrain.seed, niah_filler(p, train_texts), n_retrieval, cs.seq_length,
+                lambda text: tok.encode(text).ids)] if n_retrieval else []
+            pools = {"rehearsal": rehearsal, "synthetic_reasoning": encode_docs(thinking),
+                     "long_documents": natural + retrieval}
+            mix = context_mixture(pools["rehearsal"], pools["synthetic_reasoning"], pools["long_documents"],
+                                  mixture=dict(cs.mixture), seq_length=cs.seq_length, token_budget=plan.tokens,
+                                  pad_id=pad, seed=p.pretrain.seed)
+            broken = [(row, pl) for row, placed in enumerate(mix.placements) for pl in placed
+                      if list(mix.samples[row][pl.offset:pl.offset + pl.length]) != pools[pl.pool][pl.document]]
+            checks.append(AssetCheckResult(check_name="documents_whole", passed=not broken,
+                                           metadata={"placements": sum(len(x) for x in mix.placements),
+                                                     "broken": len(broken)}))
+            stats = mix.stats()
+            manifest = data.MixtureManifest(
+                stage=CONTEXT_PREFIX + stage, seq_length=cs.seq_length, num_samples=mix.num_samples,
+                seed=p.pretrain.seed, eod_id=eod, pad_id=pad, vocab_size=tok.get_vocab_size(with_added_tokens=True),
+                sources=tuple(data.SourceStats(name=pool, weight=cs.mixture[pool],
+                                               documents=stats["pools"][pool]["documents_used"],
+                                               tokens=stats["pools"][pool]["effective_tokens"],
+                                               max_token_id=max((max(d) for d in pools[pool]), default=0))
+                              for pool in POOLS), kind="packed")
+            data.write_packed_samples(staging, mix.samples, manifest)
+            (staging / "stats.json").write_text(json.dumps(stats, indent=2))
+            table = ["| pool | requested | effective | tokens | documents | epochs | skipped (too long) |",
+                     "|---|---:|---:|---:|---:|---:|---:|"]
+            table += [f"| {pool} | {s['share']:.2f} | {s['effective_share']:.3f} | {s['effective_tokens']} | "
+                      f"{s['documents_used']} | {s['epochs']} | {len(s['skipped_too_long'])} |"
+                      for pool, s in stats["pools"].items()]
+            return BuildResult(
+                metadata={"seq_length": cs.seq_length, "num_samples": mix.num_samples,
+                          "padding_fraction": round(mix.padding_fraction, 4),
+                          "effective_mixture": {k: round(v, 4) for k, v in mix.effective_shares().items()},
+                          "requested_mixture": dict(cs.mixture), "retrieval_documents": len(retrieval),
+                          "natural_long_documents": len(natural),
+                          "longest_document": max((len(d) for pool in pools.values() for d in pool), default=0)},
+                markdown={"composition": "\n".join(table)})
+
+        result = materialize_versioned(
+            context, store=artifact_store, warehouse=warehouse, preset=p,
+            preset_sections=(f"context.stages.{stage}", "pretrain", "tokenizer.held_out_fraction",
+                             "tokenizer.special_tokens", "data.languages"),
+            upstream=upstream, build=build)
+        if not checks:  # reused: the packing was verified when it was built
+            checks.append(AssetCheckResult(check_name="documents_whole", passed=True,
+                                           metadata={"verified_at_build": True}))
+        return result.materialize_result(check_results=checks)
+
+    return _mixture
+
+
+def context_ext_asset(stage: str) -> AssetsDefinition:
+    name = context_ext_name(stage)
+    previous = previous_checkpoint(stage)
+
+    @asset(name=name, group_name=CONTEXT_GROUP, code_version="1", automation_condition=DOWNSTREAM_OF_DATA,
+           deps=[AssetDep(context_mixture_name(stage)), AssetDep(previous), AssetDep(DEDUPLICATED_CORPUS),
+                 AssetDep("superbpe_tokenizer")],
+           check_specs=[AssetCheckSpec(NIAH_CHECK, asset=name, blocking=True,
+                                       description="green light: every NIAH (length, depth) cell's exact match "
+                                                   ">= eval.niah_threshold; blocks everything downstream")],
+           **training_asset_kwargs(get_preset()),
+           description=f"Context-extension {stage} checkpoint (report §3.2), continued from {previous} through the "
+                       "Pipes training job, then NIAH over the stage's range; blocking gate niah_green_light.")
+    def _ext(context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore,
+             warehouse: Warehouse, trainer: TrainerLauncher):
+        p = preset.get()
+        cs = p.context.stages[stage]
+        upstream = {"mixture": latest_upstream(context, context_mixture_name(stage)),
+                    "init": latest_upstream(context, previous),
+                    "tokenizer": latest_upstream(context, "superbpe_tokenizer")}
+        held_out, corpus_up = corpus_texts(context, artifact_store, p, held_out=True)
+        upstream.update({f"niah_filler_{k}": v for k, v in corpus_up.items()})
+        if not artifact_store.has(previous, upstream["init"].version):
+            raise UpstreamMissingError(f"{previous}: artifact {upstream['init'].uri} is not in the store")
+        tok = load_tokenizer(artifact_store, upstream["tokenizer"].version)
+        lengths = niah.stage_lengths(cs.seq_length, p.eval.niah_num_lengths, previous_length(p, stage))
+        cases = niah.make_cases(lambda text: tok.encode(text).ids, niah_filler(p, held_out), lengths,
+                                niah.grid_depths(p.eval.niah_num_depths), p.eval.niah_trials, seed=p.pretrain.seed)
+        tokenizer_dir = artifact_store.local_copy("superbpe_tokenizer", upstream["tokenizer"].version)
+        result, extra = train_stage(
+            context, p, preset, artifact_store, warehouse, trainer, stage=CONTEXT_PREFIX + stage, asset_name=name,
+            sections=("model", "pretrain", f"context.stages.{stage}", "eval", "tokenizer.vocab_size"),
+            upstream=upstream, mixture_dir=artifact_store.local_copy(context_mixture_name(stage),
+                                                                     upstream["mixture"].version),
+            init_from=artifact_store.local_copy(previous, upstream["init"].version) / "checkpoint",
+            niah_cases=[_case_json(c) for c in cases], tokenizer_file=tokenizer_dir / TOKENIZER_FILE)
+        results = read_niah(artifact_store, name, result.ref.version)
+        passed, failing = niah.gate(results, p.eval.niah_threshold)
+        check = AssetCheckResult(
+            check_name=NIAH_CHECK, passed=passed, severity=AssetCheckSeverity.ERROR,
+            description=niah.gate_message(failing, p.eval.niah_threshold),
+            metadata={"accuracy": round(results.accuracy, 4), "threshold": p.eval.niah_threshold,
+                      "failing_cells": [c.describe() for c in failing], "lengths": results.lengths,
+                      "grid": MetadataValue.md(niah.markdown_table(results))})
+        extra["niah_accuracy"] = round(results.accuracy, 4)
+        extra["niah_grid"] = MetadataValue.md(niah.markdown_table(results))
+        return result.materialize_result(extra_metadata=extra, check_results=[check])
+
+    return _ext
+
+
+def _case_json(case: niah.NiahCase) -> dict:
+    from dataclasses import asdict
+
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(case).items()}
+
+
+def read_niah(store: ArtifactStore, asset_name: str, version: str) -> niah.NiahResults:
+    with store.open(asset_name, version, "niah.json", "rb") as f:
+        rows = json.loads(f.read())
+    return niah.results_from_cases(niah.CaseResult(**r) for r in rows)
+
+
+context_assets = [*(context_mixture_asset(s) for s in CONTEXT_STAGES), *(context_ext_asset(s) for s in CONTEXT_STAGES)]
