@@ -14,6 +14,8 @@ Schema (``SCHEMA`` below is the only definition; README "Warehouse" mirrors it):
 * ``synthetic_balance``     per multilingual_synthetic_data version and target language: character
                         target, achieved characters, documents, rejections, teacher.
 * ``mixture_composition``   per tokenized mixture and source: requested vs effective share, tokens, epochs.
+* ``niah_results``      per context checkpoint, prompt length and needle depth: trials, correct, accuracy.
+* ``short_context_perplexity`` per short_context_eval version, checkpoint and domain: held-out perplexity.
 * ``metrics``           long-format numbers from any asset (training curves, eval scores, filter
                         counts): asset, version, partition, step, metric, value, unit, recorded_at.
 
@@ -128,6 +130,25 @@ SCHEMA: dict[str, str] = {
         samples BIGINT,                   -- samples of seq_length drawn from this source
         epochs DOUBLE,                    -- drawn tokens / available tokens
         PRIMARY KEY (asset, version, source)
+    """,
+    "niah_results": """
+        checkpoint VARCHAR NOT NULL,      -- context_ext_stage1 | context_ext_stage2
+        checkpoint_version VARCHAR NOT NULL,
+        length INTEGER NOT NULL,          -- prompt tokens
+        depth DOUBLE NOT NULL,            -- needle position, 0 = start of the haystack, 1 = just before the question
+        trials INTEGER,
+        correct INTEGER,
+        accuracy DOUBLE,                  -- exact match, correct / trials
+        PRIMARY KEY (checkpoint, checkpoint_version, length, depth)
+    """,
+    "short_context_perplexity": """
+        eval_version VARCHAR NOT NULL,    -- the short_context_eval artifact version
+        checkpoint VARCHAR NOT NULL,      -- pretrain_stage1..3, context_ext_stage1..2
+        checkpoint_version VARCHAR NOT NULL,
+        domain VARCHAR NOT NULL,          -- deduplicated_corpus partition (held-out documents)
+        perplexity DOUBLE,
+        tokens BIGINT,                    -- scored tokens
+        PRIMARY KEY (eval_version, checkpoint, domain)
     """,
     "metrics": """
         asset VARCHAR NOT NULL,
