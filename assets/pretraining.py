@@ -156,7 +156,7 @@ def pretrain_asset(stage: str) -> AssetsDefinition:
     previous = _pretrain_name(PRETRAIN_STAGES[index - 1]) if index else None
     deps = [AssetDep(_mixture_name(stage))] + ([AssetDep(previous)] if previous else [])
 
-    @asset(name=name, group_name=PRETRAINING_GROUP, code_version="1", automation_condition=DOWNSTREAM_OF_DATA,
+    @asset(name=name, group_name=PRETRAINING_GROUP, code_version="2", automation_condition=DOWNSTREAM_OF_DATA,
            deps=deps, **training_asset_kwargs(get_preset()),
            description=f"Pre-training {stage} checkpoint (Megatron dist checkpoint, report §3.1)"
                        + (f", initialised from {previous}" if previous else "")
@@ -185,7 +185,7 @@ def pretrain_asset(stage: str) -> AssetsDefinition:
 def train_stage(context: AssetExecutionContext, p: Preset, preset: PresetResource, artifact_store: ArtifactStore,
                 warehouse: Warehouse, trainer: TrainerLauncher, *, stage: str, asset_name: str, sections: tuple,
                 upstream: dict, mixture_dir: Path, init_from: Path | None, niah_cases: list | None = None,
-                tokenizer_file: Path | None = None):
+                tokenizer_file: Path | None = None, context_parallel: int = 1):
     """Version -> (reuse | launch ``model.train`` through Pipes into staging -> commit) -> metrics rows.
 
     Returns the ``VersionedResult`` and the extra metadata (loss curve, checkpoint, what the training
@@ -203,7 +203,8 @@ def train_stage(context: AssetExecutionContext, p: Preset, preset: PresetResourc
             cases_file.write_text(json.dumps(niah_cases))
         launch = StageLaunch(preset_name=p.name, overrides=dict(preset.overrides), stage=stage, data=mixture_dir,
                              work_dir=work_dir, output=staging, init_from=init_from, tensor_parallel=tp,
-                             expert_parallel=ep, niah_cases=cases_file, tokenizer=tokenizer_file)
+                             expert_parallel=ep, niah_cases=cases_file, tokenizer=tokenizer_file,
+                             context_parallel=context_parallel)
         context.log.info(f"{asset_name}: launching {nproc} training process(es); resumable state in {work_dir}")
         invocation = trainer.launch(context, p, launch, extras={"artifact_version": version, "stage": stage})
         for mat in invocation.get_results():

@@ -4,7 +4,11 @@
 artifact store stages a local folder and commits it atomically, so the checkpoint never needs to know
 its final location. ``load(directory, ...)`` restores everything in place and returns the data position.
 
-Layout of the sharded state dict:
+Two dist checkpoints, written and read by separate ``dist_checkpointing`` calls: ``directory`` holds the
+model and the common values, ``directory/optimizer`` the optimizer and RNG state. (One call for both
+leaves every later training step of the process 1.6x slower on CPU: 0.30 vs 0.18 s/step for tiny at
+2 x 512 tokens, measured with separate and joint calls side by side; the cause inside the writer/loader
+was not found.) Evaluation reads the model part alone.
 
 * ``model``      ``model.sharded_state_dict()`` (ShardedTensors; re-shardable across TP/EP/PP);
 * ``optimizer``  per torch optimizer (Muon, AdamW): its moments as ShardedTensors keyed after the model
@@ -27,6 +31,8 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
+
+OPTIMIZER_DIR = "optimizer"  # the optimizer + RNG part of a checkpoint, beside the model part
 
 
 class CheckpointError(RuntimeError):
@@ -159,9 +165,15 @@ def save(directory: str | Path, model: torch.nn.Module, optimizer: torch.optim.O
     if verdict[0]:
         raise CheckpointError(verdict[0])
     state = _sharded_state(model, optimizer)
-    state.update(scheduler=scheduler.state_dict(), data_position=dict(data_position),
-                 tensor_shapes=_tensor_shapes(model), world_size=_rank_and_world()[1])
-    dist_checkpointing.save(state, str(directory))
+    model_part = {"model": state.pop("model"), "scheduler": scheduler.state_dict(),
+                  "data_position": dict(data_position), "tensor_shapes": _tensor_shapes(model),
+                  "world_size": _rank_and_world()[1]}
+    dist_checkpointing.save(model_part, str(directory))
+    if torch.distributed.get_rank() == 0:
+        (directory / OPTIMIZER_DIR).mkdir()
+    if torch.distributed.get_world_size() > 1:
+        torch.distributed.barrier()
+    dist_checkpointing.save(state, str(directory / OPTIMIZER_DIR))
     return directory
 
 
@@ -201,8 +213,12 @@ def load(directory: str | Path, model: torch.nn.Module, optimizer: Any, schedule
     if restore_rng and common.get("world_size", world) != world:
         raise CheckpointError(f"checkpoint {directory} was saved by {common.get('world_size')} processes, this run "
                               f"has {world}; resume with the same world size (or load without its RNG state)")
-    loaded = dist_checkpointing.load(_sharded_state(model, optimizer, with_rng=restore_rng), str(directory))
-    model.load_state_dict(loaded["model"], strict=True)
+    if not (optimizer_meta := Path(directory) / OPTIMIZER_DIR / "metadata.json").exists():
+        raise CheckpointError(f"checkpoint {directory} has no optimizer state ({optimizer_meta} is missing)")
+    load_model(directory, model)
+    state = _sharded_state(model, optimizer, with_rng=restore_rng)
+    del state["model"]
+    loaded = dist_checkpointing.load(state, str(Path(directory) / OPTIMIZER_DIR))
     for i, opt in enumerate(_optimizers(optimizer)):
         optim = loaded["optimizer"][str(i)]
         common_step = optim["state"].pop("common_step", None)
@@ -210,10 +226,10 @@ def load(directory: str | Path, model: torch.nn.Module, optimizer: Any, schedule
             for param_state in optim["state"].values():
                 param_state["step"] = copy.deepcopy(common_step)
         opt.load_state_dict(optim)
-    scheduler.load_state_dict(loaded["scheduler"])
+    scheduler.load_state_dict(common["scheduler"])
     if restore_rng:
         set_rng_state(loaded["rng"])
-    return dict(loaded["data_position"])
+    return dict(common["data_position"])
 
 
 def load_model(directory: str | Path, model: torch.nn.Module) -> None:
@@ -225,4 +241,4 @@ def load_model(directory: str | Path, model: torch.nn.Module) -> None:
     model.load_state_dict(loaded["model"], strict=True)
 
 
-__all__ = ["CheckpointError", "check_compatible", "load", "load_model", "rng_state", "save", "set_rng_state"]
+__all__ = ["CheckpointError", "OPTIMIZER_DIR", "check_compatible", "load", "load_model", "rng_state", "save", "set_rng_state"]
