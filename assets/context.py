@@ -91,7 +91,7 @@ def context_mixture_asset(stage: str) -> AssetsDefinition:
     name = context_mixture_name(stage)
     gate = previous_checkpoint(stage)
 
-    @asset(name=name, group_name=CONTEXT_GROUP, code_version="1", automation_condition=DOWNSTREAM_OF_DATA,
+    @asset(name=name, group_name=CONTEXT_GROUP, code_version="2", automation_condition=DOWNSTREAM_OF_DATA,
            deps=[AssetDep(DEDUPLICATED_CORPUS), AssetDep("superbpe_tokenizer"), AssetDep("thinking_augmented_data"),
                  AssetDep(gate)],
            check_specs=[AssetCheckSpec("documents_whole", asset=name,
@@ -131,10 +131,14 @@ def context_mixture_asset(stage: str) -> AssetsDefinition:
                     break
                 natural.append(doc)
                 natural_tokens += len(doc)
-            n_retrieval = math.ceil(cs.retrieval_share * long_target / (cs.seq_length + 1))
-            retrieval = [d.ids + [eod] for d in niah.retrieval_training_documents(
+            # enough retrieval documents for their share (lengths are drawn, so count by the mean length)
+            lo, hi = cs.retrieval_min_length, cs.seq_length
+            mean_length = hi if lo == hi else (hi - lo) / math.log(hi / lo)
+            n_retrieval = math.ceil(1.1 * cs.retrieval_share * long_target / (mean_length + 1))
+            retrieval_docs = niah.retrieval_training_documents(
                 p.pretrain.seed, niah_filler(p, train_texts), n_retrieval, cs.seq_length,
-                lambda text: tok.encode(text).ids)] if n_retrieval else []
+                lambda text: tok.encode(text).ids, min_length_tokens=lo) if n_retrieval else []
+            retrieval = [d.ids + [eod] for d in retrieval_docs]
             pools = {"rehearsal": rehearsal, "synthetic_reasoning": encode_docs(thinking),
                      "long_documents": natural + retrieval}
             mix = context_mixture(pools["rehearsal"], pools["synthetic_reasoning"], pools["long_documents"],
@@ -145,6 +149,15 @@ def context_mixture_asset(stage: str) -> AssetsDefinition:
             checks.append(AssetCheckResult(check_name="documents_whole", passed=not broken,
                                            metadata={"placements": sum(len(x) for x in mix.placements),
                                                      "broken": len(broken)}))
+            # answered values weigh answer_loss_weight in the loss (weight i applies to predicting token i)
+            weights = None
+            if cs.answer_loss_weight != 1:
+                weights = (mix.samples != pad).astype("uint8")
+                for row, placed in enumerate(mix.placements):
+                    for pl in placed:
+                        if pl.pool == "long_documents" and pl.document >= len(natural):
+                            for start, end in retrieval_docs[pl.document - len(natural)].answer_spans:
+                                weights[row, pl.offset + start:pl.offset + end] = cs.answer_loss_weight
             stats = mix.stats()
             manifest = data.MixtureManifest(
                 stage=CONTEXT_PREFIX + stage, seq_length=cs.seq_length, num_samples=mix.num_samples,
@@ -153,8 +166,8 @@ def context_mixture_asset(stage: str) -> AssetsDefinition:
                                                documents=stats["pools"][pool]["documents_used"],
                                                tokens=stats["pools"][pool]["effective_tokens"],
                                                max_token_id=max((max(d) for d in pools[pool]), default=0))
-                              for pool in POOLS), kind="packed")
-            data.write_packed_samples(staging, mix.samples, manifest)
+                              for pool in POOLS), kind="packed", loss_weights=weights is not None)
+            data.write_packed_samples(staging, mix.samples, manifest, loss_weights=weights)
             (staging / "stats.json").write_text(json.dumps(stats, indent=2))
             table = ["| pool | requested | effective | tokens | documents | epochs | skipped (too long) |",
                      "|---|---:|---:|---:|---:|---:|---:|"]
@@ -166,6 +179,7 @@ def context_mixture_asset(stage: str) -> AssetsDefinition:
                           "padding_fraction": round(mix.padding_fraction, 4),
                           "effective_mixture": {k: round(v, 4) for k, v in mix.effective_shares().items()},
                           "requested_mixture": dict(cs.mixture), "retrieval_documents": len(retrieval),
+                          "answer_tokens_weighted": int((weights > 1).sum()) if weights is not None else 0,
                           "natural_long_documents": len(natural),
                           "longest_document": max((len(d) for pool in pools.values() for d in pool), default=0)},
                 markdown={"composition": "\n".join(table)})
@@ -218,7 +232,8 @@ def context_ext_asset(stage: str) -> AssetsDefinition:
             upstream=upstream, mixture_dir=artifact_store.local_copy(context_mixture_name(stage),
                                                                      upstream["mixture"].version),
             init_from=artifact_store.local_copy(previous, upstream["init"].version) / "checkpoint",
-            niah_cases=[_case_json(c) for c in cases], tokenizer_file=tokenizer_dir / TOKENIZER_FILE)
+            niah_cases=[_case_json(c) for c in cases], tokenizer_file=tokenizer_dir / TOKENIZER_FILE,
+            context_parallel=cs.context_parallel)
         results = read_niah(artifact_store, name, result.ref.version)
         passed, failing = niah.gate(results, p.eval.niah_threshold)
         check = AssetCheckResult(

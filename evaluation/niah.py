@@ -6,7 +6,8 @@ Format (the same in evaluation and training, so a small model can learn it):
 
 * a **needle** is one line, ``"\\n" + prefix + sep + value + suffix``, e.g.
   ``"\\nThe secret number of Zorvik is 48213."``; the key is a made-up name (Latin syllables), the value a
-  4-6 digit number with distinct digits, the sentence in one of six languages (``TEMPLATES``: en, ko, es, de, ja, vi);
+  ``VALUE_DIGITS``-digit number with distinct digits, the sentence in one of six languages (``TEMPLATES``:
+  en, ko, es, de, ja, vi);
 * the **question** is the same line cut after the prefix, ``"\\nThe secret number of Zorvik is"``, at the
   very end of the prompt, so the answer is the continuation;
 * **exact match**: the first run of digits in the generated text (NFKC-normalised) equals the value.
@@ -107,7 +108,11 @@ _VOWELS = ("a", "e", "i", "o", "u", "ai", "ou")
 _CODAS = ("", "", "n", "r", "l", "k", "s", "x")
 EVAL_KEY_SHARE = 4  # one key in 4 (by hash) is reserved for evaluation
 DISTINCT_DIGITS = True
+VALUE_DIGITS = 5
 EDGE_SHARE = 0.1
+# Training documents: one needle (and its answered question) per this many tokens. Dense answers are what
+# teach a small model the lookup (bench/tune_niah.py: 40 learns it; 128 leaves it at 60 % after 2000 steps)
+TOKENS_PER_NEEDLE = 40
 
 
 def key_split(key: str) -> str:
@@ -126,17 +131,17 @@ def draw_key(rng: random.Random, split: str, exclude: set[str] | frozenset[str] 
 
 
 def draw_value(rng: random.Random) -> str:
-    """A 4-6 digit number without a leading zero and with no digit repeated (``DISTINCT_DIGITS``).
+    """A ``VALUE_DIGITS``-digit number without a leading zero and with no digit repeated.
 
-    Distinct digits: the tiny model's copy mechanism keys each next digit on the digits just produced, so
-    values like 977597 or 100414 (a digit seen twice) are where it slips (see bench/tune_niah.py); the
-    test stays a retrieval test (136,080 six-digit values) without being a digit-counting test.
+    Fixed length, as RULER's needles (7 digits): with 4-6 digit values the tiny model's misses were
+    almost all length slips (``92046`` for ``920461``, ``19427`` for ``1942``), a test of digit counting
+    rather than retrieval. Distinct digits: its copy mechanism keys each next digit on the digits just
+    produced, so values like 977597 are where it slips (bench/tune_niah.py). 27,216 values remain.
     """
-    digits = rng.choice((4, 5, 6))
-    if not DISTINCT_DIGITS:
-        return str(rng.randrange(10 ** (digits - 1), 10**digits))
     first = rng.randrange(1, 10)
-    rest = rng.sample([d for d in range(10) if d != first], digits - 1)
+    if not DISTINCT_DIGITS:
+        return str(first) + "".join(str(rng.randrange(10)) for _ in range(VALUE_DIGITS - 1))
+    rest = rng.sample([d for d in range(10) if d != first], VALUE_DIGITS - 1)
     return "".join(str(d) for d in [first, *rest])
 
 
@@ -419,7 +424,7 @@ def heatmap_png(results: NiahResults, path: str | Path, title: str = "NIAH exact
 
 @dataclass(frozen=True)
 class RetrievalDocument:
-    ids: list[int]  # exactly length_tokens
+    ids: list[int]  # exactly length_tokens (or the drawn length, see min_length_tokens)
     language: str
     answer_spans: tuple[tuple[int, int], ...]  # [start, end) of each answered value (in the repeated needle)
     copy_spans: tuple[tuple[int, int], ...] = ()  # [start, end) of each quote, less its first token
@@ -428,8 +433,9 @@ class RetrievalDocument:
 def retrieval_training_documents(seed: int | random.Random,
                                  filler_texts_by_language: Mapping[str, Sequence[str]] | FillerPool,
                                  n_docs: int, length_tokens: int, tokenizer_encode: Encode, *,
-                                 tokens_per_needle: int = 128, quote_share: float = 0.0,
-                                 languages: Sequence[str] | None = None) -> list[RetrievalDocument]:
+                                 tokens_per_needle: int = TOKENS_PER_NEEDLE, quote_share: float = 0.0,
+                                 languages: Sequence[str] | None = None,
+                                 min_length_tokens: int | None = None) -> list[RetrievalDocument]:
     """Synthetic retrieval documents for the context-extension mix: filler of one language with about
     ``length_tokens / tokens_per_needle`` needles (distinct ``train`` keys) at random places, and for each
     needle its question later in the document, answered (the question line continues with the value,
@@ -437,7 +443,15 @@ def retrieval_training_documents(seed: int | random.Random,
 
     ``quote_share``: that share of the filler tokens are *quotes*, filler sentences of the document
     repeated verbatim later on (``copy_spans``): dense, generic copy-from-context signal.
+
+    ``min_length_tokens``: each document's length is drawn log-uniformly from [min_length_tokens,
+    length_tokens] instead of all being ``length_tokens`` long. Short documents teach the lookup itself
+    over short distances (a tiny model does not discover it at 512 tokens; bench/tune_niah.py); the
+    packer then lays them whole, several to a sample, next to long ones.
     """
+    lo = length_tokens if min_length_tokens is None else min_length_tokens
+    if not 0 < lo <= length_tokens:
+        raise ValueError(f"need 0 < min_length_tokens <= length_tokens (got {lo}, {length_tokens})")
     if not 0.0 <= quote_share < 1.0:
         raise ValueError(f"quote_share must be within [0, 1) (got {quote_share})")
     rng = seed if isinstance(seed, random.Random) else random.Random(f"niah-train:{seed}")
@@ -445,12 +459,13 @@ def retrieval_training_documents(seed: int | random.Random,
     langs = filler.languages(languages)
     docs = []
     for _ in range(n_docs):
+        doc_length = length_tokens if lo == length_tokens else round(lo * (length_tokens / lo) ** rng.random())
         language = rng.choice(langs)
         template = TEMPLATES[language]
         used: set[str] = set()
         items: list[tuple[float, int, list[int], int]] = []  # (fraction, kind, ids, first scored token)
-        budget = length_tokens
-        for _ in range(max(1, length_tokens // tokens_per_needle)):
+        budget = doc_length
+        for _ in range(max(1, doc_length // tokens_per_needle)):
             key = draw_key(rng, "train", used)
             value = draw_value(rng)
             needle, question = _needle_ids(tokenizer_encode, template, key, value)
@@ -484,7 +499,7 @@ def retrieval_training_documents(seed: int | random.Random,
         for start, (_, kind, item_ids, first) in zip(starts, items):
             if kind:
                 spans[kind].append((start + first, start + len(item_ids)))
-        assert len(ids) == length_tokens
+        assert len(ids) == doc_length
         docs.append(RetrievalDocument(ids=ids, language=language, answer_spans=tuple(spans[1]),
                                       copy_spans=tuple(spans[2])))
     return docs

@@ -54,6 +54,9 @@ class MixtureManifest:
     # "packed": one indexed dataset ``samples`` whose documents are finished samples of seq_length + 1
     # tokens, whole documents packed and padded with pad_id (context extension)
     kind: str = "blend"
+    # packed only: a second indexed dataset ``loss_weights`` (uint8, aligned with ``samples``) weighs each
+    # token's prediction in the loss: 0 = padding, 1 = plain text, more = an answered retrieval value
+    loss_weights: bool = False
 
     @property
     def tokens_per_sample(self) -> int:
@@ -155,6 +158,7 @@ def read_manifest(folder: str | Path) -> MixtureManifest:
         raise DataError(f"{folder} is not a tokenized mixture (no {MIXTURE_FILE})")
     manifest = MixtureManifest.from_json(path.read_text())
     files = [PACKED_SAMPLES] if manifest.kind == "packed" else [s.name for s in manifest.sources]
+    files += [LOSS_WEIGHTS] if manifest.loss_weights else []
     missing = [f for f in files if not (folder / f"{f}.bin").exists() or not (folder / f"{f}.idx").exists()]
     if missing:
         raise DataError(f"mixture {folder}: {missing} have no .bin/.idx files")
@@ -170,21 +174,37 @@ class _SpecialIds:
 
 
 PACKED_SAMPLES = "samples"
+LOSS_WEIGHTS = "loss_weights"
 
 
-def write_packed_samples(folder: str | Path, samples: np.ndarray, manifest: MixtureManifest) -> None:
-    """``samples`` [n, seq_length + 1] -> ``<folder>/samples.bin/.idx`` (Megatron's builder) + the manifest."""
+def _write_rows(prefix: Path, rows: np.ndarray, dtype: type) -> None:
     import torch
     from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
 
+    builder = IndexedDatasetBuilder(f"{prefix}.bin", dtype=dtype)
+    for row in rows:
+        builder.add_document(torch.from_numpy(np.asarray(row, dtype=np.int64)), [len(row)])
+    builder.finalize(f"{prefix}.idx")
+
+
+def write_packed_samples(folder: str | Path, samples: np.ndarray, manifest: MixtureManifest,
+                         loss_weights: np.ndarray | None = None) -> None:
+    """``samples`` [n, seq_length + 1] -> ``<folder>/samples.bin/.idx`` (Megatron's builder) + the manifest;
+    ``loss_weights`` (same shape, integers 0-255; ``manifest.loss_weights`` must say so) -> ``loss_weights``.
+    Weight ``i`` of a row applies to predicting token ``i`` (label ``i - 1``)."""
     folder = Path(folder)
     if samples.ndim != 2 or samples.shape[1] != manifest.seq_length + 1:
         raise DataError(f"packed samples must be [n, {manifest.seq_length + 1}], got {tuple(samples.shape)}")
+    if (loss_weights is not None) != manifest.loss_weights:
+        raise DataError(f"manifest.loss_weights={manifest.loss_weights} but loss weights were "
+                        f"{'given' if loss_weights is not None else 'not given'}")
+    if loss_weights is not None and (loss_weights.shape != samples.shape or loss_weights.min() < 0
+                                     or loss_weights.max() > 255):
+        raise DataError(f"loss weights must be integers 0-255 shaped like the samples {tuple(samples.shape)}")
     folder.mkdir(parents=True, exist_ok=True)
-    builder = IndexedDatasetBuilder(str(folder / f"{PACKED_SAMPLES}.bin"), dtype=token_dtype(manifest.vocab_size))
-    for row in samples:
-        builder.add_document(torch.from_numpy(np.asarray(row, dtype=np.int64)), [len(row)])
-    builder.finalize(str(folder / f"{PACKED_SAMPLES}.idx"))
+    _write_rows(folder / PACKED_SAMPLES, samples, token_dtype(manifest.vocab_size))
+    if loss_weights is not None:
+        _write_rows(folder / LOSS_WEIGHTS, loss_weights, np.uint8)
     (folder / MIXTURE_FILE).write_text(manifest.to_json())
 
 
@@ -196,6 +216,7 @@ class PackedSamples:
 
         self.manifest = manifest
         self.samples = IndexedDataset(str(folder / PACKED_SAMPLES))
+        self.weights = IndexedDataset(str(folder / LOSS_WEIGHTS)) if manifest.loss_weights else None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -203,7 +224,10 @@ class PackedSamples:
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
         row = np.asarray(self.samples[i % len(self.samples)], dtype=np.int64)
         tokens, labels = row[:-1], row[1:]
-        return {"tokens": tokens, "labels": labels, "loss_mask": (labels != self.manifest.pad_id).astype(np.float32),
+        mask = (labels != self.manifest.pad_id).astype(np.float32)
+        if self.weights is not None:
+            mask *= np.asarray(self.weights[i % len(self.weights)], dtype=np.float32)[1:]
+        return {"tokens": tokens, "labels": labels, "loss_mask": mask,
                 "position_ids": np.arange(len(tokens), dtype=np.int64)}
 
 
@@ -254,6 +278,6 @@ def mixture_report(manifest: MixtureManifest, samples_by_source: Mapping[str, in
     return rows
 
 
-__all__ = ["DataError", "MIXTURE_FILE", "MixtureManifest", "PackedSamples", "SourceStats", "build_mixture",
+__all__ = ["DataError", "LOSS_WEIGHTS", "MIXTURE_FILE", "MixtureManifest", "PackedSamples", "SourceStats", "build_mixture",
            "mixture_report", "open_mixture", "read_manifest", "source_of_samples", "token_dtype",
            "write_indexed_dataset", "write_manifest", "write_packed_samples"]

@@ -46,13 +46,16 @@ class StageLaunch:
     expert_parallel: int
     niah_cases: Path | None = None  # context stages: NIAH cases answered after training
     tokenizer: Path | None = None
+    # context stages on GPUs: ranks the sequence is split over (TE attention with the sliding window)
+    context_parallel: int = 1
 
     def train_args(self) -> list[str]:
         import json
 
         args = ["--preset", self.preset_name, "--overrides", json.dumps(dict(self.overrides)), "--stage", self.stage,
                 "--data", str(self.data), "--work-dir", str(self.work_dir), "--output", str(self.output),
-                "--tensor-parallel", str(self.tensor_parallel), "--expert-parallel", str(self.expert_parallel)]
+                "--tensor-parallel", str(self.tensor_parallel), "--expert-parallel", str(self.expert_parallel),
+                "--context-parallel", str(self.context_parallel)]
         if self.init_from is not None:
             args += ["--init-from", str(self.init_from)]
         if self.niah_cases is not None:
