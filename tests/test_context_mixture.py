@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import numpy as np
@@ -11,7 +12,8 @@ from kexaone_dag.presets import get_preset
 from model.context_mixture import POOLS, context_mixture
 
 PAD, EOD = 0, 1  # documents draw their other ids from [2, 2048): neither occurs inside a document
-STAGE = get_preset("tiny").context.stages["stage1"]  # seq 512, 32,768 tokens, 0.5 / 0.2 / 0.3
+# the full preset's stage-1 ratios (0.5 / 0.2 / 0.3) at 512 tokens and a 32,768-token budget
+STAGE = dataclasses.replace(get_preset("k-exaone-236b").context.stages["stage1"], seq_length=512, tokens=32_768)
 TOO_LONG = (600, 900, 2000)  # long documents that cannot fit 513 tokens
 
 

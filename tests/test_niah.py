@@ -96,7 +96,7 @@ def test_cases_cover_exactly_the_grid_with_exact_prompt_lengths(tok):
     assert {c.language for c in cases} == {"en", "de", "ko"}  # languages rotate over the cases
     assert len({c.key for c in cases}) == len(cases)  # one fresh key per case
     assert all(niah.key_split(c.key) == "eval" for c in cases)
-    assert all(4 <= len(c.value) <= 6 and c.value[0] != "0" for c in cases)
+    assert all(len(c.value) == niah.VALUE_DIGITS and c.value[0] != "0" for c in cases)  # fixed length
     assert all(len(set(c.value)) == len(c.value) for c in cases)  # distinct digits
     # deterministic in the seed
     again = niah.make_cases(tok.encode, FILLER, lengths, depths, trials=3, seed=7)
@@ -203,6 +203,21 @@ def test_retrieval_training_documents(tok):
     rng = random.Random(1)
     first = niah.retrieval_training_documents(rng, FILLER, 1, 257, tok.encode)
     assert niah.retrieval_training_documents(rng, FILLER, 1, 257, tok.encode)[0].ids != first[0].ids
+
+
+def test_retrieval_documents_with_a_minimum_length_spread_between_it_and_the_maximum(tok):
+    docs = niah.retrieval_training_documents(3, FILLER, n_docs=60, length_tokens=400, tokenizer_encode=tok.encode,
+                                             tokens_per_needle=40, min_length_tokens=100)
+    lengths = [len(d.ids) for d in docs]
+    assert all(100 <= n <= 400 for n in lengths)
+    assert min(lengths) < 150 and max(lengths) > 300  # log-uniform: both ends are drawn
+    assert sum(n < 200 for n in lengths) > sum(n >= 300 for n in lengths)  # short ones are the more frequent
+    for d in docs:  # every answer span still holds a whole answered value
+        for start, end in d.answer_spans:
+            answer = tok.decode(d.ids[start:end])
+            assert answer == niah.TEMPLATES[d.language].answer(niah.first_value(answer))
+    with pytest.raises(ValueError, match="min_length_tokens <= length_tokens"):
+        niah.retrieval_training_documents(3, FILLER, 1, 100, tok.encode, min_length_tokens=101)
 
 
 def test_key_spaces_are_disjoint():

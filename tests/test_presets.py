@@ -82,6 +82,10 @@ def test_slice_is_what_gets_hashed():
         ({"model.padded_vocab_size": 1024}, "model.padded_vocab_size=1024 is smaller than tokenizer.vocab_size"),
         ({"data.stage_mixtures.stage1.en": 0.9}, "data.stage_mixtures.stage1 weights must be >= 0 and sum to 1"),
         ({"context.stages.stage1.seq_length": 64}, "context.stages.stage1.seq_length=64 must exceed"),
+        ({"context.stages.stage1.retrieval_min_length": 1024},
+         "context.stages.stage1.retrieval_min_length=1024 must be within (0, seq_length=512]"),
+        ({"context.stages.stage2.answer_loss_weight": 0},
+         "context.stages.stage2.answer_loss_weight=0 must be an integer within [1, 255]"),
     ],
 )
 def test_invalid_values_fail_with_one_line_naming_the_problem(overrides, message):

@@ -134,6 +134,13 @@ def test_torchrun_and_k8s_launch_specs(tmp_path):
     args = command[command.index("model.train") + 1:]
     assert args[args.index("--init-from") + 1] == str(tmp_path / "prev")
     assert json.loads(args[args.index("--overrides") + 1]) == {"pretrain.max_lr": 2e-4}
+    assert args[args.index("--context-parallel") + 1] == "1"
+    # the full preset's 256K stage carries its context parallelism into the launch
+    long = StageLaunch(preset_name="k-exaone-236b", overrides={}, stage="context_stage2", data=tmp_path / "mix",
+                       work_dir=tmp_path / "work", output=tmp_path / "out", init_from=tmp_path / "prev",
+                       tensor_parallel=8, expert_parallel=8,
+                       context_parallel=get_preset("k-exaone-236b").context.stages["stage2"].context_parallel)
+    assert long.train_args()[long.train_args().index("--context-parallel") + 1] == "8"
 
     full = get_preset("k-exaone-236b")
     spec = k8s_pod_spec(full, nproc_per_node=8, pvc_claim="kexaone-data", mount_path="/data")
@@ -150,7 +157,7 @@ def test_context_stage_plans_follow_pretraining_at_constant_tokens_per_step():
     assert plans[0].first_step == pretrain_total and plans[1].first_step == pretrain_total + plans[0].steps
     for plan, key in zip(plans, ("stage1", "stage2")):
         cs = TINY.context.stages[key]
-        assert plan.seq_length == cs.seq_length and plan.constant_lr == cs.lr
+        assert plan.seq_length == cs.seq_length and plan.peak_lr == cs.lr
         # the same tokens per step as pre-training, at least one sequence
         assert plan.global_batch_size == max(1, TINY.pretrain.global_batch_size * TINY.pretrain.seq_length // cs.seq_length)
         assert plan.tokens >= cs.tokens
@@ -169,6 +176,37 @@ def test_packed_samples_mask_padding_out_of_the_loss(tmp_path):
     assert list(packed[3]["tokens"]) == list(samples[1][:-1])  # reading past the end wraps around
     with pytest.raises(data.DataError, match=r"must be \[n, 9\]"):
         data.write_packed_samples(tmp_path / "bad", samples[:, :5], manifest)
+
+
+def test_packed_loss_weights_scale_the_answer_tokens_and_still_skip_padding(tmp_path):
+    samples = np.array([[5, 6, 1, 7, 8, 1, 2, 2, 2]])
+    weights = np.array([[1, 1, 1, 1, 30, 1, 0, 0, 0]])  # predicting token 4 (label 3) is an answer
+    manifest = data.MixtureManifest(stage="context_stage1", seq_length=8, num_samples=1, seed=0, eod_id=1, pad_id=2,
+                                    vocab_size=64, sources=(data.SourceStats("long_documents", 1.0, 2, 6, 8),),
+                                    kind="packed", loss_weights=True)
+    data.write_packed_samples(tmp_path, samples, manifest, loss_weights=weights)
+    item = data.open_mixture(tmp_path, tmp_path / "cache")[0]
+    assert list(item["labels"]) == [6, 1, 7, 8, 1, 2, 2, 2]
+    assert list(item["loss_mask"]) == [1, 1, 1, 30, 1, 0, 0, 0]
+    with pytest.raises(data.DataError, match="loss weights were not given"):
+        data.write_packed_samples(tmp_path / "a", samples, manifest)
+    with pytest.raises(data.DataError, match="integers 0-255"):
+        data.write_packed_samples(tmp_path / "b", samples, manifest, loss_weights=weights * 10)
+    (tmp_path / "loss_weights.bin").unlink()
+    with pytest.raises(data.DataError, match="loss_weights"):
+        data.read_manifest(tmp_path)
+
+
+def test_context_stage_lr_warms_up_holds_and_decays_within_the_stage():
+    plan = stage_plan(TINY, "context_stage1")
+    lrs = [plan.lr_at(i) for i in range(plan.steps)]
+    assert plan.warmup_steps > 0 and plan.decay_steps > 0
+    assert lrs[0] == pytest.approx(plan.peak_lr / plan.warmup_steps)
+    assert lrs[plan.warmup_steps - 1] == pytest.approx(plan.peak_lr)
+    assert set(lrs[plan.warmup_steps:plan.steps - plan.decay_steps]) == {plan.peak_lr}
+    assert lrs[-1] == pytest.approx(plan.min_lr) and plan.min_lr < plan.peak_lr
+    assert all(a >= b for a, b in zip(lrs[plan.warmup_steps - 1:], lrs[plan.warmup_steps:]))
+    assert stage_plan(TINY, "stage1").lr_at(0) is None  # pre-training follows the global WSD schedule
 
 
 def test_trainer_settings_are_checked_when_the_code_location_loads(monkeypatch, tmp_path):
