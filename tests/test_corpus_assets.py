@@ -20,8 +20,10 @@ from tests.conftest import S3_CREDS, edit_first_document
 CORPUS_ASSETS = ("filtered_corpus", "deduplicated_corpus")
 
 
-def run_demo(defs, instance):
-    for job in ("observe_raw_corpus", "demo"):
+def run_data(defs, instance):
+    """The sources observed, then the ``data`` job: everything before training (this module is about the
+    corpus; the whole DAG with training is tests/test_tiny_chain.py)."""
+    for job in ("observe_raw_corpus", "data"):
         result = defs.resolve_job_def(job).execute_in_process(instance=instance, raise_on_error=False)
         assert result.success, [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     return result
@@ -42,7 +44,7 @@ def test_demo_corpus_checks_pass_rerun_reuses_and_a_changed_source_rebuilds_only
     defs = build_definitions()
     home = kexaone_env["home"]
     with DagsterInstance.ephemeral() as instance:
-        first = run_demo(defs, instance)
+        first = run_data(defs, instance)
         checks = {(e.event_specific_data.asset_key.to_user_string(), e.event_specific_data.check_name):
                   e.event_specific_data.passed for e in first.all_events
                   if e.event_type_value == "ASSET_CHECK_EVALUATION"}
@@ -86,7 +88,7 @@ def test_demo_corpus_checks_pass_rerun_reuses_and_a_changed_source_rebuilds_only
 
         # the same inputs again: every partition is found in the store, nothing is rebuilt
         started = time.monotonic()
-        second = run_demo(defs, instance)
+        second = run_data(defs, instance)
         for asset in CORPUS_ASSETS:
             again = partition_metadata(second, asset)
             assert {p: (md["reused"], md["artifact_version"]) for p, md in again.items()} == {
@@ -96,7 +98,7 @@ def test_demo_corpus_checks_pass_rerun_reuses_and_a_changed_source_rebuilds_only
 
         # one Korean document changes: only the ko partitions get a new version
         edit_first_document(kexaone_env["corpus"] / "ko")
-        third = run_demo(defs, instance)
+        third = run_data(defs, instance)
         for asset in CORPUS_ASSETS:
             rebuilt = {p for p, md in partition_metadata(third, asset).items() if not md["reused"]}
             assert rebuilt == {"ko"}
