@@ -1,8 +1,10 @@
 """Which datatrove executor runs the corpus pipelines, and running a chain of stages to completion.
 
-* ``local`` (default): ``LocalPipelineExecutor``, ``workers`` tasks at a time on this machine in a
-  process pool; with ``workers=1`` the tasks run one after the other in this process
-  (``SequentialPipelineExecutor``). Stages run one after the other.
+* ``local`` (default): ``workers`` tasks at a time on this machine in a pool of *spawned* worker
+  processes (``SpawnPoolPipelineExecutor``); with ``workers=1`` the tasks run one after the other in this
+  process (``SequentialPipelineExecutor``). Stages run one after the other. Nothing is ever forked: the
+  caller is usually a Dagster step, a process with live threads (gRPC, DuckDB, torch's pool), and a child
+  forked from it can inherit a lock another thread held and wait on it forever.
 * ``slurm``: ``SlurmPipelineExecutor``; each stage is a job array that depends on the previous one
   (``depends=``), all submitted at once with ``sbatch``. The asset then waits, polling the stages'
   ``completions/`` folders, and fails if the Slurm jobs disappear from ``squeue`` before finishing. The
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import time
 from copy import deepcopy
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -32,7 +35,8 @@ from datatrove.executor.base import PipelineExecutor
 from datatrove.executor.local import LocalPipelineExecutor
 from datatrove.executor.ray import RayPipelineExecutor
 from datatrove.executor.slurm import SlurmPipelineExecutor
-from datatrove.utils.logging import setup_default_logger
+import multiprocess
+from datatrove.utils.logging import logger, setup_default_logger
 from datatrove.utils.stats import PipelineStats
 
 EXECUTOR_KINDS = ("local", "slurm", "ray")
@@ -125,6 +129,51 @@ class SequentialPipelineExecutor(LocalPipelineExecutor):
         return merged
 
 
+# The one start method for corpus worker processes: a fresh interpreter per worker, never a fork.
+START_METHOD = "spawn"
+
+
+class SpawnPoolPipelineExecutor(LocalPipelineExecutor):
+    """``LocalPipelineExecutor`` whose helper processes are all spawned.
+
+    datatrove's own ``run`` starts a ``multiprocess.Manager`` (it hands out local ranks) with the platform
+    default, which is ``fork`` on Linux, and its pool with ``forkserver``. Forking the manager from a
+    process with threads is what deadlocked: the child inherits a lock (logging, malloc, an import lock)
+    that a thread of the parent held at the moment of the fork, and waits on it forever. Here the manager
+    and the pool come from one ``spawn`` context; tasks are still resumable through datatrove's completion
+    markers, and ``_launch_run_for_rank`` is datatrove's own.
+    """
+
+    def __init__(self, pipeline: list[Any], tasks: int, workers: int, logging_dir: str | None = None,
+                 depends: LocalPipelineExecutor | None = None):
+        super().__init__(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, depends=depends,
+                         start_method=START_METHOD)
+
+    def run(self):
+        if self.depends and not self.depends._launched:
+            self.depends.run()
+        self._launched = True
+        ranks = self.get_incomplete_ranks(range(self.local_rank_offset, self.local_rank_offset + self.local_tasks))
+        if not ranks:
+            return PipelineStats()
+        self.save_executor_as_json()
+        ctx = multiprocess.get_context(START_METHOD)
+        with ctx.Manager() as manager:
+            ranks_q = manager.Queue()
+            for local_rank in range(self.workers):
+                ranks_q.put(local_rank)
+            completed, lock = manager.Value("i", self.local_tasks - len(ranks)), manager.Lock()
+            with ctx.Pool(min(self.workers, len(ranks))) as pool:
+                stats = list(pool.imap_unordered(
+                    partial(self._launch_run_for_rank, ranks_q=ranks_q, completed=completed, completed_lock=lock),
+                    ranks))
+        merged = sum(stats, start=PipelineStats())
+        with self.logging_dir.open("stats.json", "wt") as statsfile:
+            merged.save_to_disk(statsfile)
+        logger.success(merged.get_repr(f"All {self.local_tasks} tasks"))
+        return merged
+
+
 def make_executor(settings: ExecutorSettings, stage: Stage, depends: PipelineExecutor | None = None,
                   job_prefix: str = "kexaone") -> PipelineExecutor:
     """The datatrove executor for one stage (constructed only: nothing runs or is submitted)."""
@@ -134,8 +183,8 @@ def make_executor(settings: ExecutorSettings, stage: Stage, depends: PipelineExe
         if workers == 1:
             return SequentialPipelineExecutor(stage.pipeline, tasks=stage.tasks, logging_dir=stage.logging_dir,
                                               depends=depends)
-        return LocalPipelineExecutor(stage.pipeline, tasks=stage.tasks, workers=workers,
-                                     logging_dir=stage.logging_dir, depends=depends)
+        return SpawnPoolPipelineExecutor(stage.pipeline, tasks=stage.tasks, workers=workers,
+                                         logging_dir=stage.logging_dir, depends=depends)
     if settings.kind == "slurm":
         venv = settings.slurm_venv_path or str(Path(sys.prefix) / "bin" / "activate")
         return SlurmPipelineExecutor(

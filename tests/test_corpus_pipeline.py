@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,6 +21,7 @@ from corpus.executors import (
     CorpusExecutorError,
     ExecutorSettings,
     SequentialPipelineExecutor,
+    SpawnPoolPipelineExecutor,
     Stage,
     make_executor,
     run_stages,
@@ -119,6 +123,77 @@ def test_a_process_pool_gives_the_same_output_as_one_worker(tmp_path):
     two = filter_source("es", DEMO / "es", tmp_path / "two", ExecutorSettings(workers=2))
     assert one["steps"] == two["steps"] and one["rejections"] == two["rejections"]
     assert read_documents(tmp_path / "one" / "documents") == read_documents(tmp_path / "two" / "documents")
+    assert isinstance(make_executor(ExecutorSettings(workers=2), Stage("s", [], 2, str(tmp_path / "l"))),
+                      SpawnPoolPipelineExecutor)
+
+
+POOL_RUNS = 20
+
+
+@contextlib.contextmanager
+def _busy_threads():
+    """The threads a Dagster step process has when the corpus pool starts: torch's intra-op pool at work,
+    a DuckDB connection running queries, and threads taking the logging locks (stdlib and loguru)."""
+    import duckdb
+    import torch
+    from loguru import logger as loguru_logger
+
+    stop = threading.Event()
+    quiet = logging.getLogger("kexaone.test.busy")
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+
+    def torch_work():
+        a = torch.randn(128, 128)
+        while not stop.is_set():
+            a = torch.tanh(a @ a)
+
+    def duckdb_work():
+        con = duckdb.connect()
+        while not stop.is_set():
+            con.execute("select sum(range) from range(200000)").fetchall()
+        con.close()
+
+    def logging_work():
+        while not stop.is_set():
+            quiet.info("busy")
+            loguru_logger.trace("busy")
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (torch_work, duckdb_work, logging_work)]
+    for t in threads:
+        t.start()
+    try:
+        yield threads
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_the_two_worker_pool_never_hangs_when_started_from_a_threaded_dagster_step(tmp_path):
+    """The deadlock of the forked pool: run the 2-worker path POOL_RUNS times from inside a Dagster step,
+    in a process whose torch, DuckDB and logging threads are busy at every start. Each run must finish and
+    give the single-worker output."""
+    from dagster import AssetExecutionContext, asset, materialize
+
+    expected = filter_source("es", DEMO / "es", tmp_path / "one")
+    expected_docs = read_documents(tmp_path / "one" / "documents")
+
+    @asset
+    def pool_runs(context: AssetExecutionContext) -> None:
+        with _busy_threads() as threads:
+            assert all(t.is_alive() for t in threads)
+            for i in range(POOL_RUNS):
+                out = tmp_path / f"two-{i}"
+                summary = filter_source("es", DEMO / "es", out, ExecutorSettings(workers=2))
+                assert summary["steps"] == expected["steps"], i
+                assert read_documents(out / "documents") == expected_docs, i
+                shutil.rmtree(out)
+                context.log.info(f"pool run {i + 1}/{POOL_RUNS} done")
+
+    assert materialize([pool_runs]).success
 
 
 def test_local_executor_is_sequential_in_process_for_one_worker(tmp_path):
