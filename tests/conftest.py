@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import shutil
 import socket
@@ -17,6 +18,31 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CORPUS = REPO / "corpus" / "demo_data"
+
+
+BACKSTOP_GRACE_S = 120  # after pytest-timeout's own limit: time for its report and the test's cleanup
+
+
+def _timeout_of(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("timeout")
+    if marker is not None and marker.args:
+        return float(marker.args[0])
+    if marker is not None and "timeout" in marker.kwargs:
+        return float(marker.kwargs["timeout"])
+    return float(item.config.getini("timeout") or 0)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Backstop for pytest-timeout: if a test is stuck where SIGALRM cannot interrupt it (a C call holding
+    the GIL, a wedged child it waits on without a timeout), dump every thread's stack and exit the run."""
+    limit = _timeout_of(item)
+    if limit > 0:
+        faulthandler.dump_traceback_later(limit + BACKSTOP_GRACE_S, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 def free_port() -> int:
