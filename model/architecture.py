@@ -10,7 +10,8 @@ The architecture lives in data, not branches:
   (every ``global_attn_every``-th layer is global and NoPE: "LLLG");
 * which layers are dense: ``moe_layer_freq`` (a 0/1 list, the first ``num_dense_layers`` dense);
 * which modules implement a layer: a ``Backend`` (Megatron ModuleSpecs + the config fields that go
-  with them). ``cpu`` = Megatron's local modules; ``gpu`` = TransformerEngine modules, bf16, grouped
+  with them). ``cpu`` = Megatron's local modules, with ``model.attention.CpuCoreAttention`` as the core
+  attention (same maths, no O(s^2) masks for the window layers); ``gpu`` = TransformerEngine modules, bf16, grouped
   GEMM experts, all-to-all dispatch and the FP8 switch.
 * the MTP block: one dense transformer layer (the dense layer's spec, not the MoE one), sharing the
   embedding and the output head with the main model. Megatron numbers the layer inside an MTP block from
@@ -42,6 +43,14 @@ class Backend:
     use_transformer_engine: bool
     config: dict[str, Any]  # TransformerConfig fields this backend needs
     dense_layer_spec: Callable[[Any], Any]  # config -> ModuleSpec of one dense TransformerLayer
+    # replaces Megatron's local DotProductAttention in every layer spec (None: keep the spec's own)
+    core_attention: Callable[[], type] | None = None
+
+
+def _cpu_core_attention() -> type:
+    from model.attention import CpuCoreAttention
+
+    return CpuCoreAttention
 
 
 def _local_dense_layer_spec(config: Any) -> Any:
@@ -85,7 +94,8 @@ GPU_CONFIG: dict[str, Any] = dict(
 FP8_CONFIG: dict[str, Any] = dict(fp8="e4m3", fp8_recipe="blockwise", moe_router_padding_for_quantization=True)
 
 BACKENDS: dict[BackendName, Backend] = {
-    "cpu": Backend("cpu", use_transformer_engine=False, config=CPU_CONFIG, dense_layer_spec=_local_dense_layer_spec),
+    "cpu": Backend("cpu", use_transformer_engine=False, config=CPU_CONFIG, dense_layer_spec=_local_dense_layer_spec,
+                   core_attention=_cpu_core_attention),
     "gpu": Backend("gpu", use_transformer_engine=True, config=GPU_CONFIG, dense_layer_spec=_te_dense_layer_spec),
 }
 
@@ -166,8 +176,15 @@ def decoder_block_spec(config: Any, backend: Backend) -> Any:
     """Per-layer ModuleSpecs: dense or MoE as ``config.moe_layer_freq`` says, modules from the backend."""
     from megatron.core.models.gpt.gpt_layer_specs import get_gpt_decoder_block_spec
 
-    return get_gpt_decoder_block_spec(config, use_transformer_engine=backend.use_transformer_engine,
+    spec = get_gpt_decoder_block_spec(config, use_transformer_engine=backend.use_transformer_engine,
                                       normalization=config.normalization)
+    return _with_backend_attention(spec, backend)
+
+
+def _with_backend_attention(spec: Any, backend: Backend) -> Any:
+    from model.attention import with_core_attention
+
+    return spec if backend.core_attention is None else with_core_attention(spec, backend.core_attention())
 
 
 def mtp_block_spec(config: Any, backend: Backend) -> Any:
@@ -176,8 +193,9 @@ def mtp_block_spec(config: Any, backend: Backend) -> Any:
 
     if not config.mtp_num_layers:
         return None
-    return get_gpt_mtp_block_spec(config, backend.dense_layer_spec(config),
+    spec = get_gpt_mtp_block_spec(config, backend.dense_layer_spec(config),
                                   use_transformer_engine=backend.use_transformer_engine)
+    return _with_backend_attention(spec, backend)
 
 
 def check_vocab(preset: Preset, vocab_size: int | None) -> int:
