@@ -9,7 +9,8 @@
   Pipes training job at the stage's length, then answers the NIAH grid (lengths from the previous stage's
   length up to this one x depths x trials, filler from held-out corpus text). The blocking check
   ``niah_green_light`` passes only if every cell reaches ``eval.niah_threshold``; if it fails, the step
-  fails after recording the materialization, so nothing downstream runs, and the check names the cells.
+  fails after recording the materialization, so nothing downstream runs, and both the check and the step's
+  error name the failing cells, their scores and what to try.
 """
 
 import json
@@ -23,6 +24,7 @@ from dagster import (
     AssetDep,
     AssetExecutionContext,
     AssetsDefinition,
+    Failure,
     MetadataValue,
     asset,
 )
@@ -222,9 +224,10 @@ def context_ext_asset(stage: str) -> AssetsDefinition:
         if not artifact_store.has(previous, upstream["init"].version):
             raise UpstreamMissingError(f"{previous}: artifact {upstream['init'].uri} is not in the store")
         tok = load_tokenizer(artifact_store, upstream["tokenizer"].version)
-        lengths = niah.stage_lengths(cs.seq_length, p.eval.niah_num_lengths, previous_length(p, stage))
-        cases = niah.make_cases(lambda text: tok.encode(text).ids, niah_filler(p, held_out), lengths,
-                                niah.grid_depths(p.eval.niah_num_depths), p.eval.niah_trials, seed=p.pretrain.seed)
+        cases = niah.stage_cases(lambda text: tok.encode(text).ids, niah_filler(p, held_out),
+                                 seq_length=cs.seq_length, previous_length=previous_length(p, stage),
+                                 num_lengths=p.eval.niah_num_lengths, num_depths=p.eval.niah_num_depths,
+                                 trials=p.eval.niah_trials, seed=p.pretrain.seed)
         tokenizer_dir = artifact_store.local_copy("superbpe_tokenizer", upstream["tokenizer"].version)
         result, extra = train_stage(
             context, p, preset, artifact_store, warehouse, trainer, stage=CONTEXT_PREFIX + stage, asset_name=name,
@@ -244,9 +247,21 @@ def context_ext_asset(stage: str) -> AssetsDefinition:
                       "grid": MetadataValue.md(niah.markdown_table(results))})
         extra["niah_accuracy"] = round(results.accuracy, 4)
         extra["niah_grid"] = MetadataValue.md(niah.markdown_table(results))
-        return result.materialize_result(extra_metadata=extra, check_results=[check])
+        yield result.materialize_result(extra_metadata=extra, check_results=[check])
+        if not passed:  # the checkpoint is recorded; the step fails with the reason as its error, first line
+            raise Failure(description=gate_failure(name, stage, failing, p.eval.niah_threshold,
+                                                   result.ref.uri),
+                          metadata={"failing_cells": [c.describe() for c in failing]})
 
     return _ext
+
+
+def gate_failure(asset: str, stage: str, failing: list[niah.CellResult], threshold: float, uri: str) -> str:
+    """The failed gate as the step's error: which cells, their scores, where the answers are, what to try."""
+    return (f"{asset}: {NIAH_CHECK} failed, {niah.gate_message(failing, threshold)}. The checkpoint and every "
+            f"answer are in {uri} (niah.json); nothing downstream runs. To try: more training "
+            f"(context.stages.{stage}.tokens), another peak LR (context.stages.{stage}.lr), or more retrieval "
+            f"documents (context.stages.{stage}.retrieval_share).")
 
 
 def _case_json(case: niah.NiahCase) -> dict:

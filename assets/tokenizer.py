@@ -77,7 +77,7 @@ def base_tokenizer(context: AssetExecutionContext, preset: PresetResource, artif
         upstream=upstream, build=build).materialize_result()
 
 
-@asset(group_name=TOKENIZER_GROUP, deps=[*CORPUS_DEP, AssetDep("base_tokenizer")], code_version="1",
+@asset(group_name=TOKENIZER_GROUP, deps=[*CORPUS_DEP, AssetDep("base_tokenizer")], code_version="2",
        automation_condition=DOWNSTREAM_OF_DATA, kinds={"tokenizers"},
        check_specs=[AssetCheckSpec("round_trip_exact", asset="superbpe_tokenizer",
                                    description="decode(encode(x)) == x on multilingual, emoji, code and CRLF text"),
@@ -133,7 +133,7 @@ def _retention_check(tok: Tokenizer, base: Tokenizer, p: Preset) -> AssetCheckRe
 
 
 @asset(group_name=TOKENIZER_GROUP, deps=[*CORPUS_DEP, AssetDep("base_tokenizer"), AssetDep("superbpe_tokenizer")],
-       code_version="1", automation_condition=DOWNSTREAM_OF_DATA, kinds={"tokenizers", "duckdb"},
+       code_version="2", automation_condition=DOWNSTREAM_OF_DATA, kinds={"tokenizers", "duckdb"},
        description="Bytes per token on held-out text per domain for the base tokenizer, a plain BPE of the "
                    "SuperBPE vocabulary size, and SuperBPE (all trained on the same data), plus superword usage.")
 def tokenizer_report(context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore,

@@ -173,15 +173,22 @@ class FillerPool:
         return have
 
     def take(self, language: str, n_tokens: int, rng: random.Random) -> list[list[int]]:
-        """Whole sentences from a random start, cycling through the language's text; the last one is cut
-        so the total is exactly ``n_tokens``."""
+        """Whole sentences of the language, each pass over its text in a fresh random order; the last one
+        is cut so the total is exactly ``n_tokens``.
+
+        A fresh order per pass matters when the text is shorter than the haystack (the tiny corpus holds
+        a few hundred to two thousand held-out tokens per language, a 4096-token prompt needs up to ten
+        passes): laid in the same order every pass, the haystack repeats whole passages verbatim, and the
+        words just before the question then also stand, word for word, before earlier copies of the same
+        passage, which is a trap for a model's copy (induction) heads rather than a test of retrieval."""
         pool = self.sentences[language]
-        out, total, i = [], 0, rng.randrange(len(pool))
+        out, total, order = [], 0, []
         while total < n_tokens:
-            sentence = pool[i % len(pool)][: n_tokens - total]
+            if not order:
+                order = rng.sample(range(len(pool)), len(pool))
+            sentence = pool[order.pop()][: n_tokens - total]
             out.append(sentence)
             total += len(sentence)
-            i += 1
         return out
 
 
@@ -264,6 +271,16 @@ def make_cases(tokenizer_encode: Encode, filler_texts_by_language: Mapping[str, 
         cases.append(NiahCase(length=length, depth=depth, trial=trial, language=language, key=key, value=value,
                               prompt_ids=tuple(prompt), needle_ids=tuple(needle), needle_index=start))
     return cases
+
+
+def stage_cases(tokenizer_encode: Encode, filler_texts_by_language: Mapping[str, Sequence[str]] | FillerPool, *,
+                seq_length: int, previous_length: int, num_lengths: int, num_depths: int, trials: int,
+                seed: int, languages: Sequence[str] | None = None) -> list[NiahCase]:
+    """A context stage's gate grid: ``num_lengths`` lengths from the previous stage's length to this
+    stage's (``stage_lengths``) x ``num_depths`` depths x ``trials`` cases, drawn with ``seed``."""
+    lengths = stage_lengths(seq_length, num_lengths, previous_length)
+    return make_cases(tokenizer_encode, filler_texts_by_language, lengths, grid_depths(num_depths), trials, seed,
+                      languages)
 
 
 _DIGITS = re.compile(r"[0-9]+")
@@ -354,6 +371,31 @@ def evaluate(cases: Sequence[NiahCase], generate_fn: GenerateFn,
         out.append(result)
         if progress is not None:
             progress(i + 1, len(cases), result)
+    return results_from_cases(out)
+
+
+def evaluate_batched(cases: Sequence[NiahCase], generate_many: Callable[[list[list[int]]], list[str]],
+                     batch_tokens: int, progress: Callable[[int, int, CaseResult], None] | None = None) -> NiahResults:
+    """``evaluate`` with ``generate_many(prompts) -> texts`` answering several cases at once: consecutive
+    cases of one length (a grid is laid out length by length), at most ``batch_tokens`` prompt tokens per
+    batch and always at least one case. The results are the same as one case at a time."""
+    if batch_tokens < 1:
+        raise ValueError(f"batch_tokens must be >= 1 (got {batch_tokens})")
+    out: list[CaseResult] = []
+    start = 0
+    while start < len(cases):
+        size = max(1, batch_tokens // cases[start].length)
+        end = start + 1
+        while end < len(cases) and end - start < size and cases[end].length == cases[start].length:
+            end += 1
+        texts = generate_many([list(c.prompt_ids) for c in cases[start:end]])
+        for case, text in zip(cases[start:end], texts, strict=True):
+            out.append(CaseResult(length=case.length, depth=case.depth, trial=case.trial, language=case.language,
+                                  key=case.key, value=case.value, generated=text,
+                                  correct=score_exact(text, case.value)))
+            if progress is not None:
+                progress(len(out), len(cases), out[-1])
+        start = end
     return results_from_cases(out)
 
 
@@ -524,6 +566,6 @@ def read_filler_texts(folder: str | Path, limit: int | None = None) -> list[str]
 
 __all__ = ["ANSWER_RESERVE_TOKENS", "CaseResult", "CellResult", "FillerPool", "LANGUAGES", "MAX_NEW_TOKENS",
            "NeedleTemplate", "NiahCase", "NiahResults", "RetrievalDocument", "TEMPLATES", "draw_key", "draw_value",
-           "evaluate", "first_value", "gate", "gate_message", "grid_depths", "grid_lengths", "heatmap_png",
+           "evaluate", "evaluate_batched", "first_value", "gate", "gate_message", "grid_depths", "grid_lengths", "heatmap_png",
            "key_split", "make_cases", "markdown_table", "read_filler_texts", "results_from_cases",
-           "retrieval_training_documents", "score_exact", "split_sentences", "stage_lengths"]
+           "retrieval_training_documents", "score_exact", "split_sentences", "stage_cases", "stage_lengths"]

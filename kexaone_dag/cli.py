@@ -87,23 +87,58 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance
+    from dagster._core.utils import make_new_run_id
+    from dagster._utils.interrupts import setup_interrupt_handlers
 
+    from kexaone_dag.run_health import PoolWatcher, reap_dead_runs, run_tags
+
+    setup_interrupt_handlers()  # SIGTERM stops the run like Ctrl-C: steps interrupted, trainers terminated
     os.environ.setdefault(PRESET_ENV_VAR, "tiny")
     dagster_home = _prepare_dagster_home()
     started = time.monotonic()
     info = preflight()
     defs = info["defs"]
     instance = DagsterInstance.get()
-    print(f"kexaone demo: preset {info['preset']}, DAGSTER_HOME={dagster_home}")
+    print(f"kexaone demo: preset {info['preset']}, DAGSTER_HOME={dagster_home}", flush=True)
+    for line in reap_dead_runs(instance):
+        print(f"recovered: {line}", flush=True)
     for job_name in ("observe_raw_corpus", "demo"):
-        result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}})
+        run_id = make_new_run_id()
+        watcher = PoolWatcher(instance, run_id, emit=lambda line: print(line, flush=True))
+        watcher.start()
+        try:
+            result = defs.resolve_job_def(job_name).execute_in_process(
+                instance=instance, raise_on_error=False, run_id=run_id, tags=run_tags(),
+                run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}})
+        finally:
+            watcher.stop()
         if not result.success:
+            for line in failure_lines(result):
+                print(line)
             print(f"error: job {job_name} failed (run {result.run_id}); see `make ui` for the logs")
             return 1
     print_summary(defs, instance, time.monotonic() - started)
     return 0
+
+
+def failure_lines(result) -> list[str]:
+    """Why a run failed, where the user looks: each failed step's own error (its first lines, not Dagster's
+    stack) and each failed asset check's description (e.g. the NIAH cells below the gate, with scores)."""
+    lines = []
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            error = event.step_failure_data.error
+            while error is not None and error.cause is not None and not error.message.strip():
+                error = error.cause
+            message = error.message.strip() if error else "(no message)"
+            if event.step_failure_data.user_failure_data and event.step_failure_data.user_failure_data.description:
+                message = event.step_failure_data.user_failure_data.description
+            lines.append(f"failed: {event.step_key}: " + " ".join(message.splitlines()[:6]))
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed:
+            lines.append(f"check failed: {evaluation.asset_key.to_user_string()}.{evaluation.check_name}: "
+                         f"{evaluation.description or '(no description)'}")
+    return lines
 
 
 def print_summary(defs, instance, seconds: float) -> None:

@@ -13,7 +13,7 @@ from assets.synthetic import synthetic_assets
 from assets.tokenizer import base_tokenizer, superbpe_tokenizer, tokenizer_report
 from kexaone_dag.automation import automation_sensor
 from kexaone_dag.executors import executor_for_env
-from kexaone_dag.jobs import data_job, demo_job, observe_raw_corpus_job, observe_raw_corpus_schedule
+from kexaone_dag.jobs import data_job, demo_job, observe_raw_corpus_job, observe_raw_corpus_schedule, pretraining_job
 from kexaone_dag.presets import get_preset
 from kexaone_dag.resources_by_env import build_resources
 
@@ -24,7 +24,7 @@ def build_definitions() -> Definitions:
         assets=[*raw_corpus_sources, raw_corpus_stats, *corpus_pipeline_assets, base_tokenizer, superbpe_tokenizer,
                 tokenizer_report, *synthetic_assets, *pretraining_assets,
                 *context_assets, *evaluation_assets],
-        jobs=[demo_job, data_job, observe_raw_corpus_job],
+        jobs=[demo_job, data_job, pretraining_job, observe_raw_corpus_job],
         schedules=[observe_raw_corpus_schedule],
         sensors=[automation_sensor],
         resources=build_resources(),

@@ -25,6 +25,12 @@ data_job = define_asset_job("data", selection=AssetSelection.all() - AssetSelect
                             description="Materialize the corpus, tokenizer and synthetic-data assets (no "
                                         "training).")
 
+# Through the three pre-training stages (pretrain_stage3): the data half plus the curriculum, no context stage.
+pretraining_job = define_asset_job("pretraining", selection=AssetSelection.all() - AssetSelection.groups(
+                                       *TRAINING_GROUPS[1:]), tags=CORPUS_PARTITION_RANGE_TAGS,
+                                   description="Materialize everything up to pretrain_stage3 (corpus, tokenizer, "
+                                               "synthetic data, the three pre-training stages).")
+
 observe_raw_corpus_job = define_asset_job("observe_raw_corpus", selection=RAW_CORPUS_SELECTION,
                                           description="Observe the raw corpus sources (new data versions).")
 

@@ -31,7 +31,6 @@ def _logits(model: torch.nn.Module, ids: torch.Tensor, position_ids: torch.Tenso
     return model(ids, position_ids, None, inference_context=context, runtime_gather_output=True)
 
 
-@torch.no_grad()
 def generate(model: torch.nn.Module, prompt_ids: Sequence[int], max_new_tokens: int, *,
              eos_token_id: int | None = None, vocab_size: int | None = None, reasoning: bool = False,
              prompt_template: PromptTemplate = raw_prompt, use_kv_cache: bool = True) -> list[int]:
@@ -39,36 +38,55 @@ def generate(model: torch.nn.Module, prompt_ids: Sequence[int], max_new_tokens: 
 
     ``vocab_size`` is the tokenizer's: rows of the padded embedding beyond it are never produced.
     """
+    return generate_batch(model, [prompt_ids], max_new_tokens, eos_token_id=eos_token_id, vocab_size=vocab_size,
+                          reasoning=reasoning, prompt_template=prompt_template, use_kv_cache=use_kv_cache)[0]
+
+
+@torch.no_grad()
+def generate_batch(model: torch.nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int, *,
+                   eos_token_id: int | None = None, vocab_size: int | None = None, reasoning: bool = False,
+                   prompt_template: PromptTemplate = raw_prompt, use_kv_cache: bool = True) -> list[list[int]]:
+    """Greedy decoding of several prompts of the same length at once (one forward per new token for the
+    whole batch; no padding, so each row decodes exactly as it would alone). Returns each row's generated
+    ids; a row stops after ``eos_token_id``."""
     from megatron.core.inference.contexts import StaticInferenceContext
     from megatron.core.inference.utils import InferenceMode
 
-    ids = prompt_template(prompt_ids, reasoning)
-    if not ids:
+    rows = [prompt_template(p, reasoning) for p in prompts]
+    if not rows or not all(rows):
         raise ValueError("generate() needs at least one prompt token")
+    if len({len(r) for r in rows}) != 1:
+        raise ValueError(f"generate_batch() needs prompts of one length (got {sorted({len(r) for r in rows})})")
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0 (got {max_new_tokens})")
     vocab = model.vocab_size if vocab_size is None else vocab_size
     if not 0 < vocab <= model.vocab_size:
         raise ValueError(f"vocab_size={vocab} must be within 1..{model.vocab_size} (the model's padded vocabulary)")
-    if min(ids) < 0 or max(ids) >= vocab:
-        raise ValueError(f"prompt token ids must lie in [0, {vocab}) (got {min(ids)}..{max(ids)})")
+    low, high = min(min(r) for r in rows), max(max(r) for r in rows)
+    if low < 0 or high >= vocab:
+        raise ValueError(f"prompt token ids must lie in [0, {vocab}) (got {low}..{high})")
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    out: list[int] = []
+    batch, length = len(rows), len(rows[0])
+    out: list[list[int]] = [[] for _ in rows]
+    done = [False] * batch
     try:
         with InferenceMode.active():
-            tokens = torch.tensor([ids], dtype=torch.long, device=device)
-            context = StaticInferenceContext(1, len(ids) + max_new_tokens) if use_kv_cache else None
+            tokens = torch.tensor(rows, dtype=torch.long, device=device)
+            context = StaticInferenceContext(batch, length + max_new_tokens) if use_kv_cache else None
             step_input, offset = tokens, 0
             for _ in range(max_new_tokens):
                 positions = torch.arange(offset, offset + step_input.shape[1], device=device).unsqueeze(0)
-                logits = _logits(model, step_input, positions, context)
-                next_id = int(logits[0, -1, :vocab].argmax())
-                out.append(next_id)
-                if eos_token_id is not None and next_id == eos_token_id:
+                logits = _logits(model, step_input, positions.expand(batch, -1), context)
+                next_ids = logits[:, -1, :vocab].argmax(dim=-1)
+                for row, next_id in enumerate(next_ids.tolist()):
+                    if not done[row]:
+                        out[row].append(next_id)
+                        done[row] = eos_token_id is not None and next_id == eos_token_id
+                if all(done):
                     break
-                tokens = torch.cat([tokens, tokens.new_tensor([[next_id]])], dim=1)
+                tokens = torch.cat([tokens, next_ids.unsqueeze(1)], dim=1)
                 if context is None:
                     step_input = tokens
                 else:
@@ -80,4 +98,4 @@ def generate(model: torch.nn.Module, prompt_ids: Sequence[int], max_new_tokens: 
     return out
 
 
-__all__ = ["PromptTemplate", "generate", "raw_prompt"]
+__all__ = ["PromptTemplate", "generate", "generate_batch", "raw_prompt"]

@@ -6,7 +6,7 @@
 Read top to bottom: ``main`` parses and validates everything (preset, mixture, vocabulary, output folder,
 the checkpoint it starts from) before the first step; ``run_stage`` is the loop.
 
-* Resume: every ``pretrain.checkpoint_every_steps`` the full state (model, optimizer, schedule, data
+* Resume: every ``pretrain.checkpoint_every_steps`` (a context stage: its own ``checkpoint_every_steps``) the full state (model, optimizer, schedule, data
   position, RNG) goes to ``WORK_DIR/checkpoints/step_NNNNNN`` (written as ``.partial``, renamed when
   complete). A restarted run with the same arguments continues from the newest complete one: batches are a
   pure function of the step (Megatron's blended dataset indices), so the continued curve equals an
@@ -56,6 +56,7 @@ class StagePlan:
     global_batch_size: int
     first_step: int  # global optimizer step the stage starts at (the LR schedule is global)
     steps: int  # optimizer steps of this stage
+    checkpoint_every_steps: int  # periodic resumable checkpoints, in steps of this stage
     # context extension: the stage's own warmup-stable-decay LR (the pre-training schedule has ended)
     peak_lr: float | None = None
     min_lr: float = 0.0
@@ -83,6 +84,8 @@ class StagePlan:
 
 
 CONTEXT_PREFIX = "context_"
+# NIAH cases of one length are answered together, up to this many prompt tokens per forward (1 case at 256K)
+NIAH_BATCH_TOKENS = 32_768
 
 
 def stage_plan(preset: Preset, stage: str) -> StagePlan:
@@ -94,7 +97,7 @@ def stage_plan(preset: Preset, stage: str) -> StagePlan:
     if stage in bounds:
         first, end = bounds[stage]
         return StagePlan(stage=stage, seq_length=p.seq_length, global_batch_size=p.global_batch_size,
-                         first_step=first, steps=end - first)
+                         first_step=first, steps=end - first, checkpoint_every_steps=p.checkpoint_every_steps)
     known = [*bounds, *(CONTEXT_PREFIX + k for k in preset.context.stages)]
     if not stage.startswith(CONTEXT_PREFIX) or stage[len(CONTEXT_PREFIX):] not in preset.context.stages:
         raise TrainingSetupError(f"unknown stage {stage!r} (known: {', '.join(known)})")
@@ -106,7 +109,7 @@ def stage_plan(preset: Preset, stage: str) -> StagePlan:
             warmup = min(steps - 1, round(p.warmup_fraction * steps))
             decay = max(1, min(steps - warmup, round(p.decay_fraction * steps)))
             return StagePlan(stage=stage, seq_length=c.seq_length, global_batch_size=batch, first_step=first,
-                             steps=steps, peak_lr=c.lr, min_lr=c.lr * p.min_lr / p.max_lr, warmup_steps=warmup,
+                             steps=steps, checkpoint_every_steps=c.checkpoint_every_steps, peak_lr=c.lr, min_lr=c.lr * p.min_lr / p.max_lr, warmup_steps=warmup,
                              decay_steps=decay)
         first += steps
     raise AssertionError("unreachable")
@@ -301,7 +304,7 @@ def run_stage(args: argparse.Namespace, preset: Preset, plan: StagePlan, report:
                         f"grad {result.grad_norm:.3f} imbalance {result.expert_load_imbalance:.2f} "
                         f"{row['tokens_per_s']:.0f} tok/s")
         done = stage_step + 1
-        if done % preset.pretrain.checkpoint_every_steps == 0 and done < plan.steps:
+        if done % plan.checkpoint_every_steps == 0 and done < plan.steps:
             position = {"stage": plan.stage, "stage_step": done, "consumed_samples": done * plan.global_batch_size}
             save_periodic(work, done, model, optimizer, scheduler, position, preset.pretrain.keep_checkpoints)
             report.info(f"{plan.stage}: checkpoint at stage step {done}")
@@ -325,20 +328,20 @@ def run_niah(model, args: argparse.Namespace, manifest: data.MixtureManifest, ou
     from tokenizers import Tokenizer
 
     from evaluation import niah
-    from model.inference import generate
+    from model.inference import generate_batch
 
     tok = Tokenizer.from_file(str(args.tokenizer))
     cases = [niah.NiahCase(**c) for c in json.loads(Path(args.niah_cases).read_text())]
 
-    def generate_fn(prompt_ids):
-        ids = generate(model, prompt_ids, niah.MAX_NEW_TOKENS, vocab_size=manifest.vocab_size)
-        return tok.decode(ids)
+    def generate_many(prompts: list[list[int]]) -> list[str]:
+        answers = generate_batch(model, prompts, niah.MAX_NEW_TOKENS, vocab_size=manifest.vocab_size)
+        return [tok.decode(ids) for ids in answers]
 
     def progress(done: int, total: int, result) -> None:
         if done % max(1, total // 5) == 0 or done == total:
             report.info(f"NIAH {done}/{total} cases")
 
-    results = niah.evaluate(cases, generate_fn, progress=progress)
+    results = niah.evaluate_batched(cases, generate_many, NIAH_BATCH_TOKENS, progress=progress)
     (output / "niah.json").write_text(json.dumps([dataclasses.asdict(r) for r in results.cases], indent=2))
     report.info(f"NIAH exact match {results.accuracy:.1%} over {len(cases)} cases")
     return results.accuracy
@@ -392,7 +395,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from model.launch_guard import die_with_parent
+
     args = parse_args(argv)
+    die_with_parent()  # torchrun (our parent) gone -> SIGTERM: a worker never trains on as an orphan
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     with open_reporter(rank) as report:
         try:

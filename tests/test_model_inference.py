@@ -6,7 +6,7 @@ import pytest
 
 from model import training
 from model.architecture import build_model
-from model.inference import generate
+from model.inference import generate, generate_batch
 from tests.model_support import MEGATRON_QUIET, megatron_cpu, random_tokens, tiny  # noqa: F401
 
 pytestmark = MEGATRON_QUIET
@@ -22,6 +22,21 @@ def test_greedy_generation_is_deterministic_and_the_kv_cache_changes_nothing(tin
     assert generate(model, prompt, 30, vocab_size=vocab, use_kv_cache=False) == first
     assert generate(model, prompt, 30, vocab_size=vocab, eos_token_id=first[4]) == first[:5]
     assert model.training  # generate() restores the mode it found
+
+
+def test_a_batch_of_prompts_decodes_as_each_prompt_alone(tiny):
+    preset, model = tiny
+    vocab = preset.tokenizer.vocab_size
+    prompts = random_tokens(5, 40, vocab, seed=3).tolist()
+    alone = [generate(model, p, 12, vocab_size=vocab) for p in prompts]
+    assert generate_batch(model, prompts, 12, vocab_size=vocab) == alone
+    assert len({tuple(a) for a in alone}) > 1  # different prompts, different answers: rows are not mixed up
+    stop = alone[2][3]  # one row stops early at its eos, the others go on
+    stopped = generate_batch(model, prompts, 12, vocab_size=vocab, eos_token_id=stop)
+    assert stopped[2] == alone[2][:alone[2].index(stop) + 1]
+    assert [len(r) for r in stopped] == [len(a[:a.index(stop) + 1]) if stop in a else 12 for a in alone]
+    with pytest.raises(ValueError, match="prompts of one length"):
+        generate_batch(model, [prompts[0], prompts[1][:30]], 4, vocab_size=vocab)
 
 
 def test_generation_reproduces_a_sequence_the_model_overfitted(megatron_cpu):

@@ -164,6 +164,22 @@ def test_evaluate_gate_passes_and_fails_naming_the_cells(tok):
     assert len(results.rows()) == 6 and results.rows()[0]["accuracy"] == pytest.approx(1 / 3)
 
 
+def test_batched_evaluation_groups_one_length_within_the_token_budget_and_scores_the_same(tok):
+    cases = niah.make_cases(tok.encode, FILLER, [60, 120], niah.grid_depths(3), trials=3, seed=3)
+    wrong = {(120, 0.5, 1), (60, 0.0, 0)}
+    one_by_one = niah.evaluate(cases, _oracle(tok, cases, wrong))
+    oracle, batches = _oracle(tok, cases, wrong), []
+
+    def generate_many(prompts):
+        batches.append([len(p) for p in prompts])
+        return [oracle(p) for p in prompts]
+
+    batched = niah.evaluate_batched(cases, generate_many, batch_tokens=250)
+    assert batched == one_by_one
+    assert batches == [[60] * 4, [60] * 4, [60], [120] * 2, [120] * 2, [120] * 2, [120] * 2, [120]]
+    assert niah.evaluate_batched(cases, generate_many, batch_tokens=1) == one_by_one  # at least one case each
+
+
 def test_markdown_table_and_heatmap_png_are_written(tok, tmp_path):
     cases = niah.make_cases(tok.encode, FILLER, [60, 120], niah.grid_depths(3), trials=2, seed=3)
     results = niah.evaluate(cases, _oracle(tok, cases, wrong={(120, 1.0, 0)}))
@@ -241,3 +257,16 @@ def test_quotes_repeat_earlier_filler_sentences_verbatim(tok):
             assert any(d.ids[i:i + len(quote)] == quote for i in range(start - 1))  # said before
     with pytest.raises(ValueError, match="quote_share"):
         niah.retrieval_training_documents(2, long_filler, 1, 400, tok.encode, quote_share=1.0)
+
+
+def test_filler_longer_than_its_text_passes_over_it_in_fresh_orders(tok):
+    """No verbatim passage repeats: each pass uses every sentence once, in a new order."""
+    pool = niah.FillerPool(tok.encode, FILLER)
+    language = next(iter(pool.sentences))
+    sentences = [tuple(s) for s in pool.sentences[language]]
+    total = sum(len(s) for s in sentences)
+    taken = [tuple(s) for s in pool.take(language, 3 * total, random.Random(5))]
+    passes = [taken[i * len(sentences):(i + 1) * len(sentences)] for i in range(3)]
+    assert all(sorted(p) == sorted(sentences) for p in passes)
+    assert len({tuple(p) for p in passes}) == 3  # three different orders
+    assert sum(len(s) for s in pool.take(language, 1000, random.Random(1))) == 1000  # exact length, last one cut

@@ -8,7 +8,7 @@ The report (§2.2) replaced a 100K BPE with a 150K SuperBPE tokenizer:
   that produce the top ``keep_base_fraction`` (70 %) most frequent base tokens, then learn the rest of
   the budget on de/ja/vi, STEM and code — "keep the top 70 %, reallocate the rest".
 * **stage 2** (superwords): continue learning merges *without* whitespace pre-tokenization; text is
-  only split at boundaries (digit groups, punctuation runs, line breaks — ": " is punctuation, so no merge
+  only split at boundaries (digits, punctuation runs, line breaks — ": " is punctuation, so no merge
   crosses it). The superword budget (``superword_fraction`` x V) is split en : ko : other = 2 : 3 : 1 and
   learned per group; merges that would span more than ``max_superword_words`` words are dropped with
   everything built on them.
@@ -38,16 +38,18 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalize
 TextStream = Callable[[], Iterator[str]]  # a fresh iterator over the texts each time it is called
 
 # Stage-1 / plain-BPE pre-tokenizer: letters of every script (+ combining marks for Vietnamese) with
-# at most one leading non-letter (" the", "(self", ".name"), digit groups of up to 3, punctuation runs,
-# line breaks, whitespace runs.
+# at most one leading non-letter (" the", "(self", ".name"), single digits, punctuation runs, line breaks,
+# whitespace runs. Digits are one token each (as in LLaMA, Mistral, Qwen): every number of n digits is n
+# tokens of a 10-symbol alphabet, so copying or comparing a number is the same operation wherever it sits
+# (with groups of up to 3, "48213" was "48" "2" "13" and "90512" was "9" "0" "5" "12").
 _LETTER_PIECE = (
     r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
     r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
 )
-_OTHER_PIECES = r"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+_OTHER_PIECES = r"|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 MULTILINGUAL_REGEX = _LETTER_PIECE + _OTHER_PIECES
 # Stage 2 drops only the whitespace split: consecutive letter pieces (" the" " cat" " sat") form one piece,
-# so superwords can span words, while digit groups, punctuation runs (": " included), line breaks and
+# so superwords can span words, while digits, punctuation runs (": " included), line breaks and
 # whitespace runs stay boundaries. Every stage-1 piece lies whole inside one stage-2 piece, so stage-1
 # merges segment words exactly as they did in stage 1.
 SUPERWORD_BOUNDARY_REGEX = f"(?:{_LETTER_PIECE})+" + _OTHER_PIECES
