@@ -1,9 +1,10 @@
 """TrainerLauncher: runs one training stage (``model.train``) outside the Dagster process, through Pipes.
 
 * ``backend="subprocess"`` (default): ``torchrun --standalone --nproc-per-node N -m model.train ...`` on this
-  machine via ``PipesSubprocessClient``. Progress lines stream into the Dagster log, the child's
-  materialization report comes back, and terminating the run sends SIGTERM to torchrun, which stops its
-  workers (``forward_termination``).
+  machine via ``PipesSubprocessClient``, started through ``model.launch_guard``: the trainer gets SIGTERM
+  when the launching step process dies (even by SIGKILL) and holds its work dir's lock. Progress lines
+  stream into the Dagster log, the child's materialization report comes back, and terminating the run
+  sends SIGTERM to torchrun, which stops its workers (``forward_termination``).
 * ``backend="k8s"``: one pod per stage via ``dagster_k8s.PipesK8sClient``; the pod runs the same command,
   asks for the preset's GPUs (``compute.gpus_per_training_step``) and node selector, and mounts the
   shared volume that holds artifacts and work directories (``pvc_claim`` at ``mount_path``).
@@ -68,6 +69,16 @@ def torchrun_command(nproc_per_node: int, train_args: list[str], python: str = s
             "-m", "model.train", *train_args]
 
 
+def guarded_command(command: list[str], work_dir: Path, *, python: str = sys.executable,
+                    parent_pid: int | None = None) -> list[str]:
+    """``command`` behind ``model.launch_guard``: it dies with the process that launched it and holds the
+    work dir's lock (one trainer per work dir), then execs ``command``."""
+    guard = [python, "-m", "model.launch_guard", "--work-dir", str(work_dir)]
+    if parent_pid is not None:
+        guard += ["--parent-pid", str(parent_pid)]
+    return [*guard, "--", *command]
+
+
 def k8s_pod_spec(preset: Preset, *, nproc_per_node: int, pvc_claim: str | None, mount_path: str,
                  service_account: str | None = None) -> dict[str, Any]:
     """The base pod spec of a training pod: GPUs, CPU/memory, node selector, GPU toleration, shared volume."""
@@ -126,8 +137,9 @@ class TrainerLauncher(ConfigurableResource):
         """Run the stage to completion; returns the Pipes invocation (its materialization report)."""
         self.check_config()
         nproc, _, _ = self.layout(preset)
-        command = torchrun_command(nproc, launch.train_args(),
-                                   python=sys.executable if self.backend == "subprocess" else "python")
+        python = sys.executable if self.backend == "subprocess" else "python"
+        command = guarded_command(torchrun_command(nproc, launch.train_args(), python=python), launch.work_dir,
+                                  python=python, parent_pid=os.getpid() if self.backend == "subprocess" else None)
         if self.backend == "subprocess":
             env = {"PYTHONUNBUFFERED": "1"}
             client = PipesSubprocessClient(env=env, cwd=str(Path(__file__).resolve().parent.parent),
@@ -142,4 +154,5 @@ class TrainerLauncher(ConfigurableResource):
                                        mount_path=self.mount_path, service_account=self.service_account))
 
 
-__all__ = ["BACKENDS", "StageLaunch", "TrainerConfigError", "TrainerLauncher", "k8s_pod_spec", "torchrun_command"]
+__all__ = ["BACKENDS", "StageLaunch", "TrainerConfigError", "TrainerLauncher", "guarded_command", "k8s_pod_spec",
+           "torchrun_command"]

@@ -1,0 +1,126 @@
+"""Dead runs, wedged pool slots and silent waits (``kexaone_dag.run_health``) on a real instance: a SQLite
+DAGSTER_HOME with the local instance config (pool limit 1), real runs in real processes."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, DagsterRunStatus, job, op
+from dagster._core.launcher import WorkerStatus
+from dagster._core.utils import make_new_run_id
+
+from kexaone_dag.run_health import PoolWatcher, pool_waits, process_gone, reap_dead_runs
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def instance(tmp_path, monkeypatch):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "deploy" / "local" / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with DagsterInstance.get() as inst:
+        yield inst
+
+
+release = threading.Event()
+
+
+@op(pool="gpu")
+def hold_the_gpu():
+    assert release.wait(120)
+
+
+@job
+def holder():
+    hold_the_gpu()
+
+
+@op(pool="gpu")
+def train_on_the_gpu():
+    return 1
+
+
+@job
+def waiter():
+    train_on_the_gpu()
+
+
+def test_a_step_waiting_for_a_pool_slot_is_told_who_holds_it(instance):
+    release.clear()
+    holding = threading.Thread(target=lambda: holder.execute_in_process(instance=instance))
+    holding.start()
+    deadline = time.monotonic() + 60
+    while not instance.event_log_storage.get_concurrency_info("gpu").claimed_slots:
+        assert time.monotonic() < deadline, "the holder never claimed the gpu slot"
+        time.sleep(0.1)
+    holder_run = instance.event_log_storage.get_concurrency_info("gpu").claimed_slots[0].run_id
+    said: list[str] = []
+    run_id = make_new_run_id()
+    watcher = PoolWatcher(instance, run_id, emit=said.append, interval_s=0.2)
+    watcher.start()
+    waiting = threading.Thread(target=lambda: waiter.execute_in_process(instance=instance, run_id=run_id))
+    waiting.start()
+    deadline = time.monotonic() + 60
+    while not said and time.monotonic() < deadline:
+        time.sleep(0.1)
+    release.set()
+    holding.join(60)
+    waiting.join(60)
+    watcher.stop()
+    assert len(said) == 1, said  # said once, not every poll
+    assert f"waiting for pool gpu (1 slot(s)): train_on_the_gpu of this run wait(s) on run {holder_run} " \
+           "step hold_the_gpu (STARTED)" in said[0]
+    assert "frees the slots of runs whose process is gone" in said[0]  # and how to get out of it
+    assert instance.get_run_by_id(run_id).status == DagsterRunStatus.SUCCESS
+    assert not pool_waits(instance, run_id)
+
+
+KILLED_RUN = textwrap.dedent("""
+    import time
+    from dagster import DagsterInstance, job, op
+
+    @op(pool="gpu")
+    def train():
+        print("holding", flush=True)
+        time.sleep(600)
+
+    @job
+    def stage():
+        train()
+
+    stage.execute_in_process(instance=DagsterInstance.get())
+""")
+
+
+def test_a_killed_runs_slot_is_freed_and_the_run_marked_failed(instance, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "holding"
+    info = instance.event_log_storage.get_concurrency_info("gpu")
+    (slot,) = info.claimed_slots
+    run = instance.get_run_by_id(slot.run_id)
+    assert not process_gone(instance, run)
+    assert instance.run_launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
+    assert reap_dead_runs(instance) == []  # a live run is left alone
+
+    proc.send_signal(signal.SIGKILL)  # what an OOM kill does: no cleanup, the slot stays claimed
+    proc.wait(timeout=30)
+    assert instance.get_run_by_id(slot.run_id).status == DagsterRunStatus.STARTED
+    assert instance.event_log_storage.get_concurrency_info("gpu").claimed_slots
+    assert process_gone(instance, run)
+    assert instance.run_launcher.check_run_worker_health(run).status == WorkerStatus.FAILED  # the daemon's view
+
+    lines = reap_dead_runs(instance)
+    assert lines == [f"run {slot.run_id} (stage) had lost its process: marked failed, its pool slots freed"]
+    assert instance.get_run_by_id(slot.run_id).status == DagsterRunStatus.FAILURE
+    assert not instance.event_log_storage.get_concurrency_info("gpu").claimed_slots
+    assert reap_dead_runs(instance) == []  # idempotent
