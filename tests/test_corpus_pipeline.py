@@ -176,13 +176,13 @@ def test_the_two_worker_pool_never_hangs_when_started_from_a_threaded_dagster_st
     """The deadlock of the forked pool: run the 2-worker path POOL_RUNS times from inside a Dagster step,
     in a process whose torch, DuckDB and logging threads are busy at every start. Each run must finish and
     give the single-worker output."""
-    from dagster import AssetExecutionContext, asset, materialize
+    from dagster import asset, materialize
 
     expected = filter_source("es", DEMO / "es", tmp_path / "one")
     expected_docs = read_documents(tmp_path / "one" / "documents")
 
     @asset
-    def pool_runs(context: AssetExecutionContext) -> None:
+    def pool_runs(context) -> None:
         with _busy_threads() as threads:
             assert all(t.is_alive() for t in threads)
             for i in range(POOL_RUNS):

@@ -1,12 +1,16 @@
-"""The whole tiny DAG end to end, run once (the demo job, in process) and tested from every side:
+"""The whole tiny DAG end to end, trained once and tested from every side, in two fixtures so that one
+failure stays one failure:
 
-* pre-training: the three curriculum stages through Dagster Pipes (torchrun subprocesses), then
-  kill-and-resume, 2-process expert parallelism, bad input and run termination against its artifacts;
-* context extension: whole-document mixtures, both stages pass their own NIAH gate over the configured
-  grid, an under-trained stage fails it and blocks downstream; short-context eval and the summary;
-* ``kexaone demo`` (what ``make demo`` runs) over the same artifacts reuses every one of them.
+* ``trained`` (the ``pretraining`` job): the three curriculum stages through Dagster Pipes (torchrun
+  subprocesses), then kill-and-resume, 2-process expert parallelism, bad input and run termination
+  against its artifacts;
+* ``context`` (the context and evaluation groups on top of it): whole-document mixtures, both stages pass
+  their own NIAH gate over the configured grid (a failed gate is reported with its cells and scores, and only
+  the tests that need the whole chain fail with it), an under-trained stage fails it and blocks downstream;
+  short-context eval and the summary; ``kexaone demo`` (what ``make demo`` runs) over the same artifacts
+  reuses every one of them.
 
-One run serves all of these because the chain is the expensive part (about 12 of the suite's minutes)."""
+The chain is the expensive part of the suite, so each fixture runs once per module."""
 
 from __future__ import annotations
 
@@ -21,14 +25,16 @@ from pathlib import Path
 
 import psutil
 import pytest
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import AssetKey, AssetSelection, DagsterInstance, materialize
 
+from kexaone_dag.cli import failure_lines
 from kexaone_dag.config import PresetResource
 from kexaone_dag.definitions import build_definitions
 from resources.warehouse import Warehouse
 from tests.conftest import private_demo_env
 
-pytestmark = pytest.mark.slow
+# the first test of each fixture pays for its training: pre-training about 4 minutes, context stages about 7
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 STAGES = ("stage1", "stage2", "stage3")
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,9 +45,29 @@ def trained(tmp_path_factory):
     with private_demo_env(tmp):
         defs = build_definitions()
         with DagsterInstance.ephemeral() as instance:
-            result = defs.resolve_job_def("demo").execute_in_process(instance=instance)
+            result = defs.resolve_job_def("pretraining").execute_in_process(instance=instance)
             assert result.success
             yield {"defs": defs, "instance": instance, "result": result, "home": tmp / "home", "tmp": tmp}
+
+
+@pytest.fixture(scope="module")
+def context(trained):
+    """The context-extension and evaluation assets on top of ``trained`` (same instance and stores). Not
+    asserted here: a failed gate is reported by the tests, with its cells."""
+    defs = trained["defs"]
+    result = materialize(list(defs.assets), instance=trained["instance"], resources=defs.resources,
+                         selection=AssetSelection.groups("context", "evaluation"), raise_on_error=False)
+    return {**trained, "result": result, "pretraining_result": trained["result"]}
+
+
+def chain_failures(run) -> str:
+    """Why a run failed, as the user would read it: failed steps' errors and failed checks' descriptions."""
+    return "\n".join(failure_lines(run["result"])) or "(the run reports no failed step or check)"
+
+
+def require_whole_chain(run) -> None:
+    if not run["result"].success:
+        pytest.fail(f"the context chain did not complete:\n{chain_failures(run)}", pytrace=False)
 
 
 def mat(result, name):
@@ -251,36 +277,39 @@ def test_terminating_the_dagster_run_stops_the_training_processes(trained, tmp_p
 
 # -- context extension, NIAH gate, evaluation ------------------------------------------------------------
 
-def test_context_stages_pass_their_niah_gate_over_the_configured_grid(trained):
+def test_context_stages_pass_their_niah_gate_over_the_configured_grid(context):
     from evaluation.niah import grid_depths, stage_lengths
     from kexaone_dag.presets import get_preset
 
     p = get_preset("tiny")
-    wh = Warehouse(path=str(trained["home"] / "warehouse.duckdb"))
+    wh = Warehouse(path=str(context["home"] / "warehouse.duckdb"))
     previous = p.pretrain.seq_length
     for stage in ("stage1", "stage2"):
         name = f"context_ext_{stage}"
-        checks = [e for e in trained["result"].get_asset_check_evaluations() if e.asset_key == AssetKey(name)]
-        assert [(c.check_name, c.passed) for c in checks] == [("niah_green_light", True)]
+        checks = [e for e in context["result"].get_asset_check_evaluations() if e.asset_key == AssetKey(name)]
+        assert checks, f"{name} was not evaluated:\n{chain_failures(context)}"
+        assert [(c.check_name, c.passed) for c in checks] == [("niah_green_light", True)], \
+            f"{name}: {checks[0].description}"
         cs = p.context.stages[stage]
         rows = wh.query("select length, depth, trials, accuracy from niah_results where checkpoint = ?", [name])
         assert sorted({r["length"] for r in rows}) == stage_lengths(cs.seq_length, p.eval.niah_num_lengths, previous)
         assert sorted({r["depth"] for r in rows}) == grid_depths(p.eval.niah_num_depths)
         assert len(rows) == p.eval.niah_num_lengths * p.eval.niah_num_depths
         assert all(r["trials"] == p.eval.niah_trials and r["accuracy"] >= p.eval.niah_threshold for r in rows)
-        assert (artifact(trained, f"niah_report_{stage}") / "heatmap.png").stat().st_size > 0
-        summary = json.loads((artifact(trained, name) / "summary.json").read_text())
+        assert (artifact(context, f"niah_report_{stage}") / "heatmap.png").stat().st_size > 0
+        summary = json.loads((artifact(context, name) / "summary.json").read_text())
         assert summary["seq_length"] == cs.seq_length
         previous = cs.seq_length
 
 
-def test_context_mixtures_pack_whole_documents(trained):
-    for stage in ("stage1", "stage2"):
-        event = mat(trained["result"], f"context_mixture_{stage}")
-        checks = [e for e in trained["result"].get_asset_check_evaluations()
+def test_context_mixtures_pack_whole_documents(context):
+    stages = ["stage1"] + (["stage2"] if context["result"].success else [])  # stage 2's waits for stage 1's gate
+    for stage in stages:
+        event = mat(context["result"], f"context_mixture_{stage}")
+        checks = [e for e in context["result"].get_asset_check_evaluations()
                   if e.asset_key == AssetKey(f"context_mixture_{stage}")]
         assert [(c.check_name, c.passed) for c in checks] == [("documents_whole", True)]
-        folder = artifact(trained, f"context_mixture_{stage}")
+        folder = artifact(context, f"context_mixture_{stage}")
         stats = json.loads((folder / "stats.json").read_text())
         for pool, s in stats["pools"].items():  # documents too long for the stage are skipped, never cut
             assert all(x["length"] > stats["seq_length"] + 1 for x in s["skipped_too_long"]), pool
@@ -289,32 +318,33 @@ def test_context_mixtures_pack_whole_documents(trained):
         assert all(abs(effective[k] - requested[k]) < 0.05 for k in requested), (effective, requested)
 
 
-def test_short_context_eval_and_summary_cover_the_chain(trained):
+def test_short_context_eval_and_summary_cover_the_chain(context):
     from evaluation.summary import CHAIN_ORDER
 
-    wh = Warehouse(path=str(trained["home"] / "warehouse.duckdb"))
+    require_whole_chain(context)
+    wh = Warehouse(path=str(context["home"] / "warehouse.duckdb"))
     rows = wh.query("select checkpoint, domain, perplexity from short_context_perplexity")
     assert {r["checkpoint"] for r in rows} == set(CHAIN_ORDER)
     assert {r["domain"] for r in rows} == {"en", "ko", "es", "de", "ja", "vi", "code", "stem"}
     by = {(r["checkpoint"], r["domain"]): r["perplexity"] for r in rows}
     assert all(0 < v < float("inf") for v in by.values())  # (code can exceed the vocabulary size: confidently wrong)
     assert by[("pretrain_stage3", "en")] < by[("pretrain_stage1", "en")]  # training lowered held-out perplexity
-    checks = [e for e in trained["result"].get_asset_check_evaluations()
+    checks = [e for e in context["result"].get_asset_check_evaluations()
               if e.asset_key == AssetKey("short_context_eval")]
     assert [c.check_name for c in checks] == ["short_context_drift"]
-    assert (artifact(trained, "short_context_eval") / "perplexity.png").stat().st_size > 0
+    assert (artifact(context, "short_context_eval") / "perplexity.png").stat().st_size > 0
 
-    page = (artifact(trained, "evaluation_summary") / "evaluation_summary.md").read_text()
-    images = artifact(trained, "evaluation_summary") / "images"
+    page = (artifact(context, "evaluation_summary") / "evaluation_summary.md").read_text()
+    images = artifact(context, "evaluation_summary") / "images"
     for link in ("pretrain_stage1_loss.png", "niah_report_stage1.png", "niah_report_stage2.png",
                  "short_context.png"):
         assert f"images/{link}" in page and (images / link).stat().st_size > 0
     assert "PASS" in page
 
 
-def test_an_under_trained_stage_fails_its_gate_and_blocks_downstream(trained):
+def test_an_under_trained_stage_fails_its_gate_and_blocks_downstream(context):
     overrides = {"context.stages.stage1.tokens": 2 * 2 * 512}  # two optimizer steps at 512 tokens
-    defs, instance = trained["defs"], trained["instance"]
+    defs, instance = context["defs"], context["instance"]
     resources = {**defs.resources, "preset": PresetResource(overrides=overrides)}
     chain = [defs.get_assets_def(AssetKey(n)) for n in ("context_mixture_stage1", "context_ext_stage1",
                                                         "context_mixture_stage2", "context_ext_stage2")]
@@ -323,6 +353,14 @@ def test_an_under_trained_stage_fails_its_gate_and_blocks_downstream(trained):
     gate = [e for e in result.get_asset_check_evaluations() if e.asset_key == AssetKey("context_ext_stage1")]
     assert len(gate) == 1 and not gate[0].passed
     assert gate[0].metadata["failing_cells"].value  # the failed gate names its cells
+    # ... and so does the step's own error, the first thing a user reads of the failed run
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert failure.step_key == "context_ext_stage1"
+    error = failure.step_failure_data.user_failure_data.description
+    assert "niah_green_light failed" in error and "NIAH cell(s) below 95%" in error and "length 128 depth" in error
+    assert "context.stages.stage1.tokens" in error  # and what to try
+    assert any("check failed: context_ext_stage1.niah_green_light" in line for line in
+               failure_lines(result))
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "context_ext_stage1" in materialized
     assert "context_mixture_stage2" not in materialized and "context_ext_stage2" not in materialized
@@ -345,25 +383,122 @@ def summary_rows(stdout: str) -> dict[str, list[str]]:
     return rows
 
 
-def test_kexaone_demo_reuses_every_artifact_the_run_built(trained, tmp_path):
-    """The CLI on a fresh Dagster instance over the run's artifacts: nothing is rebuilt or retrained."""
+def test_kexaone_demo_reuses_every_artifact_the_run_built(context, tmp_path):
+    """The CLI on a fresh Dagster instance over the runs' artifacts: nothing is rebuilt or retrained."""
+    require_whole_chain(context)
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home")}
     env.pop("KEXAONE_PRESET", None)
     proc = subprocess.run([KEXAONE, "demo"], capture_output=True, text=True, timeout=1200, env=env, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = summary_rows(proc.stdout)
     assert sum(1 for r in rows.values() if r[0] == "observed") == 8
-    events = [e.step_materialization_data.materialization for e in trained["result"].get_asset_materialization_events()]
+    events = [e.step_materialization_data.materialization for run in (context["pretraining_result"], context["result"])
+              for e in run.get_asset_materialization_events()]
     built = {str(m.metadata["dagster/uri"].value) for m in events if "dagster/uri" in m.metadata}
     for name, (status, version, *where) in rows.items():
         if status != "observed":
             assert status == "reused" and where and where[0] in built, (name, status, where)
     assert "make ui" in proc.stdout and "warehouse:" in proc.stdout
     stats_uri = Path(rows["raw_corpus_stats"][2])
-    assert stats_uri.parent == trained["home"] / "artifacts" / "raw_corpus_stats"
+    assert stats_uri.parent == context["home"] / "artifacts" / "raw_corpus_stats"
     provenance = json.loads((stats_uri / "provenance.json").read_text())
     assert provenance["version"] == rows["raw_corpus_stats"][1]
     assert set(provenance["upstream"]) == {f"raw_corpus_{s}" for s in ("en", "ko", "es", "de", "ja", "vi", "code", "stem")}
-    wh = Warehouse(path=str(trained["home"] / "warehouse.duckdb"))
+    wh = Warehouse(path=str(context["home"] / "warehouse.duckdb"))
     assert wh.query("select count(*) as n from artifacts where asset = 'raw_corpus_stats'") == [{"n": 1}]
     assert "context_ext_stage2" in rows and "evaluation_summary" in rows
+
+
+# -- crash safety: a killed or stopped `kexaone demo` leaves no trainer, no wedged slot, and resumes ---------
+
+TRAINER_GONE_S = 15  # bound for the trainer to stop after its launcher dies (the kernel signals at once)
+DEMO_STOPS_S = 90  # bound for `kexaone demo` to stop after SIGTERM (Pipes terminates torchrun, which stops its worker)
+
+
+@pytest.fixture(scope="module")
+def crash_home(context, tmp_path_factory):
+    """A copy of the chain's home without the context_ext_stage2 checkpoint: `kexaone demo` retrains it."""
+    require_whole_chain(context)
+    import shutil
+
+    home = tmp_path_factory.mktemp("crash") / "home"
+    shutil.copytree(context["home"], home, ignore=shutil.ignore_patterns("training", "dagster_home"))
+    for folder in (home / "artifacts" / "context_ext_stage2").iterdir():
+        shutil.rmtree(folder)
+    return home
+
+
+def _demo(home: Path, dagster_home: Path) -> subprocess.Popen:
+    env = {**os.environ, "KEXAONE_HOME": str(home), "DAGSTER_HOME": str(dagster_home)}
+    env.pop("KEXAONE_PRESET", None)
+    return subprocess.Popen([KEXAONE, "demo"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+
+
+def _trainers(work_root: Path) -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if "model.train" in cmd and str(work_root) in cmd:
+            found.append(p)
+    return found
+
+
+def _wait_for(path_fn, timeout: float, proc: subprocess.Popen):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        hit = path_fn()
+        if hit:
+            return hit
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        time.sleep(0.2)
+    raise AssertionError(f"not reached within {timeout}s")
+
+
+def _claimed_gpu_slots(dagster_home: Path) -> list:
+    from dagster._core.instance.ref import InstanceRef
+
+    with DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home))) as instance:
+        return list(instance.event_log_storage.get_concurrency_info("gpu").claimed_slots)
+
+
+def test_sigterm_stops_kexaone_demo_its_trainer_and_frees_the_slot(crash_home, tmp_path):
+    dagster_home = tmp_path / "dagster_home"
+    demo = _demo(crash_home, dagster_home)
+    work = crash_home / "training" / "context_ext_stage2"
+    _wait_for(lambda: any(len(m.read_text().splitlines()) >= 2 for m in work.glob("*/metrics.jsonl")), 600, demo)
+    trainers = _trainers(work)
+    assert trainers
+    stopped_at = time.monotonic()
+    demo.send_signal(signal.SIGTERM)
+    out, _ = demo.communicate(timeout=DEMO_STOPS_S)
+    assert time.monotonic() - stopped_at < DEMO_STOPS_S and demo.returncode != 0, out[-2000:]
+    _, alive = psutil.wait_procs(trainers, timeout=TRAINER_GONE_S)
+    assert not alive, [p.cmdline() for p in alive]
+    assert not _trainers(work) and _claimed_gpu_slots(dagster_home) == []
+
+
+def test_a_sigkilled_demo_leaves_no_trainer_and_the_next_demo_resumes_and_frees_the_slot(crash_home, tmp_path):
+    dagster_home = tmp_path / "dagster_home"
+    demo = _demo(crash_home, dagster_home)
+    work = crash_home / "training" / "context_ext_stage2"
+    checkpoint = _wait_for(lambda: next(iter(work.glob("*/checkpoints/step_000050")), None), 900, demo)
+    trainers = _trainers(work)
+    assert len(trainers) >= 2  # torchrun and its worker
+    demo.send_signal(signal.SIGKILL)  # `kexaone demo` is the run worker and the step process (in-process run)
+    demo.wait(timeout=60)
+    killed_at = time.monotonic()
+    _, alive = psutil.wait_procs(trainers, timeout=TRAINER_GONE_S)
+    assert not alive, f"trainers outlived the killed demo by {TRAINER_GONE_S}s: {[p.cmdline() for p in alive]}"
+    assert time.monotonic() - killed_at < TRAINER_GONE_S
+    assert len(_claimed_gpu_slots(dagster_home)) == 1  # what used to wedge every later run
+
+    again = _demo(crash_home, dagster_home)
+    out, _ = again.communicate(timeout=1200)
+    assert again.returncode == 0, out[-3000:]
+    assert "recovered: run " in out and "had lost its process: marked failed, its pool slots freed" in out
+    rows = summary_rows(out)
+    assert rows["context_ext_stage2"][0] == "built"
+    summary = json.loads((Path(rows["context_ext_stage2"][2]) / "summary.json").read_text())
+    assert summary["resumed_from"] == str(checkpoint)  # lost at most one checkpoint interval of training
+    assert _claimed_gpu_slots(dagster_home) == [] and not _trainers(work)
