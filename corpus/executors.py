@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+from abc import abstractmethod
 import shutil
 import subprocess
 import sys
@@ -99,14 +100,14 @@ class Stage:
     logging_dir: str
 
 
-class SequentialPipelineExecutor(LocalPipelineExecutor):
-    """``LocalPipelineExecutor`` with one worker, minus its ``multiprocess.Manager``: that helper process
-    only hands out local ranks, and forking it from a multi-threaded process (a Dagster step) is unsafe.
-    Tasks run one after the other in this process through datatrove's own ``_run_for_rank``."""
+class _ResumableLocalExecutor(LocalPipelineExecutor):
+    """The part of datatrove's ``LocalPipelineExecutor.run`` both local executors keep: run the dependency,
+    skip completed tasks (datatrove's completion markers), merge and save the stats. ``_run_ranks`` says
+    where the tasks run."""
 
-    def __init__(self, pipeline: list[Any], tasks: int = 1, logging_dir: str | None = None,
-                 depends: LocalPipelineExecutor | None = None):
-        super().__init__(pipeline, tasks=tasks, workers=1, logging_dir=logging_dir, depends=depends)
+    @abstractmethod
+    def _run_ranks(self, ranks: list[int]) -> list[PipelineStats]:
+        """Run these tasks; one PipelineStats per task."""
 
     def run(self):
         if self.depends and not self.depends._launched:
@@ -116,6 +117,22 @@ class SequentialPipelineExecutor(LocalPipelineExecutor):
         if not ranks:
             return PipelineStats()
         self.save_executor_as_json()
+        merged = sum(self._run_ranks(ranks), start=PipelineStats())
+        with self.logging_dir.open("stats.json", "wt") as statsfile:
+            merged.save_to_disk(statsfile)
+        return merged
+
+
+class SequentialPipelineExecutor(_ResumableLocalExecutor):
+    """``LocalPipelineExecutor`` with one worker, minus its ``multiprocess.Manager``: that helper process
+    only hands out local ranks, and forking it from a multi-threaded process (a Dagster step) is unsafe.
+    Tasks run one after the other in this process through datatrove's own ``_run_for_rank``."""
+
+    def __init__(self, pipeline: list[Any], tasks: int = 1, logging_dir: str | None = None,
+                 depends: LocalPipelineExecutor | None = None):
+        super().__init__(pipeline, tasks=tasks, workers=1, logging_dir=logging_dir, depends=depends)
+
+    def _run_ranks(self, ranks: list[int]) -> list[PipelineStats]:
         pipeline, stats = self.pipeline, []
         try:
             for rank in ranks:
@@ -123,17 +140,14 @@ class SequentialPipelineExecutor(LocalPipelineExecutor):
                 stats.append(self._run_for_rank(rank))
         finally:
             self.pipeline = pipeline
-        merged = sum(stats, start=PipelineStats())
-        with self.logging_dir.open("stats.json", "wt") as statsfile:
-            merged.save_to_disk(statsfile)
-        return merged
+        return stats
 
 
 # The one start method for corpus worker processes: a fresh interpreter per worker, never a fork.
 START_METHOD = "spawn"
 
 
-class SpawnPoolPipelineExecutor(LocalPipelineExecutor):
+class SpawnPoolPipelineExecutor(_ResumableLocalExecutor):
     """``LocalPipelineExecutor`` whose helper processes are all spawned.
 
     datatrove's own ``run`` starts a ``multiprocess.Manager`` (it hands out local ranks) with the platform
@@ -149,14 +163,7 @@ class SpawnPoolPipelineExecutor(LocalPipelineExecutor):
         super().__init__(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, depends=depends,
                          start_method=START_METHOD)
 
-    def run(self):
-        if self.depends and not self.depends._launched:
-            self.depends.run()
-        self._launched = True
-        ranks = self.get_incomplete_ranks(range(self.local_rank_offset, self.local_rank_offset + self.local_tasks))
-        if not ranks:
-            return PipelineStats()
-        self.save_executor_as_json()
+    def _run_ranks(self, ranks: list[int]) -> list[PipelineStats]:
         ctx = multiprocess.get_context(START_METHOD)
         with ctx.Manager() as manager:
             ranks_q = manager.Queue()
@@ -167,11 +174,8 @@ class SpawnPoolPipelineExecutor(LocalPipelineExecutor):
                 stats = list(pool.imap_unordered(
                     partial(self._launch_run_for_rank, ranks_q=ranks_q, completed=completed, completed_lock=lock),
                     ranks))
-        merged = sum(stats, start=PipelineStats())
-        with self.logging_dir.open("stats.json", "wt") as statsfile:
-            merged.save_to_disk(statsfile)
-        logger.success(merged.get_repr(f"All {self.local_tasks} tasks"))
-        return merged
+        logger.success(sum(stats, start=PipelineStats()).get_repr(f"All {self.local_tasks} tasks"))
+        return stats
 
 
 def make_executor(settings: ExecutorSettings, stage: Stage, depends: PipelineExecutor | None = None,
