@@ -18,8 +18,10 @@ the NIAH grid drawn with several seeds: the gate's own seed (its answers are rea
 under the same environment). The report is each cell's **minimum** over configurations and seeds.
 
 ``--adopt CONFIG=HOME`` takes a chain already run under that configuration (e.g. a fresh clone's
-``make demo``) and only rescores it. ``--reuse-from HOME`` copies the data and pre-training artifacts of an earlier run into every fresh home (a
-quicker check of a context-stage change; pre-training is then not re-run under each configuration).
+``make demo``) and only rescores it. ``--reuse-from HOME`` copies the data artifacts of an earlier run
+(corpus, tokenizer, synthetic data: integer work, the same under every configuration) into every fresh
+home; ``--reuse-pretraining`` also its pre-training checkpoints (a quicker check of a context-stage
+change, no longer a test of the whole chain under each configuration).
 ``--overrides JSON`` applies preset overrides to the chain (tuning).
 
 Writes ``docs/benchmarks.md`` (section ``niah_margin``) and ``<work>/niah_margin.json``.
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -44,8 +47,9 @@ CONFIGS = {
     "scalar-1t": {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "OMP_NUM_THREADS": "1"},
 }
 CONTEXT_STAGES = ("stage1", "stage2")
-# what --reuse-from leaves out: everything trained from the context stages on
-RETRAINED = ("context_", "niah_report_", "short_context_eval", "evaluation_summary")
+# what --reuse-from leaves out: everything trained (pre-training too, unless --reuse-pretraining)
+CONTEXT_ON = ("context_", "niah_report_", "short_context_eval", "evaluation_summary")
+PRETRAINING = ("pretrain_",)
 
 
 # -- child: the chain ---------------------------------------------------------------------------------------
@@ -159,10 +163,11 @@ def _child(args: list[str], env: dict[str, str], log: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _seed_home(home: Path, reuse_from: Path) -> None:
+def _seed_home(home: Path, reuse_from: Path, with_pretraining: bool) -> None:
     src = reuse_from / "artifacts"
+    skip = CONTEXT_ON if with_pretraining else CONTEXT_ON + PRETRAINING
     for folder in src.iterdir():
-        if folder.name.startswith(".") or folder.name.startswith(RETRAINED):
+        if folder.name.startswith(".") or folder.name.startswith(skip):
             continue
         shutil.copytree(folder, home / "artifacts" / folder.name)
 
@@ -224,7 +229,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated NIAH grid seeds (default: the gate's own, pretrain.seed, then 1 and 2)")
     ap.add_argument("--overrides", default="{}", help="JSON preset overrides for the tiny chain")
     ap.add_argument("--reuse-from", type=Path, default=None,
-                    help="a KEXAONE_HOME whose data and pre-training artifacts every configuration starts from")
+                    help="a KEXAONE_HOME whose data artifacts (corpus, tokenizer, synthetic data: no floats "
+                         "trained) every configuration starts from")
+    ap.add_argument("--reuse-pretraining", action="store_true",
+                    help="with --reuse-from, also its pre-training checkpoints (tuning a context stage only)")
     ap.add_argument("--work", type=Path, default=None, help="where the per-configuration homes go (default: a temp dir)")
     ap.add_argument("--adopt", action="append", default=[], metavar="CONFIG=HOME",
                     help="use the chain already run in HOME (a KEXAONE_HOME, e.g. `make demo`'s .kexaone) under "
@@ -233,7 +241,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run-chain", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--rescore", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    argv_seeds = args.seeds is not None
     overrides = json.loads(args.overrides)
     if args.seeds is None:
         from kexaone_dag.presets import get_preset as _preset
@@ -271,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(home)
             (home / "artifacts").mkdir(parents=True)
             if args.reuse_from:
-                _seed_home(home, args.reuse_from)
+                _seed_home(home, args.reuse_from, args.reuse_pretraining)
             env.update(KEXAONE_HOME=str(home), DAGSTER_HOME=str(home / "dagster_home"))
             (home / "dagster_home").mkdir()
             t0 = time.monotonic()
@@ -282,10 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "--seeds", args.seeds], env, work / f"{name}-rescore.log")
         print(f"[{name}] rescored {time.monotonic() - t0:.0f}s", flush=True)
         (work / "niah_margin.json").write_text(json.dumps(results))
-    command = "python -m bench.niah_margin" + "".join(
-        f" {flag} '{value}'" for flag, value in (("--configs", args.configs), ("--seeds", args.seeds if argv_seeds else ""),
-                                                 ("--overrides", args.overrides if overrides else ""))
-        if value and not (flag == "--configs" and value == ",".join(CONFIGS)))
+    command = " ".join(["python -m bench.niah_margin", *(shlex.quote(a) for a in (argv or sys.argv[1:]))])
     body = report(results, seeds, preset.eval.niah_threshold, command, time.monotonic() - started, work)
     if args.no_write:
         print(body)

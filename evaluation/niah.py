@@ -515,9 +515,10 @@ def retrieval_training_documents(seed: int | random.Random,
                 break
             used.add(key)
             budget -= 2 * len(needle)
-            # one needle in EDGE_SHARE opens the document (the eval's depth 0 has no context before it)
+            # the grid's edges, each for one needle in EDGE_SHARE: a needle opens the document (depth 0 has no
+            # context before it), a question comes right after its needle (depth 1: nothing in between)
             u = 0.0 if rng.random() < EDGE_SHARE else rng.random()
-            v = u + (1 - u) * rng.random()
+            v = u if rng.random() < EDGE_SHARE else u + (1 - u) * rng.random()
             items += [(u, 0, needle, -1), (v, 1, needle, len(question))]
         quote_target = int(budget * quote_share)
         sentences = filler.take(language, budget - quote_target, rng)

@@ -600,11 +600,11 @@ def _tiny() -> Preset:
         context=ContextArgs(stages={
             # tuned so the tiny model passes its own NIAH gate with margin (bench/niah_margin.py, README):
             # mostly retrieval documents, the short ones first teaching the lookup itself, answers weighted in
-            # the loss; stage 2 is 200 steps (cheap since the CPU attention skips the O(s^2) window masks)
+            # the loss; stage 2 is 400 steps (cheap since the CPU attention skips the O(s^2) window masks)
             "stage1": ContextStageArgs(seq_length=512, tokens=2000 * 2 * 512, mixture=_CONTEXT_MIX_TINY, lr=3.0e-3,
                                        retrieval_share=1.0, retrieval_min_length=128, answer_loss_weight=30,
                                        context_parallel=1, checkpoint_every_steps=250),
-            "stage2": ContextStageArgs(seq_length=4096, tokens=200 * 1 * 4096, mixture=_CONTEXT_MIX_TINY, lr=3.0e-4,
+            "stage2": ContextStageArgs(seq_length=4096, tokens=400 * 1 * 4096, mixture=_CONTEXT_MIX_TINY, lr=3.0e-4,
                                        retrieval_share=1.0, retrieval_min_length=4096, answer_loss_weight=30,
                                        context_parallel=1, checkpoint_every_steps=50),
         }),

@@ -270,3 +270,21 @@ def test_filler_longer_than_its_text_passes_over_it_in_fresh_orders(tok):
     assert all(sorted(p) == sorted(sentences) for p in passes)
     assert len({tuple(p) for p in passes}) == 3  # three different orders
     assert sum(len(s) for s in pool.take(language, 1000, random.Random(1))) == 1000  # exact length, last one cut
+
+
+def test_training_documents_cover_the_grids_edges(tok):
+    """Depth 0 and depth 1 of the gate both occur in training: needles that open a document, and
+    questions that follow their needle with nothing in between."""
+    docs = niah.retrieval_training_documents(7, FILLER, n_docs=40, length_tokens=400, tokenizer_encode=tok.encode,
+                                             tokens_per_needle=40)
+    opening = adjacent = pairs = 0
+    for d in docs:
+        text = tok.decode(d.ids)
+        opening += text.startswith("\n" + niah.TEMPLATES[d.language].prefix.split("{key}")[0])
+        for start, end in d.answer_spans:
+            pairs += 1
+            line = text[:len(tok.decode(d.ids[:end]))].rsplit("\n", 1)[1]
+            before = text[:len(tok.decode(d.ids[:end]))][:-len(line) - 1]
+            adjacent += before.endswith(line)  # the needle line, then straight away its question
+    assert pairs > 200
+    assert 0.05 < adjacent / pairs < 0.2 and opening >= 1
