@@ -92,7 +92,8 @@ def _held_out_filler(preset, provenance: dict) -> dict[str, list[str]]:
             fmt = file_format(path)
             if fmt is None:
                 continue
-            file = SourceFile(path=path, relpath=path[len(str(folder)):].lstrip("/"), size=0, fingerprint="", format=fmt)
+            file = SourceFile(path=path, relpath=path[len(str(folder)):].lstrip("/"), size=0, fingerprint="",
+                              format=fmt)
             texts[domain] += [d.text for d in iter_documents(fs, file)
                               if is_held_out(d.id, preset.tokenizer.held_out_fraction)]
     return niah_filler(preset, texts)

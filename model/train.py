@@ -6,11 +6,11 @@
 Read top to bottom: ``main`` parses and validates everything (preset, mixture, vocabulary, output folder,
 the checkpoint it starts from) before the first step; ``run_stage`` is the loop.
 
-* Resume: every ``pretrain.checkpoint_every_steps`` (a context stage: its own ``checkpoint_every_steps``) the full state (model, optimizer, schedule, data
-  position, RNG) goes to ``WORK_DIR/checkpoints/step_NNNNNN`` (written as ``.partial``, renamed when
-  complete). A restarted run with the same arguments continues from the newest complete one: batches are a
-  pure function of the step (Megatron's blended dataset indices), so the continued curve equals an
-  uninterrupted one.
+* Resume: every ``pretrain.checkpoint_every_steps`` (a context stage: its own ``checkpoint_every_steps``)
+  the full state (model, optimizer, schedule, data position, RNG) goes to
+  ``WORK_DIR/checkpoints/step_NNNNNN`` (written as ``.partial``, renamed when complete). A restarted run
+  with the same arguments continues from the newest complete one: batches are a pure function of the step
+  (Megatron's blended dataset indices), so the continued curve equals an uninterrupted one.
 * Stages chain: ``--init-from`` loads the previous stage's final checkpoint (weights, optimizer and the
   WSD schedule, which spans all stages); its data position and RNG are not carried over.
 * Reporting: rank 0 appends one JSON line per step to ``WORK_DIR/metrics.jsonl`` and, under Dagster Pipes,
@@ -109,8 +109,8 @@ def stage_plan(preset: Preset, stage: str) -> StagePlan:
             warmup = min(steps - 1, round(p.warmup_fraction * steps))
             decay = max(1, min(steps - warmup, round(p.decay_fraction * steps)))
             return StagePlan(stage=stage, seq_length=c.seq_length, global_batch_size=batch, first_step=first,
-                             steps=steps, checkpoint_every_steps=c.checkpoint_every_steps, peak_lr=c.lr, min_lr=c.lr * p.min_lr / p.max_lr, warmup_steps=warmup,
-                             decay_steps=decay)
+                             steps=steps, checkpoint_every_steps=c.checkpoint_every_steps, peak_lr=c.lr,
+                             min_lr=c.lr * p.min_lr / p.max_lr, warmup_steps=warmup, decay_steps=decay)
         first += steps
     raise AssertionError("unreachable")
 
