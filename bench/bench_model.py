@@ -1,7 +1,8 @@
 """Model throughput: ``python -m bench.bench_model``  (a measurement, not a test)
 
 * CPU: forward+backward tokens/s of the whole tiny model (one global batch of the preset, and the same
-  token count at the first context-extension length), median of several repeats.
+  token count at each context-extension length, at least one sequence), median of several repeats, with
+  this project's CPU core attention and with Megatron's own ``DotProductAttention`` side by side.
 * One decoder layer through the same code path the GPU row uses: the tiny preset's MoE layer on CPU,
   tokens/s and model-FLOPs utilisation against a matmul rate measured on the spot.
 * GPU (only when CUDA and TransformerEngine are present): one full-width K-EXAONE MoE layer (hidden 6144,
@@ -13,6 +14,8 @@ Writes the table into docs/benchmarks.md (section ``model``).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import statistics
 import sys
@@ -56,30 +59,59 @@ def matmul_flops_per_second(device: str, dtype: torch.dtype, n: int) -> float:
     return 2 * n**3 / timings(lambda: torch.matmul(a, b), device)[1]
 
 
+@contextlib.contextmanager
+def megatron_core_attention():
+    """Build CPU models with Megatron's own local ``DotProductAttention`` (the reference) instead of
+    ``model.attention.CpuCoreAttention``, for a side-by-side row."""
+    from model import architecture
+
+    cpu = architecture.BACKENDS["cpu"]
+    architecture.BACKENDS["cpu"] = dataclasses.replace(cpu, core_attention=None)
+    try:
+        yield
+    finally:
+        architecture.BACKENDS["cpu"] = cpu
+
+
 def tiny_model_rows() -> list[list]:
-    from model import training
+    """fwd+bwd of the whole tiny model at the pre-training length and both context lengths (same tokens per
+    step where the length allows), with this project's CPU core attention and with Megatron's, side by side."""
     from model.architecture import build_model
 
     preset = get_preset("tiny")
-    model = build_model(preset)
-    model.train()
     tokens_per_step = preset.pretrain.global_batch_size * preset.pretrain.seq_length
+    models = {"CpuCoreAttention": build_model(preset)}
+    with megatron_core_attention():
+        models["Megatron DotProductAttention"] = build_model(preset)
     rows = []
-    for seq in (preset.pretrain.seq_length, preset.context.stages["stage1"].seq_length):
-        batch_size = tokens_per_step // seq
+    lengths = (preset.pretrain.seq_length, *(c.seq_length for c in preset.context.stages.values()))
+    for seq in lengths:
+        batch_size = max(1, tokens_per_step // seq)
         tokens = torch.randint(0, preset.tokenizer.vocab_size, (batch_size, seq + 1),
                                generator=torch.Generator().manual_seed(0))
-        batch = training.batch_from_tokens(tokens)
-
-        def step() -> None:
-            model.zero_grad(set_to_none=True)
-            loss = model(batch["input_ids"], batch["position_ids"], None, labels=batch["labels"])
-            loss.mean().backward()
-
-        seconds, fastest = timings(step, "cpu")
-        rows.append([f"tiny model fwd+bwd (incl. MTP), {batch_size} x {seq}", "cpu", "fp32", batch_size * seq,
-                     seconds * 1e3, fastest * 1e3, batch_size * seq / seconds, "-"])
+        medians = {}
+        for name, model in models.items():
+            model.train()
+            medians[name] = _model_row(rows, name, model, tokens, batch_size, seq)
+        ratio = medians["Megatron DotProductAttention"] / medians["CpuCoreAttention"]
+        rows[-1][-1] = rows[-2][-1] = f"{ratio:.2f}x"
     return rows
+
+
+def _model_row(rows: list, name: str, model, tokens, batch_size: int, seq: int) -> float:
+    from model import training
+
+    batch = training.batch_from_tokens(tokens)
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        loss = model(batch["input_ids"], batch["position_ids"], None, labels=batch["labels"])
+        loss.mean().backward()
+
+    seconds, fastest = timings(step, "cpu", repeats=5 if seq > 1024 else REPEATS)
+    rows.append([f"tiny model fwd+bwd (incl. MTP), {batch_size} x {seq}, {name}", "cpu", "fp32", batch_size * seq,
+                 seconds * 1e3, fastest * 1e3, batch_size * seq / seconds, "-", "-"])
+    return seconds
 
 
 def layer_row(preset_name: str, backend: str, device: str, dtype: torch.dtype, seq: int, batch: int,
@@ -117,7 +149,7 @@ def layer_row(preset_name: str, backend: str, device: str, dtype: torch.dtype, s
             f"{m.moe_router_topk}, hidden {m.hidden_size}), {batch} x {seq}")
     short = {torch.float32: "fp32", torch.bfloat16: "bf16"}[dtype]
     return [what, device, short, tokens, seconds * 1e3, fastest * 1e3, tokens / seconds,
-            f"{100 * flops / seconds / peak:.1f} %"]
+            f"{100 * flops / seconds / peak:.1f} %", "-"]
 
 
 def main() -> int:
@@ -142,8 +174,11 @@ def main() -> int:
         notes.append(note)
     notes.append("MFU = 3 x forward matmul FLOPs of the layer (top-k experts, shared expert, router, projections, "
                  "attention over the window) per second / the measured matmul rate.")
+    notes.append("Speed-up = Megatron's DotProductAttention (an s x s score matrix and mask in every layer) over "
+                 "model.attention.CpuCoreAttention (window layers in 128-query chunks, global layers through fused "
+                 "causal SDPA), measured side by side in this run on the same weights' shapes and tokens.")
     table = markdown_table(["what", "device", "dtype", "tokens/step", "median ms/step", "fastest ms/step",
-                            "tokens/s (median)", "MFU (median, vs measured matmul)"], rows)
+                            "tokens/s (median)", "MFU (median, vs measured matmul)", "speed-up"], rows)
     write_section("model", "Model: tiny forward+backward on CPU", "python -m bench.bench_model",
                   table + "\n\n" + "\n".join(f"- {n}" for n in notes))
     return 0
