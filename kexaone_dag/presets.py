@@ -924,8 +924,8 @@ SOURCES: dict[str, str] = {
     "eval.niah_threshold": "issue 7 ('near perfect', default 0.95)",
     "eval.niah_num_lengths": "issue 7 (at least 5 lengths)",
     "eval.niah_num_depths": "issue 7 (at least 5 depths)",
-    "eval.niah_trials": "issue 13: 80 per cell, so 0.95 means 'at most 4 misses in 80' and a cell that is 99 % "
-                        "right fails once in thousands of grids (with 3 trials, one miss was 67 %)",
+    "eval.niah_trials": "issue 13: 80 per cell, so 0.95 means 'at most 4 misses in 80' and measures a cell's "
+                        "accuracy, not one unlucky case (with 3 trials, one miss was 67 %)",
     "eval.short_context_ppl_tolerance": "choice: warn above +5 % perplexity",
     "eval.temperature": "report §4.1",
     "eval.top_p": "report §4.1",
