@@ -1,7 +1,8 @@
 """Which CPU compat patches does this Megatron-Core still need?  ``python -m model.compat_probe``
 
 Runs the tiny model through every stage a CPU run uses (seed the RNG tracker, build, one training step,
-save a checkpoint) once with all patches, once with none, and once with each single patch left out, and
+save a checkpoint), then Megatron's own ``DotProductAttention`` on a sliding-window layer (the reference the
+CPU core attention is tested and benchmarked against), once with all patches, once with none, and once with each single patch left out, and
 prints a JSON report: for each configuration the first stage that failed and its error. Run it after
 upgrading megatron-core: a patch whose omission no longer fails can be deleted from model/cpu_compat.py.
 Needs a machine without CUDA (on a GPU the patches are never applied).
@@ -14,7 +15,7 @@ import os
 import sys
 import tempfile
 
-STAGES = ("seed", "build", "train_step", "save")  # in the order a CPU run meets them
+STAGES = ("seed", "build", "train_step", "save", "reference_attention")  # in the order a CPU run meets them
 
 
 def _run_stages(preset) -> dict[str, str | None]:
@@ -38,10 +39,23 @@ def _run_stages(preset) -> dict[str, str | None]:
         stage = "save"
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint.save(os.path.join(tmp, "ckpt"), model, optimizer, scheduler, data_position={})
+        stage = "reference_attention"
+        _reference_attention(model.config)
     except Exception as exc:  # the report is the point: record which stage broke and how
         message = (str(exc).strip().splitlines() or [""])[0]
         return {"failed_stage": stage, "error": f"{type(exc).__name__}: {message}"[:300]}
     return {"failed_stage": None, "error": None}
+
+
+def _reference_attention(config) -> None:
+    """Megatron's DotProductAttention (not used by the CPU model) on layer 1, a sliding-window layer."""
+    import torch
+    from megatron.core.transformer.dot_product_attention import DotProductAttention
+    from megatron.core.transformer.enums import AttnMaskType
+
+    q = torch.randn(32, 1, config.num_attention_heads, config.kv_channels)
+    kv = torch.randn(32, 1, config.num_query_groups, config.kv_channels)
+    DotProductAttention(config, 1, AttnMaskType.causal, "self")(q, kv, kv, None)
 
 
 def probe() -> dict[str, dict[str, str | None]]:

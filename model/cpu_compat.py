@@ -11,7 +11,9 @@ Each patch is named, explains why it exists, can be reverted, and is covered by
   tracker, the attention scratch buffer and MoE helpers allocate with ``device=torch.cuda.current_device()``.
 * ``causal_masks``    CPU versions of ``get_default_causal_mask`` / ``get_sliding_window_causal_mask``
   (``megatron.core.transformer.utils``, also bound by name in ``megatron.core.fusions.fused_softmax``),
-  which hard-code ``device="cuda"``. Same arithmetic, same window semantics.
+  which hard-code ``device="cuda"``. Same arithmetic, same window semantics. The CPU model itself builds
+  no masks (``model.attention.CpuCoreAttention``); Megatron's ``DotProductAttention``, the reference that
+  attention is tested and benchmarked against, needs them.
 * ``synchronize``     ``torch.cuda.synchronize()`` is a no-op: the ``dist_checkpointing`` writer calls it
   after staging tensors to host memory, which on CPU they already are.
 * ``rng_tracker``     Megatron's model-parallel RNG tracker is created as the *inference* tracker, whose

@@ -73,8 +73,9 @@ def test_parallel_initialize_is_idempotent_and_rejects_a_different_layout(megatr
 
 @pytest.mark.slow
 def test_every_patch_is_needed_and_together_they_make_cpu_runs_work():
-    """A fresh process (no patch applied before) runs seed -> build -> train step -> save with all
-    patches, none, and each one left out; each omission breaks exactly the stage its patch covers."""
+    """A fresh process (no patch applied before) runs seed -> build -> train step -> save -> Megatron's
+    reference attention with all patches, none, and each one left out; each omission breaks exactly the stage
+    its patch covers."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     result = subprocess.run([sys.executable, "-m", "model.compat_probe"], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=300)
@@ -82,7 +83,7 @@ def test_every_patch_is_needed_and_together_they_make_cpu_runs_work():
     report = json.loads(result.stdout)
     assert report["all"] == {"failed_stage": None, "error": None}
     assert report["none"]["failed_stage"] is not None
-    expected = {"rng_tracker": "seed", "current_device": "build", "causal_masks": "train_step",
+    expected = {"rng_tracker": "seed", "current_device": "build", "causal_masks": "reference_attention",
                 "synchronize": "save"}
     assert set(expected) == set(cpu_compat.PATCHES)
     for name, stage in expected.items():
