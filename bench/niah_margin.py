@@ -285,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             chain = _child(["--run-chain", "--overrides", json.dumps(overrides)], env, home / "chain.log")
             print(f"[{name}] chain {time.monotonic() - t0:.0f}s: {chain}", flush=True)
+            if not chain["success"] and all(chain["gates"].values()):  # no gate failed, so something else did
+                raise SystemExit(f"[{name}] the chain failed before its NIAH gates; see {home / 'chain.log'}")
         t0 = time.monotonic()
         results[name] = _child(["--rescore", str(home / "artifacts"), "--overrides", json.dumps(overrides),
                                 "--seeds", args.seeds], env, work / f"{name}-rescore.log")

@@ -159,12 +159,32 @@ def disabled_by_env() -> bool:
     return os.environ.get(ENV_VAR, "1").strip().lower() in ("0", "false", "off", "no")
 
 
+def inductor_keeps_vector_code() -> int | None:
+    """Under ``ATEN_CPU_CAPABILITY=default`` (ATen's scalar kernels), give TorchInductor's generated C++ the
+    machine's widest vector ISA again; returns that width in bits (None: nothing changed).
+
+    Inductor follows the same variable and then generates scalar C++, but torch 2.14's scalar code for masked
+    reductions still names ``at::vec``, so compiling the function Megatron's router wraps in ``jit_fuser``
+    (``torch.compile``) fails with a C++ error and no CPU run can start. ATen's own kernels stay scalar:
+    that is what the setting is for (``bench/niah_margin.py`` uses it to change the floats)."""
+    if os.environ.get("ATEN_CPU_CAPABILITY") != "default":
+        return None
+    from torch._inductor import config
+    from torch._inductor.cpu_vec_isa import valid_vec_isa_list
+
+    if config.cpp.simdlen is None and valid_vec_isa_list():
+        config.cpp.simdlen = valid_vec_isa_list()[0].bit_width()
+        return config.cpp.simdlen
+    return None
+
+
 def ensure() -> bool:
     """Apply every patch when there is no CUDA device (unless KEXAONE_CPU_COMPAT=0). Returns is_applied()."""
     if not cuda_available() and not disabled_by_env():
         apply()
+        inductor_keeps_vector_code()
     return is_applied()
 
 
 __all__ = ["ENV_VAR", "PATCHES", "applied", "apply", "cuda_available", "disabled_by_env", "ensure",
-           "is_applied", "revert"]
+           "inductor_keeps_vector_code", "is_applied", "revert"]

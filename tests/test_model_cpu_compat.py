@@ -90,3 +90,30 @@ def test_every_patch_is_needed_and_together_they_make_cpu_runs_work():
         outcome = report[f"without_{name}"]
         assert outcome["failed_stage"] == stage, (name, outcome)
         assert "NVIDIA driver" in outcome["error"] or "CUDA" in outcome["error"], (name, outcome)
+
+
+ONE_STEP = """
+import json, torch
+from kexaone_dag.presets import get_preset
+from model import cpu_compat, parallel, training
+from model.architecture import build_model
+cpu_compat.ensure(); parallel.initialize()
+p = get_preset("tiny"); parallel.seed_everything(p.pretrain.seed)
+model = build_model(p); optimizer = training.adamw(model, p)
+tokens = torch.arange(2 * 65).reshape(2, 65) % p.tokenizer.vocab_size
+step = training.train_step(model, optimizer, training.wsd_scheduler(optimizer, p), training.batch_from_tokens(tokens),
+                           grad_clip=p.pretrain.grad_clip)
+print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "loss": step.lm_loss}))
+"""
+
+
+@pytest.mark.slow
+def test_a_training_step_runs_with_atens_scalar_kernels():
+    """ATEN_CPU_CAPABILITY=default (scalar ATen kernels, one of the margin bench's float configurations): the
+    step compiles Megatron's router with TorchInductor, whose scalar C++ does not build in torch 2.14."""
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default", "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run([sys.executable, "-c", ONE_STEP], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["capability"] == "DEFAULT" and 5.0 < report["loss"] < 10.0
