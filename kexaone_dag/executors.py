@@ -20,6 +20,7 @@ import yaml
 from dagster import ExecutorDefinition, in_process_executor, multiprocess_executor
 
 from kexaone_dag.presets import ComputeArgs, Preset
+from kexaone_dag.run_health import watching_pools
 
 GPU_POOL = "gpu"
 EXECUTOR_ENV_VAR = "KEXAONE_EXECUTOR"
@@ -60,13 +61,15 @@ def load_k8s_executor_config(path: Path = K8S_EXECUTOR_CONFIG) -> dict[str, Any]
 
 
 def executor_for_env(name: str | None = None) -> ExecutorDefinition:
+    """The run's executor; every one reports a step's wait for a pool slot at INFO, naming the holder
+    (``run_health.watching_pools``)."""
     name = name or os.environ.get(EXECUTOR_ENV_VAR) or "multiprocess"
     if name == "multiprocess":
-        return multiprocess_executor.configured({"max_concurrent": 2}, name="multiprocess")
+        return watching_pools(multiprocess_executor.configured({"max_concurrent": 2}, name="multiprocess"))
     if name == "in_process":
-        return in_process_executor
+        return watching_pools(in_process_executor)
     if name == "k8s":
         from dagster_k8s import k8s_job_executor
 
-        return k8s_job_executor.configured(load_k8s_executor_config(), name="k8s")
+        return watching_pools(k8s_job_executor.configured(load_k8s_executor_config(), name="k8s"))
     raise ExecutorConfigError(f"{EXECUTOR_ENV_VAR}={name!r} is not one of {', '.join(EXECUTORS)}")

@@ -9,6 +9,9 @@ laptop) never ends: it stays STARTED and keeps its ``gpu`` slot, and every later
   run with a dead worker failed, and frees the slots of ended runs.
 * ``kexaone demo`` runs without a daemon, so it calls ``reap_dead_runs`` first and watches its own run's
   waits with ``PoolWatcher``.
+* Every other run (launched from the UI, a schedule or ``dagster job launch``) has its executor wrapped by
+  ``watching_pools``: the run worker watches its own waits and writes what it finds into the run's event
+  log at INFO (Dagster's own "Step blocked by limit for pool" is DEBUG and names no holder).
 
 A run's processes are known from its events (each Dagster event carries the pid of the process that
 emitted it: the run worker, each step process) and from the ``kexaone/pid`` tag ``kexaone demo`` sets. It is *gone* when none of those
@@ -24,12 +27,15 @@ import threading
 from typing import Callable
 
 import psutil
-from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, DefaultRunLauncher, RunsFilter
+from dagster import (DagsterEventType, DagsterInstance, DagsterRunStatus, DefaultRunLauncher, ExecutorDefinition,
+                     RunsFilter)
+from dagster._core.executor.base import Executor
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 
 PID_TAG, HOST_TAG = "kexaone/pid", "kexaone/host"
 UNFINISHED = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 TERMINAL = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+POOL_WATCH_INTERVAL_S = 5.0  # how often a waiting run looks at who holds its pool
 HOW_TO_FREE = ("`kexaone demo` frees the slots of runs whose process is gone when it starts; `make ui` "
                "(its daemon) does the same; to end a live run, terminate it in the UI")
 
@@ -129,7 +135,7 @@ class PoolWatcher(threading.Thread):
     """Prints (once each) what ``pool_waits`` says about a run, every ``interval_s`` while it runs."""
 
     def __init__(self, instance: DagsterInstance, run_id: str, emit: Callable[[str], None] = print,
-                 interval_s: float = 5.0):
+                 interval_s: float = POOL_WATCH_INTERVAL_S):
         super().__init__(name="kexaone-pool-watcher", daemon=True)
         self.instance, self.run_id, self.emit, self.interval_s = instance, run_id, emit, interval_s
         self._stop_event = threading.Event()
@@ -151,4 +157,43 @@ class PoolWatcher(threading.Thread):
         self.join(timeout=10)
 
 
-__all__ = ["LocalRunLauncher", "PoolWatcher", "pool_waits", "process_gone", "reap_dead_runs", "run_tags"]
+class PoolWatchingExecutor(Executor):
+    """``inner`` with a ``PoolWatcher`` beside it for as long as it executes the plan: a wait for a pool slot
+    becomes an INFO engine event of the run (in the UI's run log and on its console) naming the holder."""
+
+    def __init__(self, inner: Executor, interval_s: float = POOL_WATCH_INTERVAL_S):
+        self.inner, self.interval_s = inner, interval_s
+
+    def execute(self, plan_context, execution_plan):
+        instance, run = plan_context.instance, plan_context.dagster_run
+        watcher = PoolWatcher(instance, run.run_id, interval_s=self.interval_s,
+                              emit=lambda line: instance.report_engine_event(line, run))
+        watcher.start()
+        try:
+            yield from self.inner.execute(plan_context, execution_plan)
+        finally:
+            watcher.stop()
+
+    @property
+    def retries(self):
+        return self.inner.retries
+
+    @property
+    def step_dependency_config(self):
+        return self.inner.step_dependency_config
+
+    def get_step_event_or_retry_event(self, *args, **kwargs):
+        return self.inner.get_step_event_or_retry_event(*args, **kwargs)
+
+
+def watching_pools(executor_def: ExecutorDefinition) -> ExecutorDefinition:
+    """The same executor (name, config, requirements) whose runs report their pool waits at INFO."""
+    create = executor_def.executor_creation_fn
+    return ExecutorDefinition(
+        name=executor_def.name, config_schema=executor_def.config_schema, description=executor_def.description,
+        requirements=executor_def.get_requirements,
+        executor_creation_fn=lambda init_context: PoolWatchingExecutor(create(init_context)))
+
+
+__all__ = ["LocalRunLauncher", "PoolWatcher", "PoolWatchingExecutor", "pool_waits", "process_gone",
+           "reap_dead_runs", "run_tags", "watching_pools"]

@@ -3,6 +3,7 @@ DAGSTER_HOME with the local instance config (pool limit 1), real runs in real pr
 
 from __future__ import annotations
 
+import logging
 import shutil
 import signal
 import subprocess
@@ -13,11 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, DagsterRunStatus, job, op
+from dagster import (DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter, execute_job, job,
+                     multiprocess_executor, op, reconstructable)
 from dagster._core.launcher import WorkerStatus
 from dagster._core.utils import make_new_run_id
 
-from kexaone_dag.run_health import PoolWatcher, pool_waits, process_gone, reap_dead_runs
+from kexaone_dag.run_health import PoolWatcher, pool_waits, process_gone, reap_dead_runs, watching_pools
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -124,3 +126,66 @@ def test_a_killed_runs_slot_is_freed_and_the_run_marked_failed(instance, tmp_pat
     assert instance.get_run_by_id(slot.run_id).status == DagsterRunStatus.FAILURE
     assert not instance.event_log_storage.get_concurrency_info("gpu").claimed_slots
     assert reap_dead_runs(instance) == []  # idempotent
+
+
+HELD_RUN = textwrap.dedent("""
+    import pathlib, sys, time
+    from dagster import DagsterInstance, job, op
+
+    @op(pool="gpu")
+    def train():
+        print("holding", flush=True)
+        while not pathlib.Path(sys.argv[1]).exists():
+            time.sleep(0.1)
+
+    @job
+    def stage():
+        train()
+
+    stage.execute_in_process(instance=DagsterInstance.get())
+""")
+
+
+@op(pool="gpu")
+def train_when_free():
+    return 1
+
+
+@job(executor_def=watching_pools(multiprocess_executor.configured({"max_concurrent": 2})))
+def watched_waiter():
+    train_when_free()
+
+
+def test_a_run_launched_outside_kexaone_demo_logs_its_pool_wait_at_info(instance, tmp_path):
+    """What a user sees in the UI's run log: the multiprocess executor's run worker says, at INFO, which run
+    holds the slot its step waits for (Dagster's own line is DEBUG and names no holder)."""
+    release_file = tmp_path / "release"
+    holder_proc = subprocess.Popen([sys.executable, "-c", HELD_RUN, str(release_file)], cwd=tmp_path,
+                                   stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder_proc.stdout.readline().strip() == "holding"
+        (slot,) = instance.event_log_storage.get_concurrency_info("gpu").claimed_slots
+        results = []
+        waiting = threading.Thread(target=lambda: results.append(
+            execute_job(reconstructable(watched_waiter), instance=instance)))
+        waiting.start()
+        deadline, said = time.monotonic() + 120, []
+        while not said:
+            assert time.monotonic() < deadline, "no INFO line about the pool wait within 120 s"
+            runs = instance.get_runs(RunsFilter(job_name="watched_waiter"))
+            if runs:
+                said = [e for e in instance.all_logs(runs[0].run_id, of_type=DagsterEventType.ENGINE_EVENT)
+                        if "waiting for pool gpu" in e.message]
+            time.sleep(0.5)
+        release_file.touch()
+        waiting.join(120)
+        assert not waiting.is_alive()
+    finally:
+        release_file.touch()
+        holder_proc.wait(timeout=60)
+    (entry,) = said  # once, not every poll
+    assert entry.level == logging.INFO
+    assert (f"train_when_free of this run wait(s) on run {slot.run_id} step train (STARTED)"
+            in entry.message), entry.message
+    assert "frees the slots of runs whose process is gone" in entry.message
+    assert results[0].success
