@@ -9,17 +9,26 @@
   asks for the preset's GPUs (``compute.gpus_per_training_step``) and node selector, and mounts the
   shared volume that holds artifacts and work directories (``pvc_claim`` at ``mount_path``).
 
+On Kubernetes nothing ends a training pod when the step that started it is killed (the parent-death
+signal of the subprocess backend does not cross nodes). Each pod is therefore labelled with its work dir
+(``k8s_pod_meta``), and before a stage starts a pod, ``clear_previous_training_pods`` looks for a live pod
+on the same work dir: one left by a run that has ended (or by an earlier attempt of this step) is deleted
+and waited out, so the new pod resumes from its last checkpoint; one that belongs to another live run is a
+one-line error naming that run (never two trainers on one work dir).
+
 ``work_root`` keeps each stage's resumable state (periodic checkpoints, metrics, dataset index caches)
 at ``<work_root>/<asset>/<artifact version>``: a re-materialization with the same inputs finds it and resumes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from dagster import AssetExecutionContext, ConfigurableResource, PipesSubprocessClient
 
@@ -105,6 +114,70 @@ def k8s_pod_spec(preset: Preset, *, nproc_per_node: int, pvc_claim: str | None, 
     return spec
 
 
+WORK_DIR_LABEL, RUN_ANNOTATION, WORK_DIR_ANNOTATION = "kexaone/work-dir", "kexaone/run-id", "kexaone/work-dir"
+LIVE_POD_PHASES = ("Pending", "Running", "Unknown")
+FINISHED_RUN_STATES = ("SUCCESS", "FAILURE", "CANCELED")
+
+
+class TrainerBusyError(RuntimeError):
+    """Another live run trains this work dir; one line naming it."""
+
+
+def work_dir_label(work_dir: Path | str) -> str:
+    """A label value (<= 63 characters) that names one work dir: asset/version as the pods see it."""
+    return hashlib.sha256(str(work_dir).encode()).hexdigest()[:40]
+
+
+def k8s_pod_meta(work_dir: Path, run_id: str) -> dict[str, Any]:
+    """Labels and annotations of a training pod: which work dir it trains and which Dagster run started it."""
+    return {"labels": {WORK_DIR_LABEL: work_dir_label(work_dir)},
+            "annotations": {RUN_ANNOTATION: run_id, WORK_DIR_ANNOTATION: str(work_dir)}}
+
+
+def clear_previous_training_pods(core_api, namespace: str, work_dir: Path, run_id: str,
+                                 run_state: Callable[[str], str | None], log: Callable[[str], None], *,
+                                 grace_period_s: int = 30, timeout_s: float = 600.0,
+                                 poll_s: float = 2.0) -> list[str]:
+    """Delete (and wait out) the live training pods of ``work_dir`` whose Dagster run has ended or is this
+    run (an earlier attempt of the step); raise ``TrainerBusyError`` if another live run owns one.
+    ``run_state(run_id)`` is the run's status name, None for a run the instance does not know.
+    Returns the names of the pods deleted."""
+    from kubernetes.client.exceptions import ApiException
+
+    pods = core_api.list_namespaced_pod(namespace, label_selector=f"{WORK_DIR_LABEL}={work_dir_label(work_dir)}")
+    live = [pod for pod in pods.items if (pod.status.phase if pod.status else "Unknown") in LIVE_POD_PHASES]
+    orphans = []
+    for pod in live:
+        owner = (pod.metadata.annotations or {}).get(RUN_ANNOTATION, "")
+        state = run_state(owner) if owner else None
+        if owner and owner != run_id and state is not None and state not in FINISHED_RUN_STATES:
+            raise TrainerBusyError(f"work dir {work_dir} is being trained by pod {pod.metadata.name} of run {owner} "
+                                   f"({state}); wait for that run or terminate it, then materialize again")
+        orphans.append((pod.metadata.name, owner or "unknown", state or "not in this instance"))
+    for name, owner, state in orphans:
+        log(f"training pod {name} of run {owner} ({state}) still trains {work_dir}: deleting it (grace "
+            f"{grace_period_s} s); this run resumes from its last checkpoint")
+        try:
+            core_api.delete_namespaced_pod(name, namespace, grace_period_seconds=grace_period_s)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+    deadline = time.monotonic() + timeout_s
+    for name, _, _ in orphans:
+        while True:
+            try:
+                core_api.read_namespaced_pod(name, namespace)
+            except ApiException as exc:
+                if exc.status == 404:
+                    break
+                raise
+            if time.monotonic() > deadline:
+                raise TrainerBusyError(f"training pod {name} was deleted but still exists after {timeout_s:.0f} s; "
+                                       f"check `kubectl -n {namespace} get pod {name}`")
+            time.sleep(poll_s)
+    return [name for name, _, _ in orphans]
+
+
 class TrainerLauncher(ConfigurableResource):
     backend: str = "subprocess"
     work_root: str
@@ -146,13 +219,26 @@ class TrainerLauncher(ConfigurableResource):
                                            forward_termination=True)
             return client.run(context=context, command=command, extras=dict(extras))
         from dagster_k8s import PipesK8sClient
+        from dagster_k8s.client import DagsterKubernetesClient
+        from dagster_k8s.utils import detect_current_namespace
 
-        return PipesK8sClient().run(
-            context=context, image=self.image, command=command, namespace=self.namespace, extras=dict(extras),
+        client = PipesK8sClient()
+        client._load_k8s_config()
+        namespace = self.namespace or detect_current_namespace(None) or "default"
+
+        def run_state(run_id: str) -> str | None:
+            run = context.instance.get_run_by_id(run_id)
+            return run.status.value if run else None
+
+        clear_previous_training_pods(DagsterKubernetesClient.production_client().core_api, namespace,
+                                     launch.work_dir, context.run_id, run_state, context.log.info)
+        return client.run(
+            context=context, image=self.image, command=command, namespace=namespace, extras=dict(extras),
+            base_pod_meta=k8s_pod_meta(launch.work_dir, context.run_id),
             env={"PYTHONUNBUFFERED": "1", "KEXAONE_HOME": os.environ.get("KEXAONE_HOME", self.mount_path)},
             base_pod_spec=k8s_pod_spec(preset, nproc_per_node=nproc, pvc_claim=self.pvc_claim,
                                        mount_path=self.mount_path, service_account=self.service_account))
 
 
-__all__ = ["BACKENDS", "StageLaunch", "TrainerConfigError", "TrainerLauncher", "guarded_command", "k8s_pod_spec",
-           "torchrun_command"]
+__all__ = ["BACKENDS", "StageLaunch", "TrainerBusyError", "TrainerConfigError", "TrainerLauncher",
+           "clear_previous_training_pods", "guarded_command", "k8s_pod_meta", "k8s_pod_spec", "torchrun_command"]
