@@ -10,9 +10,11 @@ demo: setup  ## materialize the whole tiny DAG on embedded storage and print a s
 	KEXAONE_PRESET=$${KEXAONE_PRESET:-tiny} .venv/bin/kexaone demo
 
 test: setup  ## the full test suite (what CI runs)
+	@scripts/install_slurm.sh
 	.venv/bin/python -m pytest tests -q
 
 test-fast: setup  ## everything but the slow end-to-end tests
+	@scripts/install_slurm.sh
 	.venv/bin/python -m pytest tests -q -m "not slow"
 
 ui: setup  ## Dagster UI + daemon on http://127.0.0.1:3000 over the same embedded instance

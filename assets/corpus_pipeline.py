@@ -39,6 +39,7 @@ from assets.versioning import (
     Upstream,
     UpstreamMissingError,
     VersionedResult,
+    artifact_version,
     latest_upstream,
     materialize_versioned,
     partition_artifact_name,
@@ -106,21 +107,23 @@ def filtered_corpus(context: AssetExecutionContext, preset: PresetResource, corp
         labels, labels_upstream = _labels_sidecar(key, manifest.uri, storage)
         threshold = p.data.language_score_threshold[args.lid_language] if args.lid_language else None
 
-        def build(staging: Path, key=key, manifest=manifest, args=args, storage=storage, labels=labels,
-                  threshold=threshold) -> BuildResult:
-            return _build_result(run_filter_partition(
-                partition=key, source_uri=manifest.uri, files=manifest.files, storage_options=storage,
-                args=args, language_threshold=threshold, pipeline=p.data.pipeline, out_dir=staging,
-                settings=corpus_pipeline.settings(), labels=labels, log=context.log.info))
-
         sections = [f"data.filters.{key}", "data.pipeline"]
         if args.lid_language:
             sections.append(f"data.language_score_threshold.{args.lid_language}")
+        upstream = {raw_corpus_key(key).to_user_string(): Upstream(manifest.version, manifest.uri), **labels_upstream}
+        run_key = "-".join(artifact_version(context, preset=p, preset_sections=sections, upstream=upstream,
+                                            partition=key))
+
+        def build(staging: Path, key=key, manifest=manifest, args=args, storage=storage, labels=labels,
+                  threshold=threshold, run_key=run_key) -> BuildResult:
+            return _build_result(run_filter_partition(
+                partition=key, source_uri=manifest.uri, files=manifest.files, storage_options=storage,
+                args=args, language_threshold=threshold, pipeline=p.data.pipeline, out_dir=staging,
+                settings=corpus_pipeline.settings(), labels=labels, log=context.log.info, run_key=run_key))
+
         results[key] = materialize_versioned(
             context, store=artifact_store, warehouse=warehouse, preset=p, preset_sections=sections,
-            upstream={raw_corpus_key(key).to_user_string(): Upstream(manifest.version, manifest.uri),
-                      **labels_upstream},
-            build=build, partition=key)
+            upstream=upstream, build=build, partition=key)
     return _partitioned_result(context, p, results, {k: m.version for k, m in manifests.items()}, FILTERED_CORPUS,
                                FILTER_CHECKS, artifact_store, warehouse)
 
@@ -154,19 +157,22 @@ def deduplicated_corpus(context: AssetExecutionContext, preset: PresetResource, 
         documents = (artifact_store.path(partition_artifact_name(FILTERED_CORPUS, key), upstream.version,
                                          DOCUMENTS_DIR), artifact_store.fs)
 
-        def build(staging: Path, key=key, args=args, documents=documents) -> BuildResult:
+        sections = ["data.minhash", "data.minhash_threshold", "data.pipeline", f"data.filters.{key}.word_tokenizer",
+                    f"data.filters.{key}.lid_language"]
+        versioned_upstream = {partition_artifact_name(FILTERED_CORPUS, key): upstream}
+        run_key = "-".join(artifact_version(context, preset=p, preset_sections=sections, upstream=versioned_upstream,
+                                            partition=key))
+
+        def build(staging: Path, key=key, args=args, documents=documents, run_key=run_key) -> BuildResult:
             return _build_result(run_dedup_partition(
                 partition=key, input_folder=documents, word_tokenizer=args.word_tokenizer,
                 language=args.lid_language, minhash=p.data.minhash, minhash_threshold=p.data.minhash_threshold,
                 pipeline=p.data.pipeline, out_dir=staging,
-                settings=corpus_pipeline.settings(), log=context.log.info))
+                settings=corpus_pipeline.settings(), log=context.log.info, run_key=run_key))
 
         results[key] = materialize_versioned(
-            context, store=artifact_store, warehouse=warehouse, preset=p,
-            preset_sections=["data.minhash", "data.minhash_threshold", "data.pipeline",
-                             f"data.filters.{key}.word_tokenizer",
-                             f"data.filters.{key}.lid_language"],
-            upstream={partition_artifact_name(FILTERED_CORPUS, key): upstream}, build=build, partition=key)
+            context, store=artifact_store, warehouse=warehouse, preset=p, preset_sections=sections,
+            upstream=versioned_upstream, build=build, partition=key)
     return _partitioned_result(context, p, results, {k: u.version for k, u in inputs.items()}, DEDUPLICATED_CORPUS,
                                DEDUP_CHECKS, artifact_store, warehouse)
 

@@ -8,7 +8,10 @@
 * ``slurm``: ``SlurmPipelineExecutor``; each stage is a job array that depends on the previous one
   (``depends=``), all submitted at once with ``sbatch``. The asset then waits, polling the stages'
   ``completions/`` folders, and fails if the Slurm jobs disappear from ``squeue`` before finishing. The
-  work folder must be on storage the compute nodes see (``work_dir``).
+  work folder must be on storage the compute nodes see (``work_dir``). Jobs are named
+  ``<job_prefix>-<stage>``; when jobs of this prefix (an earlier attempt at the same artifact version,
+  whose step was killed) are still queued or running, they are adopted: the run waits for them, then
+  submits only the tasks that have no completion marker.
 * ``ray``: ``RayPipelineExecutor`` on the Ray cluster the process is connected to (``ray.init`` or
   ``RAY_ADDRESS``); stages run one after the other. ``ray`` is a pinned dependency; an environment
   without it gets a clear one-line error.
@@ -20,6 +23,7 @@ per stage comes from the preset, because it shapes the output (one file per task
 from __future__ import annotations
 
 import contextlib
+import getpass
 import importlib.util
 from abc import abstractmethod
 import shutil
@@ -223,10 +227,51 @@ def run_stages(settings: ExecutorSettings, stages: Sequence[Stage], log: Callabl
         log(f"stage {stage.name}: {stage.tasks} tasks done in {time.monotonic() - started:.1f}s")
 
 
+NEVER_RUNS = "DependencyNeverSatisfied"  # squeue's reason for a job whose dependency failed
+
+
+def queued_jobs(job_prefix: str) -> dict[str, str]:
+    """This user's Slurm jobs still queued or running whose name is ``<job_prefix>-...``: id -> pending
+    reason (``None`` for a running job)."""
+    listed = subprocess.run(["squeue", "-h", "-u", getpass.getuser(), "-o", "%i|%j|%T|%r"], capture_output=True,
+                            text=True, timeout=60)
+    if listed.returncode != 0:
+        raise CorpusExecutorError(f"squeue failed: {listed.stderr.strip() or listed.returncode}")
+    jobs = {}
+    for line in listed.stdout.splitlines():
+        job, name, state, reason = (line.split("|") + ["", "", ""])[:4]
+        if name.startswith(f"{job_prefix}-"):
+            jobs[job] = reason if state == "PENDING" else None
+    return jobs
+
+
+def _adopt_earlier_jobs(settings: ExecutorSettings, log: Callable[[str], None], job_prefix: str) -> None:
+    """Wait for the jobs an earlier attempt (same prefix) left queued or running: their finished tasks are
+    kept (completion markers), and no task ever runs twice at once. A job whose dependency failed would wait
+    forever on a cluster without ``kill_invalid_depend``: it is cancelled (its tasks are submitted again)."""
+    earlier = queued_jobs(job_prefix)
+    if not earlier:
+        return
+    log(f"Slurm jobs {', '.join(sorted(earlier))} of an earlier attempt ({job_prefix}) are still queued or "
+        "running: waiting for them, then submitting only the tasks they did not complete")
+    deadline = time.monotonic() + settings.timeout_s
+    while jobs := queued_jobs(job_prefix):
+        never = sorted(job for job, reason in jobs.items() if reason == NEVER_RUNS)
+        if never:
+            log(f"cancelling Slurm jobs {', '.join(never)}: their dependency failed, so they would never run")
+            subprocess.run(["scancel", *never], capture_output=True, timeout=60)
+        if time.monotonic() > deadline:
+            raise CorpusExecutorError(f"Slurm jobs {', '.join(sorted(jobs))} ({job_prefix}) still queued after "
+                                      f"{settings.timeout_s:.0f}s; scancel them to start over")
+        time.sleep(settings.poll_interval_s)
+    log(f"earlier Slurm jobs of {job_prefix} have ended")
+
+
 def _run_on_slurm(settings: ExecutorSettings, stages: Sequence[Stage], log: Callable[[str], None],
                   job_prefix: str) -> None:
     if shutil.which("sbatch") is None:
         raise CorpusExecutorError("corpus executor 'slurm': sbatch is not on PATH on this machine")
+    _adopt_earlier_jobs(settings, log, job_prefix)
     executors: list[SlurmPipelineExecutor] = []
     previous = None
     for stage in stages:
@@ -234,7 +279,10 @@ def _run_on_slurm(settings: ExecutorSettings, stages: Sequence[Stage], log: Call
         executors.append(previous)
     executors[-1].launch_job()  # submits every stage, each depending on the one before
     job_ids = [str(e.job_id) for e in executors if e.job_id not in (None, -1)]
-    log(f"submitted Slurm jobs {', '.join(job_ids)}")
+    if not job_ids:
+        log("nothing to submit to Slurm: every task of every stage has completed")
+    else:
+        log(f"submitted Slurm jobs {', '.join(job_ids)}")
     deadline = time.monotonic() + settings.timeout_s
     for stage, executor in zip(stages, executors):
         while executor.get_incomplete_ranks(skip_completed=True):

@@ -14,12 +14,18 @@ Which bracketed steps run, and every threshold, come from the preset (``DataArgs
     logs/<stage>/                       datatrove's logging dir per stage: per-task logs and stats
     stats.json                          docs and bytes in/out per step, rejections by reason, purity, ...
 
+With a shared ``work_dir`` (Slurm, Ray) a run works in ``<work_dir>/run-<run_key>/`` and names its Slurm
+jobs after ``run_key``. The assets pass the artifact's name and version, so a materialization whose step
+was killed is resumed by the next one with the same inputs: it waits for the earlier attempt's jobs that
+are still queued or running, then runs only the tasks without a completion marker.
+
 No Dagster here: the assets in assets/corpus_pipeline.py call these functions inside a versioned build.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import shutil
 import uuid
@@ -140,9 +146,9 @@ def run_filter_partition(*, partition: str, source_uri: str, files: Sequence[Sou
                          storage_options: Mapping[str, Any] | None, args: DomainFilterArgs,
                          language_threshold: float | None, pipeline: CorpusPipelineArgs, out_dir: Path,
                          settings: ExecutorSettings, labels: Mapping[str, Mapping[str, Any]] | None = None,
-                         log: Callable[[str], None] = print) -> dict[str, Any]:
+                         log: Callable[[str], None] = print, run_key: str | None = None) -> dict[str, Any]:
     """Filter one raw source into ``out_dir`` and return (and write) its statistics."""
-    run = _RunFolders(out_dir, settings)
+    run = _RunFolders(out_dir, settings, run_key)
     chain = filter_chain(args, language_threshold, pipeline.url_domain_blocklist, run.exclusion_writer)
     steps: list[Any] = [SourceReader(partition, source_uri, files, Secret(storage_options),
                                      exclusion_writer=run.exclusion_writer("read"), labels=labels),
@@ -153,7 +159,7 @@ def run_filter_partition(*, partition: str, source_uri: str, files: Sequence[Sou
         steps.append(PurityMeter(args.lid_language, pipeline.purity_min_chars))
     steps.append(JsonlWriter(run.path(DOCUMENTS_DIR)))
     stage = Stage("filter", steps, pipeline.tasks, run.path(LOGS_DIR, "filter"))
-    run_stages(settings, [stage], log=log, job_prefix=f"kexaone-filter-{partition}")
+    run_stages(settings, [stage], log=log, job_prefix=run.job_prefix(f"kexaone-filter-{partition}"))
     run.finish()
     stats = filter_step_stats(out_dir / LOGS_DIR / "filter", ["read", *(key for key, _ in chain)],
                               out_dir / EXCLUDED_DIR)
@@ -167,11 +173,11 @@ def run_filter_partition(*, partition: str, source_uri: str, files: Sequence[Sou
 def run_dedup_partition(*, partition: str, input_folder: DataFolderLike, word_tokenizer: str,
                         language: str | None, minhash: MinhashArgs, minhash_threshold: float,
                         pipeline: CorpusPipelineArgs, out_dir: Path, settings: ExecutorSettings,
-                        log: Callable[[str], None] = print) -> dict[str, Any]:
+                        log: Callable[[str], None] = print, run_key: str | None = None) -> dict[str, Any]:
     """Exact then MinHash dedup of one filtered partition into ``out_dir``; returns its statistics.
     With ``minhash.candidate_check``, LSH candidates below ``minhash_threshold`` full-signature
     similarity are dropped before clustering."""
-    run = _RunFolders(out_dir, settings)
+    run = _RunFolders(out_dir, settings, run_key)
     exact = ExactDedupConfig(content_getter=exact_dedup_content, hash_config=HashConfig(precision=64))
     config = MinhashConfig(n_grams=minhash.n_grams, num_buckets=minhash.num_buckets,
                            hashes_per_bucket=minhash.hashes_per_bucket, seed=minhash.seed,
@@ -213,7 +219,7 @@ def run_dedup_partition(*, partition: str, input_folder: DataFolderLike, word_to
     ]
     for name in ("exact_dups", "minhash_remove"):  # datatrove lists these even when nothing was found
         Path(scratch(name)).mkdir(parents=True, exist_ok=True)
-    run_stages(settings, stages, log=log, job_prefix=f"kexaone-dedup-{partition}")
+    run_stages(settings, stages, log=log, job_prefix=run.job_prefix(f"kexaone-dedup-{partition}"))
     run.finish()
     logs = out_dir / LOGS_DIR
     meters = {**load_stage_stats(logs / "exact_signatures"),
@@ -382,13 +388,19 @@ def planted_duplicates_report(input_records: Iterable[Mapping[str, Any]], docume
 class _RunFolders:
     """Where a run writes: straight into ``out_dir`` (local executor), or into a run folder under the
     shared ``work_dir`` (Slurm/Ray) that is moved into ``out_dir`` once every stage has finished. Scratch
-    (signatures, buckets, intermediate documents) is deleted at the end either way."""
+    (signatures, buckets, intermediate documents) is deleted at the end either way. ``run_key`` (the
+    artifact's name and version) names the run folder and the Slurm jobs, so an attempt resumes the
+    folder and adopts the jobs of an earlier one with the same key; without it each run is new."""
 
-    def __init__(self, out_dir: Path, settings: ExecutorSettings):
+    def __init__(self, out_dir: Path, settings: ExecutorSettings, run_key: str | None = None):
         self.out_dir = Path(out_dir)
         self.local = settings.kind == "local" and not settings.work_dir
-        self.root = self.out_dir if self.local else Path(settings.work_dir) / f"run-{uuid.uuid4().hex[:12]}"
+        self.key = hashlib.sha256(run_key.encode()).hexdigest()[:16] if run_key else uuid.uuid4().hex[:16]
+        self.root = self.out_dir if self.local else Path(settings.work_dir) / f"run-{self.key}"
         self.root.mkdir(parents=True, exist_ok=True)
+
+    def job_prefix(self, name: str) -> str:
+        return f"{name}-{self.key}"
 
     def path(self, *parts: str) -> str:
         return str(self.root.joinpath(*parts))
