@@ -4,6 +4,7 @@ DAGSTER_HOME with the local instance config (pool limit 1), real runs in real pr
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -189,3 +190,43 @@ def test_a_run_launched_outside_kexaone_demo_logs_its_pool_wait_at_info(instance
             in entry.message), entry.message
     assert "frees the slots of runs whose process is gone" in entry.message
     assert results[0].success
+
+
+@pytest.mark.slow
+def test_the_daemon_of_make_ui_fails_a_killed_run_and_frees_its_slot(instance, tmp_path):
+    """The real ``dagster-daemon`` (what ``make ui`` starts beside the webserver) with the local instance
+    config, its run-monitoring interval shortened from 30 s to 2 s: a run whose process is SIGKILLed is
+    marked failed through ``LocalRunLauncher.check_run_worker_health`` and its ``gpu`` slot comes back."""
+    config = Path(instance.root_directory) / "dagster.yaml"
+    text = config.read_text().replace("poll_interval_seconds: 30", "poll_interval_seconds: 2") \
+                             .replace("free_slots_after_run_end_seconds: 30", "free_slots_after_run_end_seconds: 2")
+    config.write_text(text)
+    log = open(tmp_path / "daemon.log", "w")
+    daemon = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w",
+                               str(REPO / "workspace.yaml")], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "holding"
+        (slot,) = instance.event_log_storage.get_concurrency_info("gpu").claimed_slots
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 180
+        while (instance.get_run_by_id(slot.run_id).status != DagsterRunStatus.FAILURE
+               or instance.event_log_storage.get_concurrency_info("gpu").claimed_slots):
+            assert daemon.poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the daemon did not fail the run and free its slot in 180 s: " + \
+                (tmp_path / "daemon.log").read_text()[-3000:]
+            time.sleep(1)
+        failure = [e.message for e in instance.all_logs(slot.run_id) if e.dagster_event and
+                   e.dagster_event.event_type_value == "PIPELINE_FAILURE"]
+        assert failure and "worker process is gone" in " ".join(failure), failure
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.killpg(daemon.pid, signal.SIGTERM)
+        try:
+            daemon.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, signal.SIGKILL)
+        log.close()
