@@ -1,5 +1,5 @@
 # The two commands a newcomer runs: `make demo` and `make test`. Both set up .venv/ themselves.
-.PHONY: setup demo test test-fast ui validate clean
+.PHONY: setup demo test test-unit test-fast ui validate clean
 
 export DAGSTER_HOME ?= $(CURDIR)/.kexaone/dagster_home
 
@@ -9,9 +9,12 @@ setup:
 demo: setup  ## materialize the whole tiny DAG on embedded storage and print a summary
 	KEXAONE_PRESET=$${KEXAONE_PRESET:-tiny} .venv/bin/kexaone demo
 
-test: setup  ## the full test suite (what CI runs)
+test: setup  ## the full test suite, tier by tier (what CI runs)
 	@scripts/install_slurm.sh
-	.venv/bin/python -m pytest tests -q
+	.venv/bin/python -m pytest tests/unit tests/integration tests/e2e -q
+
+test-unit: setup  ## the inner loop: no Dagster instance, no servers, no chain (under 3 min on 2 cores)
+	.venv/bin/python -m pytest tests/unit -q
 
 test-fast: setup  ## everything but the slow end-to-end tests
 	@scripts/install_slurm.sh

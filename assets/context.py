@@ -37,10 +37,10 @@ from evaluation import niah
 from kexaone_dag.automation import DOWNSTREAM_OF_DATA
 from kexaone_dag.config import PresetResource
 from kexaone_dag.executors import training_asset_kwargs
-from kexaone_dag.presets import Preset, get_preset
+from config import Preset, get_preset
 from model import data
 from model.context_mixture import POOLS, context_mixture
-from model.train import CONTEXT_PREFIX, stage_plan
+from model.stages import CONTEXT_PREFIX, stage_plan
 from resources.artifact_store import ArtifactStore
 from resources.trainer import TrainerLauncher
 from resources.warehouse import Warehouse
@@ -228,15 +228,16 @@ def context_ext_asset(stage: str) -> AssetsDefinition:
                                  seq_length=cs.seq_length, previous_length=previous_length(p, stage),
                                  num_lengths=p.eval.niah_num_lengths, num_depths=p.eval.niah_num_depths,
                                  trials=p.eval.niah_trials, seed=p.pretrain.seed)
-        tokenizer_dir = artifact_store.local_copy("superbpe_tokenizer", upstream["tokenizer"].version)
-        result, extra = train_stage(
-            context, p, preset, artifact_store, warehouse, trainer, stage=CONTEXT_PREFIX + stage, asset_name=name,
-            sections=("model", "pretrain", f"context.stages.{stage}", "eval", "tokenizer.vocab_size"),
-            upstream=upstream, mixture_dir=artifact_store.local_copy(context_mixture_name(stage),
-                                                                     upstream["mixture"].version),
-            init_from=artifact_store.local_copy(previous, upstream["init"].version) / "checkpoint",
-            niah_cases=[_case_json(c) for c in cases], tokenizer_file=tokenizer_dir / TOKENIZER_FILE,
-            context_parallel=cs.context_parallel)
+        with (artifact_store.local_copy("superbpe_tokenizer", upstream["tokenizer"].version) as tokenizer_dir,
+              artifact_store.local_copy(context_mixture_name(stage), upstream["mixture"].version) as mixture_dir,
+              artifact_store.local_copy(previous, upstream["init"].version) as init):
+            result, extra = train_stage(
+                context, p, preset, artifact_store, warehouse, trainer, stage=CONTEXT_PREFIX + stage,
+                asset_name=name,
+                sections=("model", "pretrain", f"context.stages.{stage}", "eval", "tokenizer.vocab_size"),
+                upstream=upstream, mixture_dir=mixture_dir, init_from=init / "checkpoint",
+                niah_cases=[_case_json(c) for c in cases], tokenizer_file=tokenizer_dir / TOKENIZER_FILE,
+                context_parallel=cs.context_parallel)
         results = read_niah(artifact_store, name, result.ref.version)
         passed, failing = niah.gate(results, p.eval.niah_threshold)
         check = AssetCheckResult(

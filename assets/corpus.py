@@ -25,7 +25,7 @@ from assets.versioning import BuildResult, Upstream, materialize_versioned
 from corpus.stats import source_stats, stats_markdown
 from kexaone_dag.automation import DOWNSTREAM_OF_DATA
 from kexaone_dag.config import PresetResource
-from kexaone_dag.presets import CORPUS_DOMAINS
+from config import CORPUS_DOMAINS
 from resources.artifact_store import ArtifactStore
 from resources.corpus_sources import CorpusSources
 from resources.warehouse import Warehouse

@@ -50,7 +50,7 @@ from corpus.stats import pipeline_markdown, rejections_markdown
 from corpus.steps import read_labels
 from kexaone_dag.automation import DOWNSTREAM_OF_DATA
 from kexaone_dag.config import PresetResource
-from kexaone_dag.presets import CORPUS_DOMAINS, Preset
+from config import CORPUS_DOMAINS, Preset
 from resources.artifact_store import ArtifactStore
 from resources.corpus_pipeline import CorpusPipeline
 from resources.corpus_sources import CorpusSources
@@ -94,7 +94,7 @@ DEDUP_CHECKS = {**_COMMON_CHECKS, "planted_duplicates_removed":
     check_specs=[AssetCheckSpec(name, asset=FILTERED_CORPUS, description=d) for name, d in FILTER_CHECKS.items()],
     description="The raw source of one language/domain through its datatrove filter chain (language ID, "
                 "Gopher, C4, FineWeb or code heuristics, URL and PII), with every rejected document kept "
-                "in excluded/<step>/ with its reason.",
+                "in `excluded/<step>/` with its reason.",
 )
 def filtered_corpus(context: AssetExecutionContext, preset: PresetResource, corpus_sources: CorpusSources,
                     corpus_pipeline: CorpusPipeline, artifact_store: ArtifactStore, warehouse: Warehouse):

@@ -42,7 +42,7 @@ from evaluation.summary import (
 from kexaone_dag.automation import DOWNSTREAM_OF_DATA
 from kexaone_dag.config import PresetResource
 from kexaone_dag.executors import training_asset_kwargs
-from kexaone_dag.presets import get_preset
+from config import get_preset
 from resources.artifact_store import ArtifactStore
 from resources.warehouse import Warehouse
 
@@ -93,7 +93,8 @@ def niah_report_asset(stage: str) -> AssetsDefinition:
        check_specs=[AssetCheckSpec(DRIFT_CHECK, asset="short_context_eval",
                                    description="a context stage's held-out short-context perplexity rose at most "
                                                "eval.short_context_ppl_tolerance over pretrain_stage3 (warns)")],
-       **{k: v for k, v in training_asset_kwargs(get_preset()).items() if k != "kinds"}, kinds={"pytorch", "duckdb"},
+       **{k: v for k, v in training_asset_kwargs(get_preset(), launches_trainer=False).items() if k != "kinds"},
+       kinds={"pytorch", "duckdb"},
        description="Held-out perplexity per language/domain for every checkpoint of the chain, at the "
                    "pre-training length: the rehearsal effect of the context stages, in one table and one plot.")
 def short_context_eval(context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore,
@@ -117,8 +118,8 @@ def short_context_eval(context: AssetExecutionContext, preset: PresetResource, a
                                        WINDOWS_PER_DOMAIN) for d, texts in held_out.items() if texts}
         model = build_model(p, vocab_size=tok.get_vocab_size(with_added_tokens=True))
         for name in CHAIN_ORDER:
-            folder = artifact_store.local_copy(name, upstream[name].version) / "checkpoint"
-            ckpt.load_model(folder, model)
+            with artifact_store.local_copy(name, upstream[name].version) as copy:
+                ckpt.load_model(copy / "checkpoint", model)
             for domain, w in windows.items():
                 if not w:
                     continue

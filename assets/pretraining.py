@@ -12,6 +12,7 @@
 """
 
 
+import contextlib
 import json
 import shutil
 import tempfile
@@ -33,9 +34,9 @@ from assets.versioning import (
 from kexaone_dag.automation import DOWNSTREAM_OF_DATA
 from kexaone_dag.config import PresetResource
 from kexaone_dag.executors import training_asset_kwargs
-from kexaone_dag.presets import Preset, get_preset
+from config import Preset, get_preset
 from model import data
-from model.train import METRICS, stage_plan
+from model.stages import METRICS, stage_plan
 from resources.artifact_store import ArtifactStore
 from resources.trainer import StageLaunch, TrainerLauncher
 from resources.warehouse import Warehouse
@@ -168,15 +169,18 @@ def pretrain_asset(stage: str) -> AssetsDefinition:
         if previous:
             upstream["init"] = latest_upstream(context, previous)
         sections = ("model", "pretrain", "tokenizer.vocab_size")
-        mixture_dir = artifact_store.local_copy(_mixture_name(stage), upstream["mixture"].version)
-        init_from = None
-        if previous:
-            if not artifact_store.has(previous, upstream["init"].version):
-                raise UpstreamMissingError(f"{previous}: artifact {upstream['init'].uri} is not in the store")
-            init_from = artifact_store.local_copy(previous, upstream["init"].version) / "checkpoint"
-        result, extra = train_stage(context, p, preset, artifact_store, warehouse, trainer, stage=stage,
-                                    asset_name=name, sections=sections, upstream=upstream, mixture_dir=mixture_dir,
-                                    init_from=init_from)
+        with contextlib.ExitStack() as copies:
+            mixture_dir = copies.enter_context(artifact_store.local_copy(_mixture_name(stage),
+                                                                         upstream["mixture"].version))
+            init_from = None
+            if previous:
+                if not artifact_store.has(previous, upstream["init"].version):
+                    raise UpstreamMissingError(f"{previous}: artifact {upstream['init'].uri} is not in the store")
+                init_from = copies.enter_context(artifact_store.local_copy(previous, upstream["init"].version)) \
+                    / "checkpoint"
+            result, extra = train_stage(context, p, preset, artifact_store, warehouse, trainer, stage=stage,
+                                        asset_name=name, sections=sections, upstream=upstream,
+                                        mixture_dir=mixture_dir, init_from=init_from)
         return result.materialize_result(extra_metadata=extra)
 
     return _pretrain

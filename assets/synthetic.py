@@ -19,7 +19,7 @@ from assets.versioning import BuildResult, Upstream, materialize_versioned
 from corpus.lid import Py3LangidLID
 from kexaone_dag.automation import DOWNSTREAM_OF_DATA
 from kexaone_dag.config import PresetResource
-from kexaone_dag.presets import Preset
+from config import Preset
 from resources.artifact_store import ArtifactStore
 from resources.teacher import TeacherLLM
 from resources.warehouse import Warehouse
@@ -69,7 +69,7 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 @asset(group_name=SYNTHETIC_GROUP, deps=[AssetDep(DEDUPLICATED_CORPUS)], code_version="1",
        automation_condition=DOWNSTREAM_OF_DATA,
        description="Document-grounded thinking trajectories joined with their source document (report §3.1): "
-                   "document + question + <think> trajectory </think> + answer, verified where verifiable.")
+                   "document + question + `<think>` trajectory `</think>` + answer, verified where verifiable.")
 def thinking_augmented_data(context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore,
                             warehouse: Warehouse, teacher: TeacherLLM):
     p = preset.get()

@@ -16,7 +16,7 @@ from assets.corpus_pipeline import DEDUPLICATED_CORPUS, deduplicated_documents
 from assets.versioning import BuildResult, Upstream, latest_upstream, materialize_versioned
 from kexaone_dag.automation import DOWNSTREAM_OF_DATA
 from kexaone_dag.config import PresetResource
-from kexaone_dag.presets import Preset
+from config import Preset
 from resources.artifact_store import ArtifactStore
 from resources.warehouse import Warehouse
 from tokenizer.chart import bytes_per_token_chart

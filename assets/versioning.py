@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from dagster import AssetExecutionContext, AssetKey, DataVersion, MaterializeResult, MetadataValue
 
-from kexaone_dag.presets import Preset
+from config import Preset
 from resources.artifact_store import ArtifactRef, ArtifactStore, base_provenance, compute_version
 from resources.warehouse import Warehouse
 

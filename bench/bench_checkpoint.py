@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from megatron.core import dist_checkpointing
 
-    from kexaone_dag.presets import get_preset
+    from config import get_preset
     from model import checkpoint, parallel, training
     from model.architecture import build_model
 

@@ -39,7 +39,7 @@ from bench.report import markdown_table, write_section
 from corpus.executors import ExecutorSettings
 from corpus.pipeline import read_documents, run_dedup_partition, run_filter_partition
 from corpus.sources import content_manifest, filesystem, iter_documents
-from kexaone_dag.presets import CORPUS_DOMAINS, MinhashArgs, get_preset
+from config import CORPUS_DOMAINS, MinhashArgs, get_preset
 
 DEMO = Path(__file__).resolve().parent.parent / "corpus" / "demo_data"
 SENTENCE = re.compile(r"(?<=[.!?。！？])\s*")

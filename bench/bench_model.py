@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 
 from bench.report import markdown_table, write_section
-from kexaone_dag.presets import get_preset
+from config import get_preset
 from model.plan import layer_forward_flops_per_token
 
 REPEATS = 11

@@ -79,7 +79,7 @@ def domains_for(folder: Path):
 
 
 def preset_for(vocab: int):
-    from kexaone_dag.presets import get_preset
+    from config import get_preset
 
     padded = -(-vocab // 128) * 128 + 128  # room for the special tokens
     return get_preset("tiny", {"tokenizer.vocab_size": vocab, "tokenizer.base_vocab_size": vocab * 2 // 3,

@@ -36,7 +36,7 @@ def main() -> None:
     from dagster import AssetKey, DagsterInstance, materialize
 
     from kexaone_dag.config import PresetResource
-    from kexaone_dag.presets import get_preset
+    from config import get_preset
 
     overrides = {"pretrain.total_tokens": get_preset("tiny").pretrain.total_tokens * args.scale}
     with tempfile.TemporaryDirectory(prefix="kexaone-bench-training-") as tmp:

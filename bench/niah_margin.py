@@ -107,11 +107,11 @@ def rescore(artifacts: Path, overrides: dict, seeds: list[int]) -> int:
 
     from assets.context import previous_length
     from evaluation import niah
-    from kexaone_dag.presets import get_preset
+    from config import get_preset
     from model import checkpoint
     from model.architecture import build_model
     from model.inference import generate_batch
-    from model.train import NIAH_BATCH_TOKENS
+    from model.stages import NIAH_BATCH_TOKENS
 
     preset = get_preset("tiny", overrides)
     out: dict = {}
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     overrides = json.loads(args.overrides)
     if args.seeds is None:
-        from kexaone_dag.presets import get_preset as _preset
+        from config import get_preset as _preset
 
         args.seeds = f"{_preset('tiny', overrides).pretrain.seed},1,2"
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         return rescore(args.rescore, overrides, seeds)
 
     from bench.report import write_section
-    from kexaone_dag.presets import get_preset
+    from config import get_preset
 
     names = args.configs.split(",")
     adopted = dict(item.split("=", 1) for item in args.adopt)

@@ -210,7 +210,7 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
     from evaluation import niah
-    from kexaone_dag.presets import get_preset
+    from config import get_preset
     from model import training  # noqa: F401
     from model.architecture import build_model
 

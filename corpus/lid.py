@@ -6,7 +6,7 @@ the same interface is kept (a ``datatrove.utils.lid.LID`` backend and a ``BaseFi
 ``LanguageFilter``), with py3langid as the backend: a naive-Bayes byte n-gram model over 97 languages whose
 weights (``py3langid/data/model.npz.xz``, 4.5 MB) ship inside its PyPI wheel, so nothing is downloaded.
 
-Why py3langid (measured by tests/test_corpus_lid.py and recorded in README): on 1,507 sentences cut from
+Why py3langid (measured by tests/unit/test_corpus_lid.py and recorded in docs/corpus.md): on 1,507 sentences cut from
 the demo corpus it identifies 94 % of 20-character snippets, 99 % at 40 and 99.8 % at 80 characters, about
 as accurate as lingua-language-detector (96 / 99 / 99.7 %) at 10-20x its speed and 1/60 of its size
 (4.5 MB of model against 290 MB).

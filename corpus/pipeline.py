@@ -75,7 +75,7 @@ from corpus.steps import (
     SourceReader,
 )
 from corpus.tokenizers import make_tokenizer
-from kexaone_dag.presets import CorpusPipelineArgs, DomainFilterArgs, MinhashArgs
+from config import CorpusPipelineArgs, DomainFilterArgs, MinhashArgs
 
 STATS_FILE = "stats.json"
 DOCUMENTS_DIR = "documents"

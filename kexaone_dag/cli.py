@@ -21,7 +21,7 @@ from pathlib import Path
 
 from corpus.sources import CorpusSourceError
 from kexaone_dag.executors import ExecutorConfigError
-from kexaone_dag.presets import PRESET_ENV_VAR, PRESET_NAMES, PresetError, get_preset
+from config import PRESET_ENV_VAR, PRESET_NAMES, PresetError, get_preset
 from resources.artifact_store import ArtifactStoreError
 from resources.warehouse import WarehouseError
 
@@ -44,7 +44,7 @@ def _prepare_dagster_home() -> Path:
 def preflight() -> dict:
     """Everything that can be checked without compute: preset, executor, stores, corpus folders."""
     from kexaone_dag.definitions import build_definitions
-    from kexaone_dag.presets import CORPUS_DOMAINS
+    from config import CORPUS_DOMAINS
 
     preset = get_preset()
     defs = build_definitions()

@@ -15,7 +15,7 @@ from typing import Any
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
-from kexaone_dag.presets import Preset, get_preset
+from config import Preset, get_preset
 
 
 class PresetResource(ConfigurableResource):

@@ -14,7 +14,7 @@ from assets.tokenizer import base_tokenizer, superbpe_tokenizer, tokenizer_repor
 from kexaone_dag.automation import automation_sensor
 from kexaone_dag.executors import executor_for_env
 from kexaone_dag.jobs import data_job, demo_job, observe_raw_corpus_job, observe_raw_corpus_schedule, pretraining_job
-from kexaone_dag.presets import get_preset
+from config import get_preset
 from kexaone_dag.resources_by_env import build_resources
 
 

@@ -2,9 +2,10 @@
 
 Locally the multiprocess executor runs steps as subprocesses. In production ``KEXAONE_EXECUTOR=k8s``
 selects ``dagster_k8s.k8s_job_executor`` configured from ``deploy/k8s/executor.yaml``; every training
-step then runs in its own pod whose GPU requests come from ``training_asset_kwargs`` (the preset's
-``compute`` section) and which joins the ``gpu`` concurrency pool, so the instance's pool limit
-serialises GPU steps (``dagster instance concurrency set gpu <N>``).
+step then runs in its own pod and joins the ``gpu`` concurrency pool, so the instance's pool limit
+serialises GPU steps (``dagster instance concurrency set gpu <N>``). The GPUs (the preset's ``compute``
+section) are requested by exactly one pod: the step pod when the trainer runs inside it
+(``KEXAONE_TRAINER=subprocess``), the Pipes trainer pod with ``KEXAONE_TRAINER=k8s``.
 
 Tags are fixed when the code location loads, so GPU requests follow the preset chosen by
 ``KEXAONE_PRESET`` for that deployment.
@@ -19,8 +20,9 @@ from typing import Any
 import yaml
 from dagster import ExecutorDefinition, in_process_executor, multiprocess_executor
 
-from kexaone_dag.presets import ComputeArgs, Preset
+from config import ComputeArgs, Preset
 from kexaone_dag.run_health import watching_pools
+from resources.trainer import gpu_placement, trainer_backend_from_env
 
 GPU_POOL = "gpu"
 EXECUTOR_ENV_VAR = "KEXAONE_EXECUTOR"
@@ -33,26 +35,22 @@ class ExecutorConfigError(ValueError):
 
 
 def gpu_step_tags(compute: ComputeArgs) -> dict[str, Any]:
-    """``dagster-k8s/config`` for one training step: GPUs, CPU/memory, node selector, GPU toleration."""
-    gpus = compute.gpus_per_training_step
-    resources: dict[str, Any] = {"requests": {"cpu": compute.cpu_request, "memory": compute.memory_request},
-                                 "limits": {"memory": compute.memory_request}}
-    pod_spec: dict[str, Any] = {}
-    if gpus > 0:
-        resources["requests"]["nvidia.com/gpu"] = str(gpus)
-        resources["limits"]["nvidia.com/gpu"] = str(gpus)
-        pod_spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-    if compute.gpu_node_selector:
-        pod_spec["node_selector"] = dict(compute.gpu_node_selector)
+    """``dagster-k8s/config`` for a step that computes on GPUs itself: GPUs, CPU/memory, node selector,
+    GPU toleration (``resources.trainer.gpu_placement``)."""
+    resources, pod_spec = gpu_placement(compute, compute.gpus_per_training_step)
     config: dict[str, Any] = {"container_config": {"resources": resources}}
     if pod_spec:
         config["pod_spec_config"] = pod_spec
     return {"dagster-k8s/config": config}
 
 
-def training_asset_kwargs(preset: Preset) -> dict[str, Any]:
-    """Decorator arguments every training-type asset uses: k8s GPU tags + the gpu pool."""
-    return {"op_tags": gpu_step_tags(preset.compute), "pool": GPU_POOL, "kinds": {"pytorch"}}
+def training_asset_kwargs(preset: Preset, *, launches_trainer: bool = True) -> dict[str, Any]:
+    """Decorator arguments of every GPU asset: the ``gpu`` pool, and GPU requests on the pod that holds the
+    GPUs. A training asset with ``KEXAONE_TRAINER=k8s`` only launches the trainer's own GPU pod and waits for
+    it, so its step pod asks for none: exactly one pod holds a stage's GPUs. A step that computes itself
+    (``launches_trainer=False``, e.g. evaluation) always carries them."""
+    on_step = not (launches_trainer and trainer_backend_from_env() == "k8s")
+    return {"op_tags": gpu_step_tags(preset.compute) if on_step else {}, "pool": GPU_POOL, "kinds": {"pytorch"}}
 
 
 def load_k8s_executor_config(path: Path = K8S_EXECUTOR_CONFIG) -> dict[str, Any]:

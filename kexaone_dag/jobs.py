@@ -5,7 +5,7 @@ from __future__ import annotations
 from dagster import AssetSelection, DefaultScheduleStatus, ScheduleDefinition, define_asset_job
 
 from assets.corpus import raw_corpus_key
-from kexaone_dag.presets import CORPUS_DOMAINS
+from config import CORPUS_DOMAINS
 
 RAW_CORPUS_SELECTION = AssetSelection.assets(*[raw_corpus_key(s) for s in CORPUS_DOMAINS])
 

@@ -3,34 +3,8 @@
 Embedded default (no variables set): artifacts in ``.kexaone/artifacts``, warehouse
 ``.kexaone/warehouse.duckdb``, the demo corpus shipped in ``corpus/demo_data``.
 
-| variable                      | effect                                                           |
-|-------------------------------|------------------------------------------------------------------|
-| ``KEXAONE_HOME``              | the local state folder (default ``./.kexaone``)                  |
-| ``KEXAONE_ARTIFACT_ROOT``     | ``/path`` or ``s3://bucket/prefix`` for artifacts                |
-| ``KEXAONE_S3_ENDPOINT_URL``   | an S3-compatible endpoint (MinIO, Ceph, a test server)           |
-| ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` | S3 credentials, read through ``EnvVar``  |
-| ``KEXAONE_WAREHOUSE``         | the DuckDB file                                                  |
-| ``KEXAONE_CORPUS_ROOT``       | folder/prefix holding ``<source>/`` for every corpus source      |
-| ``KEXAONE_PRESET``            | ``tiny`` (default) or ``k-exaone-236b``                          |
-| ``KEXAONE_EXECUTOR``          | ``multiprocess`` (default), ``in_process`` or ``k8s``            |
-| ``KEXAONE_CORPUS_EXECUTOR``   | datatrove executor of the corpus pipelines: ``local`` (default), |
-|                               | ``slurm`` or ``ray``                                             |
-| ``KEXAONE_CORPUS_WORKERS``    | corpus pipeline tasks running at once (default 1)                |
-| ``KEXAONE_CORPUS_WORK_DIR``   | scratch on shared storage (needed for slurm / ray)               |
-| ``KEXAONE_SLURM_PARTITION``   | Slurm partition of the corpus pipeline jobs                      |
-| ``KEXAONE_TEACHER_BASE_URL``  | an OpenAI-compatible endpoint (e.g. ``http://vllm:8000/v1``):    |
-|                               | selects the HTTP teacher (default: the offline programmatic one) |
-| ``KEXAONE_TEACHER_MODEL``     | the served model name (required with a base URL)                 |
-| ``KEXAONE_TEACHER_API_KEY_ENV`` | name of the variable holding the API key                       |
-|                               | (default ``KEXAONE_TEACHER_API_KEY``), read through ``EnvVar``   |
-| ``KEXAONE_TEACHER_CONCURRENCY`` | requests in flight (default 4)                                 |
-| ``KEXAONE_TEACHER_CACHE``     | the response cache (default ``$KEXAONE_HOME/teacher_cache.sqlite``) |
-| ``KEXAONE_TRAINER``           | ``subprocess`` (default: torchrun here) or ``k8s`` (a GPU pod per |
-|                               | training stage through ``PipesK8sClient``)                       |
-| ``KEXAONE_TRAIN_NPROC``       | training processes per stage (default: the preset's GPUs, or 1)  |
-| ``KEXAONE_TRAIN_EXPERT_PARALLEL`` | expert parallelism of a stage (default ``compute.expert_parallel``) |
-| ``KEXAONE_TRAIN_WORK_ROOT``   | resumable training state (default ``$KEXAONE_HOME/training``)    |
-| ``KEXAONE_TRAINER_IMAGE`` / ``_NAMESPACE`` / ``_PVC`` | k8s: image, namespace, shared volume claim |
+Every variable, its default and its effect: the table in README.md ("Configuration"), which
+``tests/unit/test_docs.py`` checks against the code both ways.
 """
 
 from __future__ import annotations
@@ -47,7 +21,7 @@ from resources.corpus_pipeline import CorpusPipeline
 from resources.artifact_store import ArtifactStore, ArtifactStoreError
 from resources.corpus_sources import DEMO_CORPUS_ROOT, CorpusSources
 from resources.teacher import TeacherLLM
-from resources.trainer import TrainerLauncher
+from resources.trainer import TrainerLauncher, trainer_backend_from_env
 from resources.warehouse import Warehouse
 from synthetic.teacher import TeacherError
 
@@ -93,7 +67,7 @@ def trainer_from_env(home: Path) -> TrainerLauncher:
     nproc = os.environ.get("KEXAONE_TRAIN_NPROC")
     expert_parallel = os.environ.get("KEXAONE_TRAIN_EXPERT_PARALLEL")
     launcher = TrainerLauncher(
-        backend=os.environ.get("KEXAONE_TRAINER", "subprocess"),
+        backend=trainer_backend_from_env(),
         work_root=os.environ.get("KEXAONE_TRAIN_WORK_ROOT") or str(home / "training"),
         nproc_per_node=int(nproc) if nproc else None,
         expert_parallel=int(expert_parallel) if expert_parallel else None,

@@ -1,4 +1,4 @@
-"""The K-EXAONE block on Megatron-Core. The preset's ``model`` section (kexaone_dag/presets.py) is the
+"""The K-EXAONE block on Megatron-Core. The preset's ``model`` section (config/) is the
 single source of its shape.
 
 * ``plan``         parameters, FLOPs and KV cache of a preset, by arithmetic (no torch; ``kexaone plan``)

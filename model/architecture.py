@@ -1,6 +1,6 @@
 """The K-EXAONE block on Megatron-Core: preset -> ``TransformerConfig`` -> layer specs -> ``GPTModel``.
 
-One source of numbers: ``preset.model`` (kexaone_dag/presets.py). Its field names match
+One source of numbers: ``preset.model`` (config/). Its field names match
 ``TransformerConfig`` fields where Megatron has the same knob, so those pass through by name; the rest are
 derived here, each with the reason next to it.
 
@@ -27,7 +27,7 @@ from typing import Any, Callable, Literal
 import torch
 import torch.nn.functional as F
 
-from kexaone_dag.presets import ModelArgs, Preset
+from config import ModelArgs, Preset
 from model import cpu_compat
 
 BackendName = Literal["cpu", "gpu"]

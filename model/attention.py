@@ -11,7 +11,7 @@ that is 67M scores per layer, and a window layer only needs 16 of each row's 409
   cache (decoding) attends to every cached key, as Megatron does.
 
 Same semantics as ``DotProductAttention`` + ``FusedScaleMaskSoftmax`` (queries aligned to the end of the
-keys, window inclusive of the query, GQA, the layer's softmax scale); ``tests/test_model_attention.py``
+keys, window inclusive of the query, GQA, the layer's softmax scale); ``tests/unit/test_model_attention.py``
 compares outputs and gradients against Megatron's module. No parameters: checkpoints are unchanged.
 """
 

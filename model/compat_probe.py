@@ -60,7 +60,7 @@ def _reference_attention(config) -> None:
 
 def probe() -> dict[str, dict[str, str | None]]:
     os.environ["KEXAONE_CPU_COMPAT"] = "0"  # nothing applies patches behind the probe's back
-    from kexaone_dag.presets import get_preset
+    from config import get_preset
     from model import cpu_compat, parallel
 
     if cpu_compat.cuda_available():

@@ -5,7 +5,7 @@ CUDA device. The tiny preset trains, evaluates and checkpoints on 2 CPU cores, s
 exactly those call sites, and nothing else, when no CUDA device is present. On a GPU it is never applied.
 
 Each patch is named, explains why it exists, can be reverted, and is covered by
-``tests/test_model_cpu_compat.py`` (which also shows that omitting any single one breaks a CPU run):
+``tests/unit/test_model_cpu_compat.py`` (which also shows that omitting any single one breaks a CPU run):
 
 * ``current_device``  ``torch.cuda.current_device()`` answers ``"cpu"``. Router buffers, the MTP loss
   tracker, the attention scratch buffer and MoE helpers allocate with ``device=torch.cuda.current_device()``.

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kexaone_dag.presets import ModelArgs, Preset
+from config import ModelArgs, Preset
 
 KV_CACHE_SEQ_LENGTH = 262_144  # the report's maximum context (256K)
 BF16_BYTES = 2

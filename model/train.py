@@ -25,94 +25,23 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 
-from kexaone_dag.presets import Preset, PresetError, get_preset
+from config import Preset, PresetError, get_preset
 from model import checkpoint, data, training
 from model.architecture import ModelBuildError, build_model, check_vocab
+from model.stages import METRICS, NIAH_BATCH_TOKENS, StagePlan, TrainingSetupError, stage_plan
 
 CHECKPOINTS = "checkpoints"
-METRICS = "metrics.jsonl"
 PARTIAL = ".partial"
-
-
-class TrainingSetupError(ValueError):
-    """The stage cannot start as asked; one line naming the problem (raised before any training step)."""
-
-
-@dataclass(frozen=True)
-class StagePlan:
-    stage: str
-    seq_length: int
-    global_batch_size: int
-    first_step: int  # global optimizer step the stage starts at (the LR schedule is global)
-    steps: int  # optimizer steps of this stage
-    checkpoint_every_steps: int  # periodic resumable checkpoints, in steps of this stage
-    # context extension: the stage's own warmup-stable-decay LR (the pre-training schedule has ended)
-    peak_lr: float | None = None
-    min_lr: float = 0.0
-    warmup_steps: int = 0
-    decay_steps: int = 0
-
-    def lr_at(self, stage_step: int) -> float | None:
-        """LR of stage step ``stage_step`` (0-based) on the stage's own schedule; None: the global one."""
-        if self.peak_lr is None:
-            return None
-        if stage_step < self.warmup_steps:
-            return self.peak_lr * (stage_step + 1) / self.warmup_steps
-        into_decay = stage_step - (self.steps - self.decay_steps)
-        if into_decay < 0:
-            return self.peak_lr
-        return self.peak_lr - (self.peak_lr - self.min_lr) * (into_decay + 1) / self.decay_steps
-
-    @property
-    def num_samples(self) -> int:
-        return self.steps * self.global_batch_size
-
-    @property
-    def tokens(self) -> int:
-        return self.num_samples * self.seq_length
-
-
-CONTEXT_PREFIX = "context_"
-# NIAH cases of one length are answered together, up to this many prompt tokens per forward (1 case at 256K)
-NIAH_BATCH_TOKENS = 32_768
-
-
-def stage_plan(preset: Preset, stage: str) -> StagePlan:
-    """The shape of one stage. Pre-training ``stage1..3`` share one WSD schedule; the context-extension
-    stages ``context_stage1..2`` follow it, each at its sequence length with the pre-training tokens per
-    step (fewer, longer sequences)."""
-    bounds = training.stage_steps(preset)
-    p = preset.pretrain
-    if stage in bounds:
-        first, end = bounds[stage]
-        return StagePlan(stage=stage, seq_length=p.seq_length, global_batch_size=p.global_batch_size,
-                         first_step=first, steps=end - first, checkpoint_every_steps=p.checkpoint_every_steps)
-    known = [*bounds, *(CONTEXT_PREFIX + k for k in preset.context.stages)]
-    if not stage.startswith(CONTEXT_PREFIX) or stage[len(CONTEXT_PREFIX):] not in preset.context.stages:
-        raise TrainingSetupError(f"unknown stage {stage!r} (known: {', '.join(known)})")
-    first = training.schedule(preset).total_steps
-    for key, c in preset.context.stages.items():
-        batch = max(1, p.global_batch_size * p.seq_length // c.seq_length)
-        steps = max(1, math.ceil(c.tokens / (batch * c.seq_length)))
-        if CONTEXT_PREFIX + key == stage:
-            warmup = min(steps - 1, round(p.warmup_fraction * steps))
-            decay = max(1, min(steps - warmup, round(p.decay_fraction * steps)))
-            return StagePlan(stage=stage, seq_length=c.seq_length, global_batch_size=batch, first_step=first,
-                             steps=steps, checkpoint_every_steps=c.checkpoint_every_steps, peak_lr=c.lr,
-                             min_lr=c.lr * p.min_lr / p.max_lr, warmup_steps=warmup, decay_steps=decay)
-        first += steps
-    raise AssertionError("unreachable")
 
 
 # -- reporting: Dagster Pipes on rank 0 when launched by Dagster, plain stdout otherwise -----------------

@@ -19,45 +19,17 @@ Read top to bottom:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
-from kexaone_dag.presets import Preset
+from config import Preset
+from model.stages import Schedule, schedule, stage_steps  # noqa: F401  (the optimizer schedule reads them)
 
 # WSD's decay shape is not in the report; linear to min_lr is the common choice (and Megatron's simplest).
 WSD_DECAY_STYLE = "linear"
 ADAM_BETAS = (0.9, 0.95)
 ADAM_EPS = 1e-8
-
-
-@dataclass(frozen=True)
-class Schedule:
-    total_steps: int
-    warmup_steps: int
-    decay_steps: int  # the final "D" of WSD
-
-
-def schedule(preset: Preset) -> Schedule:
-    """Optimizer steps of the whole pre-training run: tokens / (sequence length x global batch)."""
-    p = preset.pretrain
-    total = max(2, math.ceil(p.total_tokens / (p.seq_length * p.global_batch_size)))
-    warmup = max(1, round(p.warmup_fraction * total))
-    decay = max(1, min(total - warmup, round(p.decay_fraction * total)))
-    return Schedule(total_steps=total, warmup_steps=min(warmup, total - 1), decay_steps=decay)
-
-
-def stage_steps(preset: Preset) -> dict[str, tuple[int, int]]:
-    """Global optimizer-step range [first, end) of each curriculum stage, in stage order."""
-    total, fractions = schedule(preset).total_steps, preset.pretrain.stage_token_fractions
-    bounds, start, acc = {}, 0, 0.0
-    for i, stage in enumerate(sorted(fractions)):
-        acc += fractions[stage]
-        end = total if i == len(fractions) - 1 else round(acc * total)
-        bounds[stage] = (start, end)
-        start = end
-    return bounds
 
 
 class OptimizerUnavailableError(RuntimeError):

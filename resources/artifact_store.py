@@ -176,15 +176,21 @@ class ArtifactStore(ConfigurableResource):
                 out.append(version)
         return sorted(out)
 
-    def local_copy(self, asset: str, version: str, dest: str | os.PathLike | None = None) -> Path:
-        """A local directory with the artifact's files (the artifact itself when the store is local)."""
+    @contextlib.contextmanager
+    def local_copy(self, asset: str, version: str) -> Iterator[Path]:
+        """A local directory with the artifact's files while the ``with`` block runs: the artifact itself
+        when the store is local, else a temporary download that is removed afterwards."""
         if not self.has(asset, version):
             raise ArtifactStoreError(f"no committed artifact {asset}/{version} in {self.root}")
         if not self.is_s3:
-            return Path(self.path(asset, version))
-        target = Path(dest or tempfile.mkdtemp(prefix=f"kexaone-{asset}-"))
-        self.fs.get(self.path(asset, version) + "/", str(target), recursive=True)
-        return target
+            yield Path(self.path(asset, version))
+            return
+        target = Path(tempfile.mkdtemp(prefix=f"kexaone-{asset}-"))
+        try:
+            self.fs.get(self.path(asset, version) + "/", str(target), recursive=True)
+            yield target
+        finally:
+            shutil.rmtree(target, ignore_errors=True)
 
     # -- writing -------------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -8,7 +8,7 @@ from typing import Any
 from dagster import ConfigurableResource
 
 from corpus.sources import CorpusSourceError, Manifest, content_manifest
-from kexaone_dag.presets import CORPUS_DOMAINS
+from config import CORPUS_DOMAINS
 
 DEMO_CORPUS_ROOT = str(Path(__file__).resolve().parent.parent / "corpus" / "demo_data")
 

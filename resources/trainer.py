@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping
 
 from dagster import AssetExecutionContext, ConfigurableResource, PipesSubprocessClient
 
-from kexaone_dag.presets import Preset
+from config import ComputeArgs, Preset
 
 BACKENDS = ("subprocess", "k8s")
 
@@ -88,15 +88,34 @@ def guarded_command(command: list[str], work_dir: Path, *, python: str = sys.exe
     return [*guard, "--", *command]
 
 
+TRAINER_ENV_VAR = "KEXAONE_TRAINER"
+
+
+def trainer_backend_from_env() -> str:
+    return os.environ.get(TRAINER_ENV_VAR, "subprocess")
+
+
+def gpu_placement(compute: ComputeArgs, gpus: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(container resources, pod spec fields) of a pod holding ``gpus`` GPUs: CPU/memory requests, the GPU
+    request and limit, the GPU toleration and the node selector. The one place a GPU pod is described: the
+    Dagster step pod (``kexaone_dag.executors.gpu_step_tags``) and the Pipes trainer pod (``k8s_pod_spec``)."""
+    resources: dict[str, Any] = {"requests": {"cpu": compute.cpu_request, "memory": compute.memory_request},
+                                 "limits": {"memory": compute.memory_request}}
+    pod: dict[str, Any] = {}
+    if gpus > 0:
+        resources["requests"]["nvidia.com/gpu"] = str(gpus)
+        resources["limits"]["nvidia.com/gpu"] = str(gpus)
+        pod["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    if compute.gpu_node_selector:
+        pod["node_selector"] = dict(compute.gpu_node_selector)
+    return resources, pod
+
+
 def k8s_pod_spec(preset: Preset, *, nproc_per_node: int, pvc_claim: str | None, mount_path: str,
                  service_account: str | None = None) -> dict[str, Any]:
     """The base pod spec of a training pod: GPUs, CPU/memory, node selector, GPU toleration, shared volume."""
     c = preset.compute
-    resources: dict[str, Any] = {"requests": {"cpu": c.cpu_request, "memory": c.memory_request},
-                                 "limits": {"memory": c.memory_request}}
-    if c.gpus_per_training_step > 0:
-        resources["requests"]["nvidia.com/gpu"] = str(nproc_per_node)
-        resources["limits"]["nvidia.com/gpu"] = str(nproc_per_node)
+    resources, pod = gpu_placement(c, nproc_per_node if c.gpus_per_training_step > 0 else 0)
     container: dict[str, Any] = {"resources": resources,
                                  # NCCL and dataloaders need more shared memory than the default 64 MiB
                                  "volume_mounts": [{"name": "dshm", "mount_path": "/dev/shm"}]}
@@ -104,11 +123,7 @@ def k8s_pod_spec(preset: Preset, *, nproc_per_node: int, pvc_claim: str | None, 
     if pvc_claim:
         container["volume_mounts"].append({"name": "kexaone-data", "mount_path": mount_path})
         volumes.append({"name": "kexaone-data", "persistent_volume_claim": {"claim_name": pvc_claim}})
-    spec: dict[str, Any] = {"containers": [container], "volumes": volumes, "restart_policy": "Never"}
-    if c.gpu_node_selector:
-        spec["node_selector"] = dict(c.gpu_node_selector)
-    if c.gpus_per_training_step > 0:
-        spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    spec: dict[str, Any] = {"containers": [container], "volumes": volumes, "restart_policy": "Never", **pod}
     if service_account:
         spec["service_account_name"] = service_account
     return spec
@@ -240,5 +255,5 @@ class TrainerLauncher(ConfigurableResource):
                                        mount_path=self.mount_path, service_account=self.service_account))
 
 
-__all__ = ["BACKENDS", "StageLaunch", "TrainerBusyError", "TrainerConfigError", "TrainerLauncher",
+__all__ = ["BACKENDS", "TRAINER_ENV_VAR", "StageLaunch", "gpu_placement", "trainer_backend_from_env", "TrainerBusyError", "TrainerConfigError", "TrainerLauncher",
            "clear_previous_training_pods", "guarded_command", "k8s_pod_meta", "k8s_pod_spec", "torchrun_command"]

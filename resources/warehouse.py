@@ -1,6 +1,6 @@
 """DuckDB warehouse: one file that every asset writes its metrics into.
 
-Schema (``SCHEMA`` below is the only definition; README "Warehouse" mirrors it):
+Schema (``SCHEMA`` below is the only definition; docs/storage.md "Warehouse" mirrors it):
 
 * ``artifacts``         one row per committed artifact: asset, version, uri, code_version, preset,
                         git_commit, created_at.

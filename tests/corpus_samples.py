@@ -8,6 +8,9 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from config import get_preset
+from corpus.executors import ExecutorSettings
+from corpus.pipeline import run_filter_partition
 from corpus.sources import content_manifest, filesystem, iter_documents
 
 DEMO = Path(__file__).resolve().parent.parent / "corpus" / "demo_data"
@@ -63,3 +66,13 @@ def read_documents(folder: Path) -> list[dict]:
     for path in sorted(folder.glob("*.jsonl.gz")):
         out += [json.loads(line) for line in gzip.decompress(path.read_bytes()).splitlines() if line.strip()]
     return out
+
+
+def filter_source(source: str, folder: Path, out: Path, settings: ExecutorSettings | None = None) -> dict:
+    manifest = content_manifest(source, str(folder))
+    preset = get_preset("tiny")
+    args = preset.data.filters[source]
+    return run_filter_partition(
+        partition=source, source_uri=manifest.uri, files=manifest.files, storage_options=None, args=args,
+        language_threshold=preset.data.language_score_threshold.get(args.lid_language or "", None),
+        pipeline=preset.data.pipeline, out_dir=out, settings=settings or ExecutorSettings())

@@ -12,7 +12,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 from tokenizers import Tokenizer
 
-from kexaone_dag.presets import Preset
+from config import Preset
 from tokenizer.superbpe import (
     SuperBPEPlan,
     SuperBPEResult,
@@ -26,7 +26,6 @@ from tokenizer.superbpe import (
 )
 
 DocStream = Callable[[], Iterator[tuple[str, str]]]
-SUPERWORD_GROUPS = ("en", "ko", "other")
 # The report's efficiency domains (Fig. 3): English, Korean, the other languages, STEM, code.
 REPORT_DOMAINS = {"en": ("en",), "ko": ("ko",), "multilingual": ("es", "de", "ja", "vi"), "stem": ("stem",),
                   "code": ("code",)}

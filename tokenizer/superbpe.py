@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
@@ -383,7 +382,3 @@ def superword_usage(tok: Tokenizer, texts: Iterable[str]) -> float:
 
 def fingerprint(tok: Tokenizer) -> str:
     return hashlib.sha256(tok.to_str().encode()).hexdigest()[:16]
-
-
-def nfc(text: str) -> str:
-    return unicodedata.normalize("NFC", text)

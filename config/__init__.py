@@ -1,0 +1,67 @@
+"""The recipe's configuration: every number of the DAG, as plain typed data with no Dagster in it.
+
+Two presets ship, one module each:
+
+* ``tiny`` (``config/tiny.py``)                    — the whole chain for real on a 2-core CPU in minutes;
+* ``k-exaone-236b`` (``config/k_exaone_236b.py``)  — the K-EXAONE technical report's configuration
+  (``../shared/reference/k-exaone.md``), with ``SOURCES``: where each of its values comes from.
+
+``config/schema.py`` is the dataclass tree (``Preset``), ``config/validation.py`` the checks run before any
+compute (one error line listing every problem), ``config/corpus_filters.py`` the corpus filter chains both
+presets share. Assets read a *slice* of the preset (``preset.slice("model", "tokenizer")``) and that slice is
+hashed into the artifact version, so changing a number re-versions exactly what reads it.
+
+Selection: run config of the ``preset`` resource, else env var ``KEXAONE_PRESET``, else ``tiny``. The
+science packages (model, corpus, tokenizer, synthetic, evaluation, kernels) import this package and never
+the orchestration (``kexaone_dag``, ``assets``, ``resources``); ``tests/unit/test_import_directions.py`` holds
+them to it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Mapping
+
+from config.k_exaone_236b import SOURCES, k_exaone_236b
+from config.schema import (CORPUS_DOMAINS, DEFAULT_PRESET, LANGUAGES, PRESET_ENV_VAR, C4Args, CodeQualityArgs,
+                           ComputeArgs, ContextArgs, ContextStageArgs, CorpusPipelineArgs, DataArgs,
+                           DomainFilterArgs, EvalArgs, FineWebQualityArgs, GopherQualityArgs, GopherRepetitionArgs,
+                           MinhashArgs, ModelArgs, Preset, PresetError, PretrainArgs, SyntheticArgs, TokenizerArgs)
+from config.tiny import tiny
+
+PRESETS: dict[str, Callable[[], Preset]] = {"tiny": tiny, "k-exaone-236b": k_exaone_236b}
+PRESET_NAMES = tuple(PRESETS)
+
+
+def get_preset(name: str | None = None, overrides: Mapping[str, Any] | None = None) -> Preset:
+    """Look up a preset by name (default: $KEXAONE_PRESET, else tiny), apply overrides, validate."""
+    name = name or os.environ.get(PRESET_ENV_VAR) or DEFAULT_PRESET
+    if name not in PRESETS:
+        raise PresetError(f"unknown preset {name!r} (known: {', '.join(PRESET_NAMES)})")
+    preset = PRESETS[name]()
+    if overrides:
+        preset = preset.with_overrides(overrides)
+    return preset.validate()
+
+
+def leaf_paths(preset: Preset) -> list[str]:
+    """Dotted paths of every leaf value (used to check SOURCES covers the full preset)."""
+    out: list[str] = []
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict) and not prefix.endswith(("mixture", "mixtures", "threshold",
+                                                            "allocation", "fractions", "selector")):
+            for key, value in node.items():
+                walk(value, f"{prefix}.{key}" if prefix else key)
+        else:
+            out.append(prefix)
+
+    walk({k: v for k, v in preset.to_dict().items() if k != "name"}, "")
+    return out
+
+
+__all__ = ["CORPUS_DOMAINS", "DEFAULT_PRESET", "LANGUAGES", "PRESETS", "PRESET_ENV_VAR", "PRESET_NAMES", "SOURCES",
+           "C4Args", "CodeQualityArgs", "ComputeArgs", "ContextArgs", "ContextStageArgs", "CorpusPipelineArgs",
+           "DataArgs", "DomainFilterArgs", "EvalArgs", "FineWebQualityArgs", "GopherQualityArgs",
+           "GopherRepetitionArgs", "MinhashArgs", "ModelArgs", "Preset", "PresetError", "PretrainArgs",
+           "SyntheticArgs", "TokenizerArgs", "get_preset", "leaf_paths"]

@@ -1,0 +1,508 @@
+"""The whole tiny DAG end to end, trained once and tested from every side, in two fixtures so that one
+failure stays one failure:
+
+* ``trained`` (the ``pretraining`` job): the three curriculum stages through Dagster Pipes (torchrun
+  subprocesses), then kill-and-resume, 2-process expert parallelism, bad input and run termination
+  against its artifacts;
+* ``context`` (the context and evaluation groups on top of it): whole-document mixtures, both stages pass
+  their own NIAH gate over the configured grid (a failed gate is reported with its cells and scores, and only
+  the tests that need the whole chain fail with it), an under-trained stage fails it and blocks downstream;
+  short-context eval and the summary; ``kexaone demo`` (what ``make demo`` runs) over the same artifacts
+  reuses every one of them.
+
+The chain is the expensive part of the suite, so each fixture runs once per module."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from dagster import AssetKey, AssetSelection, DagsterInstance, materialize
+
+from kexaone_dag.cli import failure_lines
+from kexaone_dag.config import PresetResource
+from kexaone_dag.definitions import build_definitions
+from resources.warehouse import Warehouse
+from tests.conftest import private_demo_env
+
+# the first test of each fixture pays for its training: pre-training about 4 minutes, context stages about 7
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+STAGES = ("stage1", "stage2", "stage3")
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pretrain")
+    with private_demo_env(tmp):
+        defs = build_definitions()
+        with DagsterInstance.ephemeral() as instance:
+            result = defs.resolve_job_def("pretraining").execute_in_process(instance=instance)
+            assert result.success
+            yield {"defs": defs, "instance": instance, "result": result, "home": tmp / "home", "tmp": tmp}
+
+
+@pytest.fixture(scope="module")
+def context(trained):
+    """The context-extension and evaluation assets on top of ``trained`` (same instance and stores). Not
+    asserted here: a failed gate is reported by the tests, with its cells."""
+    defs = trained["defs"]
+    result = materialize(list(defs.assets), instance=trained["instance"], resources=defs.resources,
+                         selection=AssetSelection.groups("context", "evaluation"), raise_on_error=False)
+    return {**trained, "result": result, "pretraining_result": trained["result"]}
+
+
+def chain_failures(run) -> str:
+    """Why a run failed, as the user would read it: failed steps' errors and failed checks' descriptions."""
+    return "\n".join(failure_lines(run["result"])) or "(the run reports no failed step or check)"
+
+
+def require_whole_chain(run) -> None:
+    if not run["result"].success:
+        pytest.fail(f"the context chain did not complete:\n{chain_failures(run)}", pytrace=False)
+
+
+def mat(result, name):
+    return result.asset_materializations_for_node(name)[0]
+
+
+def artifact(trained, name) -> Path:
+    return Path(mat(trained["result"], name).metadata["dagster/uri"].value)
+
+
+def metrics(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def train_cli(*args: str, nproc: int = 1, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "model.train", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO,
+                          env={**os.environ, **(env or {})})
+
+
+def test_three_stages_chain_and_each_lowers_the_loss(trained):
+    previous = None
+    steps_seen = []
+    for stage in STAGES:
+        folder = artifact(trained, f"pretrain_{stage}")
+        summary = json.loads((folder / "summary.json").read_text())
+        assert summary["loss_final"] < summary["loss_first"] - 0.2, summary
+        assert (folder / "checkpoint" / "metadata.json").exists() and (folder / "loss_curve.png").stat().st_size > 0
+        provenance = json.loads((folder / "provenance.json").read_text())
+        assert provenance["upstream"]["mixture"]["version"] == \
+            mat(trained["result"], f"tokenized_mixture_{stage}").metadata["artifact_version"].value
+        if previous:  # stage N starts from stage N-1's checkpoint and continues its schedule
+            assert provenance["upstream"]["init"]["version"] == previous
+        previous = provenance["version"]
+        steps_seen += [r["step"] for r in metrics(folder / "metrics.jsonl")]
+    assert steps_seen == list(range(1, len(steps_seen) + 1))  # one global step count across the curriculum
+    # the WSD schedule ends in its decay: stage 3's last LR is near min_lr, below the plateau
+    final = json.loads((artifact(trained, "pretrain_stage3") / "summary.json").read_text())
+    assert final["lr_final"] < 0.5 * 3.0e-4
+
+
+def test_pipes_reports_reach_the_materialization_and_the_log(trained):
+    event = mat(trained["result"], "pretrain_stage1")
+    md = {k: getattr(v, "value", v) for k, v in event.metadata.items()}
+    # reported by the training process itself through Pipes, with the data version it was handed
+    assert md["trainer/data_version"] == md["artifact_version"]
+    assert md["trainer/steps"] == 64 and md["trainer/loss_final"] == md["loss_final"]
+    assert event.tags["dagster/data_version"] == md["artifact_version"]
+    logs = [e.user_message for e in trained["instance"].all_logs(trained["result"].run_id)]
+    assert any("stage1 step 64/64: loss" in m for m in logs)
+
+
+def test_mixtures_and_training_metrics_land_in_the_warehouse(trained):
+    wh = Warehouse(path=str(trained["home"] / "warehouse.duckdb"))
+    for stage in STAGES:
+        name = f"tokenized_mixture_{stage}"
+        rows = wh.query("select source, requested, effective, tokens from mixture_composition where asset = ?", [name])
+        assert rows and all(r["tokens"] > 0 for r in rows)
+        assert all(abs(r["requested"] - r["effective"]) < 0.02 for r in rows), rows
+        curve = wh.query("select step, value from metrics where asset = ? and metric = 'lm_loss' order by step",
+                         [f"pretrain_{stage}"])
+        assert len(curve) == 64 and curve[0]["value"] > curve[-1]["value"]
+    stage3 = {r["source"] for r in wh.query("select source from mixture_composition where asset = "
+                                             "'tokenized_mixture_stage3'")}
+    assert {"thinking_augmented", "multilingual_synthetic", "code", "stem"} <= stage3
+    names = {r["metric"] for r in wh.query("select distinct metric from metrics where asset = 'pretrain_stage2'")}
+    assert {"lm_loss", "lr", "tokens_per_s", "seq_aux_loss", "expert_load_imbalance"} <= names
+
+
+def _kill_training_when(work_glob: str, home: Path, min_rows: int, killed: dict) -> None:
+    """Watch for a periodic checkpoint and a few more steps, then SIGKILL every training process."""
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        for work in home.glob(work_glob):
+            rows = work / "metrics.jsonl"
+            if (work / "checkpoints" / "step_000020").exists() and rows.exists() and \
+                    len(rows.read_text().splitlines()) >= min_rows:
+                victims = [p for p in psutil.Process().children(recursive=True)
+                           if "model.train" in " ".join(p.cmdline())]
+                for p in victims:
+                    p.send_signal(signal.SIGKILL)
+                killed.update(rows=len(rows.read_text().splitlines()), processes=len(victims), work=work)
+                return
+        time.sleep(0.2)
+
+
+def test_killed_stage_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(trained, tmp_path):
+    overrides = {"model.norm_eps": 2e-5}  # a new pretrain_stage1 version; its mixture is reused
+    mixture = artifact(trained, "tokenized_mixture_stage1")
+    reference = train_cli("--preset", "tiny", "--overrides", json.dumps(overrides), "--stage", "stage1",
+                          "--data", str(mixture), "--work-dir", str(tmp_path / "ref-work"),
+                          "--output", str(tmp_path / "ref-out"))
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    defs, instance = trained["defs"], trained["instance"]
+    resources = {**defs.resources, "preset": PresetResource(overrides=overrides)}
+    stage1 = defs.get_assets_def(AssetKey("pretrain_stage1"))
+    killed: dict = {}
+    watcher = threading.Thread(target=_kill_training_when,
+                               args=("training/pretrain_stage1/*", trained["home"], 26, killed))
+    watcher.start()
+    first = materialize([stage1], instance=instance, resources=resources, raise_on_error=False)
+    watcher.join()
+    assert not first.success and killed["processes"] >= 2 and killed["rows"] >= 26
+
+    try:
+        second = materialize([stage1], instance=instance, resources=resources)
+    finally:  # the instance's latest pretrain_stage1 is the chain's again (reused, seconds): `context` reads it
+        restored = materialize([stage1], instance=instance, resources=defs.resources)
+    assert artifact({"result": restored}, "pretrain_stage1") == artifact(trained, "pretrain_stage1")
+    folder = Path(mat(second, "pretrain_stage1").metadata["dagster/uri"].value)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["resumed_from"].endswith("step_000020")
+    resumed, uninterrupted = metrics(folder / "metrics.jsonl"), metrics(tmp_path / "ref-out" / "metrics.jsonl")
+    assert [r["step"] for r in resumed] == [r["step"] for r in uninterrupted] == list(range(1, 65))
+    for a, b in zip(resumed, uninterrupted):
+        assert abs(a["lm_loss"] - b["lm_loss"]) <= 1e-5 and abs(a["lr"] - b["lr"]) <= 1e-12, (a, b)
+    assert not killed["work"].exists()  # scratch removed once the stage committed
+
+
+def test_two_process_expert_parallel_matches_one_process(trained, tmp_path):
+    """Same stage-2 start (stage 1's checkpoint, re-sharded by dist_checkpointing) on 1 process and on 2
+    processes with expert parallelism 2 over gloo: experts split 4 + 4, data parallel 2."""
+    mixture = artifact(trained, "tokenized_mixture_stage2")
+    init = artifact(trained, "pretrain_stage1") / "checkpoint"
+    curves = {}
+    for nproc in (1, 2):
+        run = train_cli("--preset", "tiny", "--stage", "stage2", "--data", str(mixture), "--init-from", str(init),
+                        "--work-dir", str(tmp_path / f"w{nproc}"), "--output", str(tmp_path / f"o{nproc}"),
+                        "--expert-parallel", str(nproc), "--max-steps", "8", nproc=nproc)
+        assert run.returncode == 0, run.stderr[-3000:]
+        curves[nproc] = metrics(tmp_path / f"o{nproc}" / "metrics.jsonl")
+    assert json.loads((tmp_path / "o2" / "summary.json").read_text())["expert_parallel"] == 2
+    for one, two in zip(curves[1], curves[2], strict=True):
+        assert abs(one["lm_loss"] - two["lm_loss"]) <= 2e-3, (one, two)
+        assert abs(one["grad_norm"] - two["grad_norm"]) <= 2e-3 * max(1.0, one["grad_norm"]), (one, two)
+
+
+def test_bad_inputs_fail_before_the_first_step(trained, tmp_path):
+    mixture = artifact(trained, "tokenized_mixture_stage2")
+    init = artifact(trained, "pretrain_stage1") / "checkpoint"
+    base = ["--preset", "tiny", "--stage", "stage2", "--data", str(mixture), "--init-from", str(init)]
+
+    vocab = train_cli(*base, "--overrides", json.dumps({"model.padded_vocab_size": 1920}),
+                      "--work-dir", str(tmp_path / "w1"), "--output", str(tmp_path / "o1"))
+    assert vocab.returncode != 0 and "tokenizer/model vocabulary mismatch" in vocab.stderr
+    shape = train_cli(*base, "--overrides", json.dumps({"model.ffn_hidden_size": 256}),
+                      "--work-dir", str(tmp_path / "w2"), "--output", str(tmp_path / "o2"))
+    assert shape.returncode != 0 and "differently-shaped model" in shape.stderr
+    cp = train_cli(*base, "--context-parallel", "2", "--work-dir", str(tmp_path / "w4"), "--output", str(tmp_path / "o4"))
+    assert cp.returncode != 0 and "context parallelism 2 is not supported" in cp.stderr
+    for run in (vocab, shape, cp):
+        assert "step 1/" not in run.stdout
+    assert not (tmp_path / "w1" / "metrics.jsonl").exists() and not (tmp_path / "w2" / "metrics.jsonl").exists()
+
+    done = artifact(trained, "pretrain_stage2")
+    overwrite = train_cli(*base, "--work-dir", str(tmp_path / "w3"), "--output", str(done))
+    assert overwrite.returncode != 0 and "never overwritten" in overwrite.stderr
+
+
+def test_mixture_without_its_corpus_partition_names_it(kexaone_env):
+    defs = build_definitions()
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize([defs.get_assets_def(AssetKey("tokenized_mixture_stage1"))], instance=instance,
+                             resources=defs.resources, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.step_failure_data.error.cause.message if failure.step_failure_data.error.cause else \
+        failure.step_failure_data.error.message
+    assert "deduplicated_corpus partition 'code' has not been materialized" in message
+
+
+TERMINATION_SCRIPT = '''
+import sys
+from pathlib import Path
+from dagster import AssetExecutionContext, asset, materialize
+from config import get_preset
+from resources.trainer import StageLaunch, TrainerLauncher
+
+mixture, work, out = map(Path, sys.argv[1:4])
+
+@asset
+def training_stage(context: AssetExecutionContext):
+    launch = StageLaunch(preset_name="tiny", overrides={}, stage="stage1", data=mixture, work_dir=work, output=out,
+                         init_from=None, tensor_parallel=1, expert_parallel=1)
+    TrainerLauncher(work_root=str(work.parent)).launch(context, get_preset("tiny"), launch, extras={})
+
+materialize([training_stage], raise_on_error=False)
+'''
+
+
+def test_terminating_the_dagster_run_stops_the_training_processes(trained, tmp_path):
+    script = tmp_path / "run_stage.py"
+    script.write_text(TERMINATION_SCRIPT)
+    work, out = tmp_path / "work", tmp_path / "out"
+    run = subprocess.Popen([sys.executable, str(script), str(artifact(trained, "tokenized_mixture_stage1")),
+                            str(work), str(out)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not ((work / "metrics.jsonl").exists() and
+                                          len((work / "metrics.jsonl").read_text().splitlines()) >= 2):
+        time.sleep(0.2)
+    trainers = [p for p in psutil.Process(run.pid).children(recursive=True) if "model.train" in " ".join(p.cmdline())]
+    assert len(trainers) >= 2  # torchrun and its worker
+    run.send_signal(signal.SIGINT)  # what terminating a run does to the step: an interrupt
+    run.wait(timeout=120)
+    gone, alive = psutil.wait_procs(trainers, timeout=60)
+    assert not alive, [p.cmdline() for p in alive]
+    assert len((work / "metrics.jsonl").read_text().splitlines()) < 64 and not (out / "summary.json").exists()
+
+
+# -- context extension, NIAH gate, evaluation ------------------------------------------------------------
+
+def test_context_stages_pass_their_niah_gate_over_the_configured_grid(context):
+    from evaluation.niah import grid_depths, stage_lengths
+    from config import get_preset
+
+    p = get_preset("tiny")
+    wh = Warehouse(path=str(context["home"] / "warehouse.duckdb"))
+    previous = p.pretrain.seq_length
+    for stage in ("stage1", "stage2"):
+        name = f"context_ext_{stage}"
+        checks = [e for e in context["result"].get_asset_check_evaluations() if e.asset_key == AssetKey(name)]
+        assert checks, f"{name} was not evaluated:\n{chain_failures(context)}"
+        assert [(c.check_name, c.passed) for c in checks] == [("niah_green_light", True)], \
+            f"{name}: {checks[0].description}"
+        cs = p.context.stages[stage]
+        rows = wh.query("select length, depth, trials, accuracy from niah_results where checkpoint = ?", [name])
+        assert sorted({r["length"] for r in rows}) == stage_lengths(cs.seq_length, p.eval.niah_num_lengths, previous)
+        assert sorted({r["depth"] for r in rows}) == grid_depths(p.eval.niah_num_depths)
+        assert len(rows) == p.eval.niah_num_lengths * p.eval.niah_num_depths
+        assert all(r["trials"] == p.eval.niah_trials and r["accuracy"] >= p.eval.niah_threshold for r in rows)
+        assert (artifact(context, f"niah_report_{stage}") / "heatmap.png").stat().st_size > 0
+        summary = json.loads((artifact(context, name) / "summary.json").read_text())
+        assert summary["seq_length"] == cs.seq_length
+        previous = cs.seq_length
+
+
+def test_context_mixtures_pack_whole_documents(context):
+    stages = ["stage1"] + (["stage2"] if context["result"].success else [])  # stage 2's waits for stage 1's gate
+    for stage in stages:
+        event = mat(context["result"], f"context_mixture_{stage}")
+        checks = [e for e in context["result"].get_asset_check_evaluations()
+                  if e.asset_key == AssetKey(f"context_mixture_{stage}")]
+        assert [(c.check_name, c.passed) for c in checks] == [("documents_whole", True)]
+        folder = artifact(context, f"context_mixture_{stage}")
+        stats = json.loads((folder / "stats.json").read_text())
+        for pool, s in stats["pools"].items():  # documents too long for the stage are skipped, never cut
+            assert all(x["length"] > stats["seq_length"] + 1 for x in s["skipped_too_long"]), pool
+        effective = event.metadata["effective_mixture"].value
+        requested = event.metadata["requested_mixture"].value
+        assert all(abs(effective[k] - requested[k]) < 0.05 for k in requested), (effective, requested)
+
+
+def test_short_context_eval_and_summary_cover_the_chain(context):
+    from evaluation.summary import CHAIN_ORDER
+
+    require_whole_chain(context)
+    wh = Warehouse(path=str(context["home"] / "warehouse.duckdb"))
+    rows = wh.query("select checkpoint, domain, perplexity from short_context_perplexity")
+    assert {r["checkpoint"] for r in rows} == set(CHAIN_ORDER)
+    assert {r["domain"] for r in rows} == {"en", "ko", "es", "de", "ja", "vi", "code", "stem"}
+    by = {(r["checkpoint"], r["domain"]): r["perplexity"] for r in rows}
+    assert all(0 < v < float("inf") for v in by.values())  # (code can exceed the vocabulary size: confidently wrong)
+    assert by[("pretrain_stage3", "en")] < by[("pretrain_stage1", "en")]  # training lowered held-out perplexity
+    checks = [e for e in context["result"].get_asset_check_evaluations()
+              if e.asset_key == AssetKey("short_context_eval")]
+    assert [c.check_name for c in checks] == ["short_context_drift"]
+    assert (artifact(context, "short_context_eval") / "perplexity.png").stat().st_size > 0
+
+    page = (artifact(context, "evaluation_summary") / "evaluation_summary.md").read_text()
+    images = artifact(context, "evaluation_summary") / "images"
+    for link in ("pretrain_stage1_loss.png", "niah_report_stage1.png", "niah_report_stage2.png",
+                 "short_context.png"):
+        assert f"images/{link}" in page and (images / link).stat().st_size > 0
+    assert "PASS" in page
+
+
+def test_an_under_trained_stage_fails_its_gate_and_blocks_downstream(context):
+    overrides = {"context.stages.stage1.tokens": 2 * 2 * 512}  # two optimizer steps at 512 tokens
+    defs, instance = context["defs"], context["instance"]
+    resources = {**defs.resources, "preset": PresetResource(overrides=overrides)}
+    chain = [defs.get_assets_def(AssetKey(n)) for n in ("context_mixture_stage1", "context_ext_stage1",
+                                                        "context_mixture_stage2", "context_ext_stage2")]
+    result = materialize(chain, instance=instance, resources=resources, raise_on_error=False)
+    assert not result.success
+    gate = [e for e in result.get_asset_check_evaluations() if e.asset_key == AssetKey("context_ext_stage1")]
+    assert len(gate) == 1 and not gate[0].passed
+    assert gate[0].metadata["failing_cells"].value  # the failed gate names its cells
+    # ... and so does the step's own error, the first thing a user reads of the failed run
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert failure.step_key == "context_ext_stage1"
+    error = failure.step_failure_data.user_failure_data.description
+    assert "niah_green_light failed" in error and "NIAH cell(s) below 95%" in error and "length 128 depth" in error
+    assert "context.stages.stage1.tokens" in error  # and what to try
+    assert any("check failed: context_ext_stage1.niah_green_light" in line for line in
+               failure_lines(result))
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "context_ext_stage1" in materialized
+    assert "context_mixture_stage2" not in materialized and "context_ext_stage2" not in materialized
+
+
+# -- `kexaone demo` over the same artifacts ---------------------------------------------------------------
+
+KEXAONE = str(Path(sys.executable).parent / "kexaone")
+
+
+def summary_rows(stdout: str) -> dict[str, list[str]]:
+    lines = stdout[stdout.index("kexaone demo finished"):].splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("asset"))
+    rows = {}
+    for line in lines[header + 1:]:
+        if not line.strip():
+            break
+        name, status, version, *where = line.split()
+        rows[name] = [status, version, *where]
+    return rows
+
+
+def test_kexaone_demo_reuses_every_artifact_the_run_built(context, tmp_path):
+    """The CLI on a fresh Dagster instance over the runs' artifacts: nothing is rebuilt or retrained."""
+    require_whole_chain(context)
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home")}
+    env.pop("KEXAONE_PRESET", None)
+    proc = subprocess.run([KEXAONE, "demo"], capture_output=True, text=True, timeout=1200, env=env, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = summary_rows(proc.stdout)
+    assert sum(1 for r in rows.values() if r[0] == "observed") == 8
+    events = [e.step_materialization_data.materialization for run in (context["pretraining_result"], context["result"])
+              for e in run.get_asset_materialization_events()]
+    built = {str(m.metadata["dagster/uri"].value) for m in events if "dagster/uri" in m.metadata}
+    for name, (status, version, *where) in rows.items():
+        if status != "observed":
+            assert status == "reused" and where and where[0] in built, (name, status, where)
+    assert "make ui" in proc.stdout and "warehouse:" in proc.stdout
+    stats_uri = Path(rows["raw_corpus_stats"][2])
+    assert stats_uri.parent == context["home"] / "artifacts" / "raw_corpus_stats"
+    provenance = json.loads((stats_uri / "provenance.json").read_text())
+    assert provenance["version"] == rows["raw_corpus_stats"][1]
+    assert set(provenance["upstream"]) == {f"raw_corpus_{s}" for s in ("en", "ko", "es", "de", "ja", "vi", "code", "stem")}
+    wh = Warehouse(path=str(context["home"] / "warehouse.duckdb"))
+    assert wh.query("select count(*) as n from artifacts where asset = 'raw_corpus_stats'") == [{"n": 1}]
+    assert "context_ext_stage2" in rows and "evaluation_summary" in rows
+
+
+# -- crash safety: a killed or stopped `kexaone demo` leaves no trainer, no wedged slot, and resumes ---------
+
+TRAINER_GONE_S = 15  # bound for the trainer to stop after its launcher dies (the kernel signals at once)
+DEMO_STOPS_S = 90  # bound for `kexaone demo` to stop after SIGTERM (Pipes terminates torchrun, which stops its worker)
+
+
+@pytest.fixture(scope="module")
+def crash_home(context, tmp_path_factory):
+    """A copy of the chain's home without the context_ext_stage2 checkpoint: `kexaone demo` retrains it."""
+    require_whole_chain(context)
+    import shutil
+
+    home = tmp_path_factory.mktemp("crash") / "home"
+    shutil.copytree(context["home"], home, ignore=shutil.ignore_patterns("training", "dagster_home"))
+    for folder in (home / "artifacts" / "context_ext_stage2").iterdir():
+        shutil.rmtree(folder)
+    return home
+
+
+def _demo(home: Path, dagster_home: Path) -> subprocess.Popen:
+    env = {**os.environ, "KEXAONE_HOME": str(home), "DAGSTER_HOME": str(dagster_home)}
+    env.pop("KEXAONE_PRESET", None)
+    return subprocess.Popen([KEXAONE, "demo"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+
+
+def _trainers(work_root: Path) -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if "model.train" in cmd and str(work_root) in cmd:
+            found.append(p)
+    return found
+
+
+def _wait_for(path_fn, timeout: float, proc: subprocess.Popen):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        hit = path_fn()
+        if hit:
+            return hit
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        time.sleep(0.2)
+    raise AssertionError(f"not reached within {timeout}s")
+
+
+def _claimed_gpu_slots(dagster_home: Path) -> list:
+    from dagster._core.instance.ref import InstanceRef
+
+    with DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home))) as instance:
+        return list(instance.event_log_storage.get_concurrency_info("gpu").claimed_slots)
+
+
+def test_sigterm_stops_kexaone_demo_its_trainer_and_frees_the_slot(crash_home, tmp_path):
+    dagster_home = tmp_path / "dagster_home"
+    demo = _demo(crash_home, dagster_home)
+    work = crash_home / "training" / "context_ext_stage2"
+    _wait_for(lambda: any(len(m.read_text().splitlines()) >= 2 for m in work.glob("*/metrics.jsonl")), 600, demo)
+    trainers = _trainers(work)
+    assert trainers
+    stopped_at = time.monotonic()
+    demo.send_signal(signal.SIGTERM)
+    out, _ = demo.communicate(timeout=DEMO_STOPS_S)
+    assert time.monotonic() - stopped_at < DEMO_STOPS_S and demo.returncode != 0, out[-2000:]
+    _, alive = psutil.wait_procs(trainers, timeout=TRAINER_GONE_S)
+    assert not alive, [p.cmdline() for p in alive]
+    assert not _trainers(work) and _claimed_gpu_slots(dagster_home) == []
+
+
+def test_a_sigkilled_demo_leaves_no_trainer_and_the_next_demo_resumes_and_frees_the_slot(crash_home, tmp_path):
+    dagster_home = tmp_path / "dagster_home"
+    demo = _demo(crash_home, dagster_home)
+    work = crash_home / "training" / "context_ext_stage2"
+    checkpoint = _wait_for(lambda: next(iter(work.glob("*/checkpoints/step_000050")), None), 900, demo)
+    trainers = _trainers(work)
+    assert len(trainers) >= 2  # torchrun and its worker
+    demo.send_signal(signal.SIGKILL)  # `kexaone demo` is the run worker and the step process (in-process run)
+    demo.wait(timeout=60)
+    killed_at = time.monotonic()
+    _, alive = psutil.wait_procs(trainers, timeout=TRAINER_GONE_S)
+    assert not alive, f"trainers outlived the killed demo by {TRAINER_GONE_S}s: {[p.cmdline() for p in alive]}"
+    assert time.monotonic() - killed_at < TRAINER_GONE_S
+    assert len(_claimed_gpu_slots(dagster_home)) == 1  # what used to wedge every later run
+
+    again = _demo(crash_home, dagster_home)
+    out, _ = again.communicate(timeout=1200)
+    assert again.returncode == 0, out[-3000:]
+    assert "recovered: run " in out and "had lost its process: marked failed, its pool slots freed" in out
+    rows = summary_rows(out)
+    assert rows["context_ext_stage2"][0] == "built"
+    summary = json.loads((Path(rows["context_ext_stage2"][2]) / "summary.json").read_text())
+    assert summary["resumed_from"] == str(checkpoint)  # lost at most one checkpoint interval of training
+    assert _claimed_gpu_slots(dagster_home) == [] and not _trainers(work)
