@@ -122,3 +122,22 @@ MINHASH_WEB = MinhashArgs(n_grams=5, num_buckets=14, hashes_per_bucket=8, seed=1
 MINHASH_TINY = MinhashArgs(n_grams=3, num_buckets=60, hashes_per_bucket=3, seed=1, candidate_check=True)
 PIPELINE_FULL = CorpusPipelineArgs(tasks=1000, url_domain_blocklist=True, purity_min_chars=50)
 PIPELINE_TINY = CorpusPipelineArgs(tasks=2, url_domain_blocklist=False, purity_min_chars=50)
+
+
+def filter_sources(filters: dict[str, DomainFilterArgs]) -> dict[str, str]:
+    """The source of every leaf of ``data.filters``, for the sections each partition actually applies: a
+    section that is off says so and why, a section that is on names each field's source; the per-partition
+    choices (``FILTER_CHOICES``) override both."""
+    sources: dict[str, str] = {}
+    for domain, chain in filters.items():
+        for f in dataclasses.fields(chain):
+            value = getattr(chain, f.name)
+            if dataclasses.is_dataclass(value):
+                for sub in dataclasses.fields(value):
+                    sources[f"data.filters.{domain}.{f.name}.{sub.name}"] = FILTER_FIELD_SOURCES[f"{f.name}.{sub.name}"]
+            elif value is None:
+                sources[f"data.filters.{domain}.{f.name}"] = f"choice: {f.name} is not applied to {domain}"
+            else:
+                sources[f"data.filters.{domain}.{f.name}"] = FILTER_FIELD_SOURCES[f.name]
+    choices = {k: v for k, v in FILTER_CHOICES.items() if k in sources}
+    return {**sources, **choices}

@@ -4,8 +4,7 @@ project decision where the report is silent, kept visible)."""
 
 from __future__ import annotations
 
-from config.corpus_filters import (CORPUS_FILTERS, FILTER_CHOICES, FILTER_FIELD_SOURCES, MINHASH_WEB,
-                                   PIPELINE_FULL)
+from config.corpus_filters import CORPUS_FILTERS, MINHASH_WEB, PIPELINE_FULL, filter_sources
 from config.schema import (CORPUS_DOMAINS, LANGUAGES, ComputeArgs, ContextArgs, ContextStageArgs, DataArgs,
                            EvalArgs, ModelArgs, PretrainArgs, Preset, SyntheticArgs, TokenizerArgs)
 
@@ -72,11 +71,11 @@ def k_exaone_236b() -> Preset:
         }),
         eval=EvalArgs(
             niah_threshold=0.95, niah_num_lengths=5, niah_num_depths=5, niah_trials=80,
-            short_context_ppl_tolerance=0.05, temperature=1.0, top_p=0.95, kv_cache_eval_seq_length=262_144,
+            short_context_ppl_tolerance=0.05, kv_cache_eval_seq_length=262_144,
         ),
         compute=ComputeArgs(
-            gpus_per_training_step=8, tensor_parallel=8, expert_parallel=8, pipeline_parallel=1,
-            context_parallel=1, gpu_node_selector={"nvidia.com/gpu.product": "NVIDIA-H200"},
+            gpus_per_training_step=8, tensor_parallel=8, expert_parallel=8,
+            gpu_node_selector={"nvidia.com/gpu.product": "NVIDIA-H200"},
             cpu_request="64", memory_request="1600Gi",
         ),
         synthetic=SYNTHETIC_FULL,
@@ -170,24 +169,17 @@ SOURCES: dict[str, str] = {
     "eval.niah_trials": "issue 13: 80 per cell, so 0.95 means 'at most 4 misses in 80' and measures a cell's "
                         "accuracy, not one unlucky case (with 3 trials, one miss was 67 %)",
     "eval.short_context_ppl_tolerance": "choice: warn above +5 % perplexity",
-    "eval.temperature": "report §4.1",
-    "eval.top_p": "report §4.1",
     "eval.kv_cache_eval_seq_length": "report: max context 262,144",
     "compute.gpus_per_training_step": "choice: one 8-GPU node per training pod",
     "compute.tensor_parallel": "choice: Megatron-Bridge style TP8 within a node",
     "compute.expert_parallel": "choice: EP8 (128 experts / 8 = 16 per rank)",
-    "compute.pipeline_parallel": "choice: scaled out with more nodes, not set here",
-    "compute.context_parallel": "choice: the 256K stage raises it in its launch config",
     "compute.gpu_node_selector": "choice: deployment-specific",
     "compute.cpu_request": "choice: deployment-specific",
     "compute.memory_request": "choice: deployment-specific",
 }
 
 SOURCES.update({
-    **{f"data.filters.{d}.{key}": src for d in CORPUS_DOMAINS for key, src in FILTER_FIELD_SOURCES.items()},
-    **{f"data.filters.{d}.{section}": f"choice: {section} is not applied to {d}" for d in CORPUS_DOMAINS
-       for section in ("gopher_quality", "gopher_repetition", "fineweb_quality", "c4", "code_quality")},
-    **FILTER_CHOICES,
+    **filter_sources(CORPUS_FILTERS),
     "data.minhash.n_grams": "datatrove/FineWeb default 5 (tiny: 3, choice for 100-200-word documents)",
     "data.minhash.num_buckets": "datatrove/FineWeb default 14 (tiny: 60, choice, see MINHASH_TINY)",
     "data.minhash.hashes_per_bucket": "datatrove/FineWeb default 8 (tiny: 3, choice, see MINHASH_TINY)",

@@ -252,8 +252,6 @@ class EvalArgs:
     niah_num_depths: int
     niah_trials: int
     short_context_ppl_tolerance: float  # relative rise allowed before the drift check warns
-    temperature: float
-    top_p: float
     kv_cache_eval_seq_length: int  # the 256K KV-cache figure in `kexaone plan`
 
 
@@ -264,8 +262,6 @@ class ComputeArgs:
     gpus_per_training_step: int
     tensor_parallel: int
     expert_parallel: int
-    pipeline_parallel: int
-    context_parallel: int
     gpu_node_selector: Mapping[str, str]
     cpu_request: str
     memory_request: str

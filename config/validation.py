@@ -101,7 +101,8 @@ def problems(preset: Preset) -> list[str]:
          and abs(sum(p.stage_token_fractions.values()) - 1.0) < 1e-6,
          "pretrain.stage_token_fractions must cover stage1..3 and sum to 1")
     need(p.optimizer in ("muon", "adam"), f"pretrain.optimizer={p.optimizer!r} is not muon/adam")
-    need(p.lr_schedule in ("WSD", "cosine"), f"pretrain.lr_schedule={p.lr_schedule!r} is not WSD/cosine")
+    need(p.lr_schedule == "WSD", f"pretrain.lr_schedule={p.lr_schedule!r}: only WSD (warmup-stable-decay, the "
+                                 "report's schedule) is built by model.training")
     need(0 < p.min_lr <= p.max_lr, "pretrain.min_lr must be positive and not above pretrain.max_lr")
     need(0 <= p.warmup_fraction and 0 <= p.decay_fraction and p.warmup_fraction + p.decay_fraction <= 1,
          "pretrain.warmup_fraction + decay_fraction must be within [0, 1]")
@@ -135,9 +136,7 @@ def problems(preset: Preset) -> list[str]:
          "eval.niah grid sizes must be positive")
     need(e.short_context_ppl_tolerance >= 0, "eval.short_context_ppl_tolerance must be >= 0")
 
-    for name, value in (("tensor_parallel", k.tensor_parallel), ("expert_parallel", k.expert_parallel),
-                        ("pipeline_parallel", k.pipeline_parallel),
-                        ("context_parallel", k.context_parallel)):
+    for name, value in (("tensor_parallel", k.tensor_parallel), ("expert_parallel", k.expert_parallel)):
         need(value >= 1, f"compute.{name} must be >= 1")
     if k.tensor_parallel >= 1:
         need(m.num_query_groups % k.tensor_parallel == 0,

@@ -32,7 +32,6 @@ def test_full_preset_is_the_reports_architecture():
     assert (p.pretrain.total_tokens, p.pretrain.max_lr, p.pretrain.seq_length) == (11e12, 3.0e-4, 8192)
     assert (p.pretrain.optimizer, p.pretrain.lr_schedule, p.pretrain.fp8) == ("muon", "WSD", True)
     assert [s.seq_length for s in p.context.stages.values()] == [32_768, 262_144]
-    assert (p.eval.temperature, p.eval.top_p) == (1.0, 0.95)
 
 
 def test_tiny_keeps_the_recipes_shape_and_ratios():
@@ -48,11 +47,27 @@ def test_tiny_keeps_the_recipes_shape_and_ratios():
 
 
 @pytest.mark.parametrize("name", PRESET_NAMES)
-def test_every_value_traces_to_a_source(name):
-    missing = [path for path in leaf_paths(get_preset(name)) if path not in SOURCES]
-    assert missing == []
+def test_every_value_traces_to_a_source_and_every_source_to_a_value(name):
+    leaves = set(leaf_paths(get_preset(name)))
+    assert sorted(leaves - set(SOURCES)) == []  # a value without a source
+    if name == "k-exaone-236b":  # SOURCES is the full preset's table (tiny drops some synthetic directions)
+        assert sorted(set(SOURCES) - leaves) == []  # a source of no value (a stale or false row)
     report_rows = [k for k, v in SOURCES.items() if v.startswith("report")]
     assert len(report_rows) > 30  # the architecture, tokenizer and training rows of k-exaone.md
+
+
+def test_a_filter_section_that_is_off_says_so_and_one_that_is_on_names_its_fields_sources():
+    assert SOURCES["data.filters.code.gopher_quality"].startswith("choice:")  # off for code, with the reason
+    assert "data.filters.en.gopher_quality" not in SOURCES  # on for en: its fields carry the sources
+    assert SOURCES["data.filters.en.gopher_quality.min_doc_words"].startswith("Gopher")
+
+
+def test_settings_that_nothing_builds_are_refused_in_one_line():
+    with pytest.raises(PresetError, match=r"pretrain.lr_schedule='cosine': only WSD"):
+        get_preset("tiny", {"pretrain.lr_schedule": "cosine"})
+    for gone in ("eval.temperature", "eval.top_p", "compute.pipeline_parallel", "compute.context_parallel"):
+        with pytest.raises(PresetError, match=f"override '{gone}': no field"):
+            get_preset("k-exaone-236b", {gone: 1})
 
 
 def test_preset_comes_from_env_then_default(monkeypatch):
