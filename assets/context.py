@@ -28,10 +28,11 @@ from dagster import (
     MetadataValue,
     asset,
 )
-from tokenizers import Tokenizer
 
-from assets.corpus_pipeline import DEDUPLICATED_CORPUS, deduplicated_documents
-from assets.pretraining import TOKENIZER_FILE, train_stage
+from assets import keys
+from assets.corpus_pipeline import deduplicated_documents
+from assets.pretraining import train_stage
+from assets.tokenizer import TOKENIZER_FILE, eod_and_pad, load_tokenizer
 from assets.versioning import BuildResult, Upstream, UpstreamMissingError, latest_upstream, materialize_versioned
 from evaluation import niah
 from kexaone_dag.automation import DOWNSTREAM_OF_DATA
@@ -51,27 +52,14 @@ CONTEXT_STAGES = ("stage1", "stage2")
 NIAH_CHECK = "niah_green_light"
 
 
-def context_mixture_name(stage: str) -> str:
-    return f"context_mixture_{stage}"
-
-
-def context_ext_name(stage: str) -> str:
-    return f"context_ext_{stage}"
-
-
 def previous_checkpoint(stage: str) -> str:
     index = CONTEXT_STAGES.index(stage)
-    return context_ext_name(CONTEXT_STAGES[index - 1]) if index else "pretrain_stage3"
+    return keys.context_ext(CONTEXT_STAGES[index - 1]) if index else "pretrain_stage3"
 
 
 def previous_length(p: Preset, stage: str) -> int:
     index = CONTEXT_STAGES.index(stage)
     return p.context.stages[CONTEXT_STAGES[index - 1]].seq_length if index else p.pretrain.seq_length
-
-
-def load_tokenizer(store: ArtifactStore, version: str) -> Tokenizer:
-    with store.open("superbpe_tokenizer", version, TOKENIZER_FILE) as f:
-        return Tokenizer.from_str(f.read().decode("utf-8"))
 
 
 def corpus_texts(context: AssetExecutionContext, store: ArtifactStore, p: Preset, *, held_out: bool
@@ -90,11 +78,11 @@ def niah_filler(p: Preset, held_out_texts: dict[str, list[str]]) -> dict[str, li
 
 
 def context_mixture_asset(stage: str) -> AssetsDefinition:
-    name = context_mixture_name(stage)
+    name = keys.context_mixture(stage)
     gate = previous_checkpoint(stage)
 
     @asset(name=name, group_name=CONTEXT_GROUP, code_version="2", automation_condition=DOWNSTREAM_OF_DATA,
-           deps=[AssetDep(DEDUPLICATED_CORPUS), AssetDep("superbpe_tokenizer"), AssetDep("thinking_augmented_data"),
+           deps=[AssetDep(keys.DEDUPLICATED_CORPUS), AssetDep(keys.SUPERBPE_TOKENIZER), AssetDep(keys.THINKING_AUGMENTED_DATA),
                  AssetDep(gate)],
            check_specs=[AssetCheckSpec("documents_whole", asset=name,
                                        description="every packed document is a whole, contiguous copy of its "
@@ -108,20 +96,20 @@ def context_mixture_asset(stage: str) -> AssetsDefinition:
         p = preset.get()
         cs = p.context.stages[stage]
         train_texts, upstream = corpus_texts(context, artifact_store, p, held_out=False)
-        upstream["thinking"] = latest_upstream(context, "thinking_augmented_data")
-        upstream["tokenizer"] = latest_upstream(context, "superbpe_tokenizer")
+        upstream["thinking"] = latest_upstream(context, keys.THINKING_AUGMENTED_DATA)
+        upstream["tokenizer"] = latest_upstream(context, keys.SUPERBPE_TOKENIZER)
         upstream["gate"] = latest_upstream(context, gate)  # ordering only: the mixture waits for the gate
         plan = stage_plan(p, CONTEXT_PREFIX + stage)
         checks: list[AssetCheckResult] = []
 
         def build(staging: Path) -> BuildResult:
             tok = load_tokenizer(artifact_store, upstream["tokenizer"].version)
-            eod, pad = tok.token_to_id(p.tokenizer.special_tokens[0]), tok.token_to_id(p.tokenizer.special_tokens[1])
+            eod, pad = eod_and_pad(tok, p)
 
             def encode_docs(texts: list[str]) -> list[list[int]]:
                 return [e.ids + [eod] for e in tok.encode_batch(texts)]
 
-            with artifact_store.open("thinking_augmented_data", upstream["thinking"].version, "samples.jsonl") as f:
+            with artifact_store.open(keys.THINKING_AUGMENTED_DATA, upstream["thinking"].version, "samples.jsonl") as f:
                 thinking = [json.loads(line)["text"] for line in f if line.strip()]
             rehearsal = encode_docs([t for domain in sorted(train_texts) for t in train_texts[domain]])
             longer = previous_length(p, stage)
@@ -200,12 +188,12 @@ def context_mixture_asset(stage: str) -> AssetsDefinition:
 
 
 def context_ext_asset(stage: str) -> AssetsDefinition:
-    name = context_ext_name(stage)
+    name = keys.context_ext(stage)
     previous = previous_checkpoint(stage)
 
     @asset(name=name, group_name=CONTEXT_GROUP, code_version="1", automation_condition=DOWNSTREAM_OF_DATA,
-           deps=[AssetDep(context_mixture_name(stage)), AssetDep(previous), AssetDep(DEDUPLICATED_CORPUS),
-                 AssetDep("superbpe_tokenizer")],
+           deps=[AssetDep(keys.context_mixture(stage)), AssetDep(previous), AssetDep(keys.DEDUPLICATED_CORPUS),
+                 AssetDep(keys.SUPERBPE_TOKENIZER)],
            check_specs=[AssetCheckSpec(NIAH_CHECK, asset=name, blocking=True,
                                        description="green light: every NIAH (length, depth) cell's exact match "
                                                    ">= eval.niah_threshold; blocks everything downstream")],
@@ -216,9 +204,9 @@ def context_ext_asset(stage: str) -> AssetsDefinition:
              warehouse: Warehouse, trainer: TrainerLauncher):
         p = preset.get()
         cs = p.context.stages[stage]
-        upstream = {"mixture": latest_upstream(context, context_mixture_name(stage)),
+        upstream = {"mixture": latest_upstream(context, keys.context_mixture(stage)),
                     "init": latest_upstream(context, previous),
-                    "tokenizer": latest_upstream(context, "superbpe_tokenizer")}
+                    "tokenizer": latest_upstream(context, keys.SUPERBPE_TOKENIZER)}
         held_out, corpus_up = corpus_texts(context, artifact_store, p, held_out=True)
         upstream.update({f"niah_filler_{k}": v for k, v in corpus_up.items()})
         if not artifact_store.has(previous, upstream["init"].version):
@@ -228,8 +216,8 @@ def context_ext_asset(stage: str) -> AssetsDefinition:
                                  seq_length=cs.seq_length, previous_length=previous_length(p, stage),
                                  num_lengths=p.eval.niah_num_lengths, num_depths=p.eval.niah_num_depths,
                                  trials=p.eval.niah_trials, seed=p.pretrain.seed)
-        with (artifact_store.local_copy("superbpe_tokenizer", upstream["tokenizer"].version) as tokenizer_dir,
-              artifact_store.local_copy(context_mixture_name(stage), upstream["mixture"].version) as mixture_dir,
+        with (artifact_store.local_copy(keys.SUPERBPE_TOKENIZER, upstream["tokenizer"].version) as tokenizer_dir,
+              artifact_store.local_copy(keys.context_mixture(stage), upstream["mixture"].version) as mixture_dir,
               artifact_store.local_copy(previous, upstream["init"].version) as init):
             result, extra = train_stage(
                 context, p, preset, artifact_store, warehouse, trainer, stage=CONTEXT_PREFIX + stage,

@@ -21,6 +21,7 @@ from dagster import (
     observable_source_asset,
 )
 
+from assets import keys
 from assets.versioning import BuildResult, Upstream, materialize_versioned
 from corpus.stats import source_stats, stats_markdown
 from kexaone_dag.automation import DOWNSTREAM_OF_DATA
@@ -34,12 +35,12 @@ CORPUS_GROUP = "corpus"
 
 
 def raw_corpus_key(source: str) -> AssetKey:
-    return AssetKey(f"raw_corpus_{source}")
+    return AssetKey(keys.raw_corpus(source))
 
 
 def _raw_corpus_source(source: str):
     @observable_source_asset(
-        name=f"raw_corpus_{source}",
+        name=keys.raw_corpus(source),
         group_name=CORPUS_GROUP,
         description=f"Raw {source} corpus: a folder or prefix of JSONL / Parquet / text files. "
                     "Data version = hash of the content manifest.",
@@ -64,7 +65,7 @@ raw_corpus_sources = [_raw_corpus_source(s) for s in CORPUS_DOMAINS]
     code_version="1",
     automation_condition=DOWNSTREAM_OF_DATA,
     kinds={"duckdb", "json"},
-    check_specs=[AssetCheckSpec("every_source_has_documents", asset="raw_corpus_stats")],
+    check_specs=[AssetCheckSpec("every_source_has_documents", asset=keys.RAW_CORPUS_STATS)],
     description="Inventory of every raw corpus source: files, documents, bytes, formats.",
 )
 def raw_corpus_stats(context: AssetExecutionContext, preset: PresetResource, corpus_sources: CorpusSources,
@@ -86,12 +87,12 @@ def raw_corpus_stats(context: AssetExecutionContext, preset: PresetResource, cor
     result = materialize_versioned(
         context, store=artifact_store, warehouse=warehouse, preset=preset.get(),
         preset_sections=("data.domains",),
-        upstream={f"raw_corpus_{s}": Upstream(m.version, m.uri) for s, m in manifests.items()},
+        upstream={keys.raw_corpus(s): Upstream(m.version, m.uri) for s, m in manifests.items()},
         build=build,
     )
     version = result.ref.version
-    rows = artifact_store.read_json("raw_corpus_stats", version, "stats.json")
-    warehouse.insert("raw_corpus_stats", [{
+    rows = artifact_store.read_json(keys.RAW_CORPUS_STATS, version, "stats.json")
+    warehouse.insert(keys.RAW_CORPUS_STATS, [{
         "source": r["source"], "source_version": r["source_version"], "stats_version": version,
         "uri": r["uri"], "files": r["files"], "documents": r["documents"], "text_bytes": r["text_bytes"],
         "characters": r["characters"], "mean_document_chars": r["mean_document_chars"],

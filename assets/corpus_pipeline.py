@@ -33,6 +33,7 @@ from dagster import (
     asset,
 )
 
+from assets import keys
 from assets.corpus import CORPUS_GROUP, raw_corpus_key
 from assets.versioning import (
     BuildResult,
@@ -56,8 +57,6 @@ from resources.corpus_pipeline import CorpusPipeline
 from resources.corpus_sources import CorpusSources
 from resources.warehouse import Warehouse
 
-FILTERED_CORPUS = "filtered_corpus"
-DEDUPLICATED_CORPUS = "deduplicated_corpus"
 CORPUS_PARTITIONS = StaticPartitionsDefinition(list(CORPUS_DOMAINS))
 LABELS_SIDECAR = "PLANTED_{source}.json"  # demo labels for files without metadata, beside the source folder
 
@@ -83,7 +82,7 @@ DEDUP_CHECKS = {**_COMMON_CHECKS, "planted_duplicates_removed":
 
 
 @asset(
-    name=FILTERED_CORPUS,
+    name=keys.FILTERED_CORPUS,
     group_name=CORPUS_GROUP,
     partitions_def=CORPUS_PARTITIONS,
     deps=RAW_CORPUS_DEPS,
@@ -91,7 +90,7 @@ DEDUP_CHECKS = {**_COMMON_CHECKS, "planted_duplicates_removed":
     automation_condition=DOWNSTREAM_OF_DATA,
     backfill_policy=BackfillPolicy.single_run(),
     kinds={"datatrove", "duckdb"},
-    check_specs=[AssetCheckSpec(name, asset=FILTERED_CORPUS, description=d) for name, d in FILTER_CHECKS.items()],
+    check_specs=[AssetCheckSpec(name, asset=keys.FILTERED_CORPUS, description=d) for name, d in FILTER_CHECKS.items()],
     description="The raw source of one language/domain through its datatrove filter chain (language ID, "
                 "Gopher, C4, FineWeb or code heuristics, URL and PII), with every rejected document kept "
                 "in `excluded/<step>/` with its reason.",
@@ -124,20 +123,20 @@ def filtered_corpus(context: AssetExecutionContext, preset: PresetResource, corp
         results[key] = materialize_versioned(
             context, store=artifact_store, warehouse=warehouse, preset=p, preset_sections=sections,
             upstream=upstream, build=build, partition=key)
-    return _partitioned_result(context, p, results, {k: m.version for k, m in manifests.items()}, FILTERED_CORPUS,
+    return _partitioned_result(context, p, results, {k: m.version for k, m in manifests.items()}, keys.FILTERED_CORPUS,
                                FILTER_CHECKS, artifact_store, warehouse)
 
 
 @asset(
-    name=DEDUPLICATED_CORPUS,
+    name=keys.DEDUPLICATED_CORPUS,
     group_name=CORPUS_GROUP,
     partitions_def=CORPUS_PARTITIONS,
-    deps=[AssetDep(FILTERED_CORPUS)],  # same partitions: partition p reads filtered_corpus p
+    deps=[AssetDep(keys.FILTERED_CORPUS)],  # same partitions: partition p reads filtered_corpus p
     code_version="1",
     automation_condition=DOWNSTREAM_OF_DATA,
     backfill_policy=BackfillPolicy.single_run(),
     kinds={"datatrove", "duckdb"},
-    check_specs=[AssetCheckSpec(name, asset=DEDUPLICATED_CORPUS, description=d) for name, d in DEDUP_CHECKS.items()],
+    check_specs=[AssetCheckSpec(name, asset=keys.DEDUPLICATED_CORPUS, description=d) for name, d in DEDUP_CHECKS.items()],
     description="filtered_corpus without duplicates: datatrove exact dedup, then MinHash (signature -> "
                 "buckets -> cluster -> filter); removed documents are kept in excluded/ with their cluster.",
 )
@@ -146,20 +145,20 @@ def deduplicated_corpus(context: AssetExecutionContext, preset: PresetResource, 
     p = preset.get()
     inputs = {}
     for key in context.partition_keys:  # every input must exist before anything is built
-        upstream = latest_upstream(context, FILTERED_CORPUS, partition=key)
-        if not artifact_store.has(partition_artifact_name(FILTERED_CORPUS, key), upstream.version):
-            raise UpstreamMissingError(f"{FILTERED_CORPUS} partition {key!r}: artifact {upstream.uri} is not in "
+        upstream = latest_upstream(context, keys.FILTERED_CORPUS, partition=key)
+        if not artifact_store.has(partition_artifact_name(keys.FILTERED_CORPUS, key), upstream.version):
+            raise UpstreamMissingError(f"{keys.FILTERED_CORPUS} partition {key!r}: artifact {upstream.uri} is not in "
                                        f"the artifact store {artifact_store.root}; materialize it again")
         inputs[key] = upstream
     results = {}
     for key, upstream in inputs.items():
         args = p.data.filters[key]
-        documents = (artifact_store.path(partition_artifact_name(FILTERED_CORPUS, key), upstream.version,
+        documents = (artifact_store.path(partition_artifact_name(keys.FILTERED_CORPUS, key), upstream.version,
                                          DOCUMENTS_DIR), artifact_store.fs)
 
         sections = ["data.minhash", "data.minhash_threshold", "data.pipeline", f"data.filters.{key}.word_tokenizer",
                     f"data.filters.{key}.lid_language"]
-        versioned_upstream = {partition_artifact_name(FILTERED_CORPUS, key): upstream}
+        versioned_upstream = {partition_artifact_name(keys.FILTERED_CORPUS, key): upstream}
         run_key = "-".join(artifact_version(context, preset=p, preset_sections=sections, upstream=versioned_upstream,
                                             partition=key))
 
@@ -173,7 +172,7 @@ def deduplicated_corpus(context: AssetExecutionContext, preset: PresetResource, 
         results[key] = materialize_versioned(
             context, store=artifact_store, warehouse=warehouse, preset=p, preset_sections=sections,
             upstream=versioned_upstream, build=build, partition=key)
-    return _partitioned_result(context, p, results, {k: u.version for k, u in inputs.items()}, DEDUPLICATED_CORPUS,
+    return _partitioned_result(context, p, results, {k: u.version for k, u in inputs.items()}, keys.DEDUPLICATED_CORPUS,
                                DEDUP_CHECKS, artifact_store, warehouse)
 
 
@@ -181,8 +180,8 @@ def deduplicated_documents(context: AssetExecutionContext, store: ArtifactStore,
                            ) -> tuple[str, Upstream, Callable[[], Iterator[tuple[str, str]]]]:
     """What a downstream asset reads of one deduplicated_corpus partition: its artifact name, its version
     (for lineage) and a re-iterable stream of ``(doc_id, text)`` read lazily, file by file."""
-    name = partition_artifact_name(DEDUPLICATED_CORPUS, partition)
-    upstream = latest_upstream(context, DEDUPLICATED_CORPUS, partition=partition)
+    name = partition_artifact_name(keys.DEDUPLICATED_CORPUS, partition)
+    upstream = latest_upstream(context, keys.DEDUPLICATED_CORPUS, partition=partition)
     if not store.has(name, upstream.version):
         raise UpstreamMissingError(f"{name}: artifact {upstream.uri} is not in the artifact store {store.root}")
     folder = store.path(name, upstream.version, DOCUMENTS_DIR)

@@ -24,7 +24,9 @@ from dagster import (
     asset,
 )
 
-from assets.context import CONTEXT_STAGES, context_ext_name, corpus_texts, load_tokenizer, read_niah
+from assets import keys
+from assets.context import CONTEXT_STAGES, corpus_texts, read_niah
+from assets.tokenizer import eod_and_pad, load_tokenizer
 from assets.versioning import BuildResult, latest_upstream, materialize_versioned
 from evaluation import niah
 from evaluation.perplexity import drift, held_out_windows, perplexity
@@ -53,8 +55,8 @@ WINDOWS_PER_DOMAIN = 16  # held-out windows of pretrain.seq_length tokens per do
 
 
 def niah_report_asset(stage: str) -> AssetsDefinition:
-    name = f"niah_report_{stage}"
-    checkpoint = context_ext_name(stage)
+    name = keys.niah_report(stage)
+    checkpoint = keys.context_ext(stage)
 
     @asset(name=name, group_name=EVALUATION_GROUP, code_version="1", automation_condition=DOWNSTREAM_OF_DATA,
            deps=[AssetDep(checkpoint)], kinds={"duckdb"},
@@ -89,8 +91,8 @@ def niah_report_asset(stage: str) -> AssetsDefinition:
 
 
 @asset(group_name=EVALUATION_GROUP, code_version="1", automation_condition=DOWNSTREAM_OF_DATA,
-       deps=[AssetDep(c) for c in CHAIN_ORDER] + [AssetDep("deduplicated_corpus"), AssetDep("superbpe_tokenizer")],
-       check_specs=[AssetCheckSpec(DRIFT_CHECK, asset="short_context_eval",
+       deps=[AssetDep(c) for c in CHAIN_ORDER] + [AssetDep(keys.DEDUPLICATED_CORPUS), AssetDep(keys.SUPERBPE_TOKENIZER)],
+       check_specs=[AssetCheckSpec(DRIFT_CHECK, asset=keys.SHORT_CONTEXT_EVAL,
                                    description="a context stage's held-out short-context perplexity rose at most "
                                                "eval.short_context_ppl_tolerance over pretrain_stage3 (warns)")],
        **{k: v for k, v in training_asset_kwargs(get_preset(), launches_trainer=False).items() if k != "kinds"},
@@ -108,12 +110,12 @@ def short_context_eval(context: AssetExecutionContext, preset: PresetResource, a
     upstream = {c: latest_upstream(context, c) for c in CHAIN_ORDER}
     held_out, corpus_up = corpus_texts(context, artifact_store, p, held_out=True)
     upstream.update({f"held_out_{k}": v for k, v in corpus_up.items()})
-    upstream["tokenizer"] = latest_upstream(context, "superbpe_tokenizer")
+    upstream["tokenizer"] = latest_upstream(context, keys.SUPERBPE_TOKENIZER)
     rows: list[dict] = []
 
     def build(staging: Path) -> BuildResult:
         tok = load_tokenizer(artifact_store, upstream["tokenizer"].version)
-        eod = tok.token_to_id(p.tokenizer.special_tokens[0])
+        eod, _ = eod_and_pad(tok, p)
         windows = {d: held_out_windows([e.ids + [eod] for e in tok.encode_batch(texts)], p.pretrain.seq_length,
                                        WINDOWS_PER_DOMAIN) for d, texts in held_out.items() if texts}
         model = build_model(p, vocab_size=tok.get_vocab_size(with_added_tokens=True))
@@ -137,21 +139,21 @@ def short_context_eval(context: AssetExecutionContext, preset: PresetResource, a
                                    preset_sections=("pretrain.seq_length", "tokenizer.held_out_fraction"),
                                    upstream=upstream, build=build)
     if not rows:
-        rows = artifact_store.read_json("short_context_eval", result.ref.version, "perplexity.json")
+        rows = artifact_store.read_json(keys.SHORT_CONTEXT_EVAL, result.ref.version, "perplexity.json")
     warehouse.insert("short_context_perplexity", [{"eval_version": result.ref.version, **r} for r in rows],
                      replace_keys=("eval_version",))
     by = {(r["checkpoint"], r["domain"]): r["perplexity"] for r in rows}
     baseline = {d: v for (c, d), v in by.items() if c == DRIFT_BASELINE}
     flagged = []
     for stage in CONTEXT_STAGES:
-        now = {d: v for (c, d), v in by.items() if c == context_ext_name(stage)}
-        flagged += [f"{context_ext_name(stage)} {x.domain}: {x.baseline:.2f} -> {x.now:.2f} (+{x.relative_rise:.1%})"
+        now = {d: v for (c, d), v in by.items() if c == keys.context_ext(stage)}
+        flagged += [f"{keys.context_ext(stage)} {x.domain}: {x.baseline:.2f} -> {x.now:.2f} (+{x.relative_rise:.1%})"
                     for x in drift(baseline, now, p.eval.short_context_ppl_tolerance)]
     check = AssetCheckResult(check_name=DRIFT_CHECK, passed=not flagged, severity=AssetCheckSeverity.WARN,
                              metadata={"tolerance": p.eval.short_context_ppl_tolerance, "flagged": flagged})
     return result.materialize_result(
         check_results=[check],
-        extra_metadata={"plot": MetadataValue.path(artifact_store.uri("short_context_eval", result.ref.version,
+        extra_metadata={"plot": MetadataValue.path(artifact_store.uri(keys.SHORT_CONTEXT_EVAL, result.ref.version,
                                                                       "perplexity.png"))})
 
 
@@ -164,8 +166,8 @@ def _ppl_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-SUMMARY_DEPS = ["raw_corpus_stats", "deduplicated_corpus", "tokenizer_report", "pretrain_stage1", "pretrain_stage2",
-                "pretrain_stage3", "niah_report_stage1", "niah_report_stage2", "short_context_eval"]
+SUMMARY_DEPS = [keys.RAW_CORPUS_STATS, keys.DEDUPLICATED_CORPUS, keys.TOKENIZER_REPORT, "pretrain_stage1", "pretrain_stage2",
+                "pretrain_stage3", "niah_report_stage1", "niah_report_stage2", keys.SHORT_CONTEXT_EVAL]
 
 
 @asset(group_name=EVALUATION_GROUP, code_version="1", automation_condition=DOWNSTREAM_OF_DATA,
@@ -175,7 +177,7 @@ SUMMARY_DEPS = ["raw_corpus_stats", "deduplicated_corpus", "tokenizer_report", "
 def evaluation_summary(context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore,
                        warehouse: Warehouse):
     p = preset.get()
-    upstream = {d: latest_upstream(context, d) for d in SUMMARY_DEPS if d != "deduplicated_corpus"}
+    upstream = {d: latest_upstream(context, d) for d in SUMMARY_DEPS if d != keys.DEDUPLICATED_CORPUS}
 
     def build(staging: Path) -> BuildResult:
         images = staging / "images"
@@ -188,7 +190,7 @@ def evaluation_summary(context: AssetExecutionContext, preset: PresetResource, a
             return f"images/{target}"
 
         raw = warehouse.query("select source, documents, text_bytes from raw_corpus_stats where stats_version = ?",
-                              [upstream["raw_corpus_stats"].version])
+                              [upstream[keys.RAW_CORPUS_STATS].version])
         dedup = {r["partition"]: r for r in warehouse.query(
             "select partition, docs_out from corpus_partition_stats where asset = 'deduplicated_corpus'")}
         filt = {r["partition"]: r for r in warehouse.query(
@@ -198,7 +200,7 @@ def evaluation_summary(context: AssetExecutionContext, preset: PresetResource, a
                              deduplicated_documents=dedup.get(r["source"], {}).get("docs_out")) for r in raw]
         tokenizer = [TokenizerEfficiency(r["tokenizer"], r["domain"], r["bytes_per_token"]) for r in warehouse.query(
             "select tokenizer, domain, bytes_per_token from tokenizer_efficiency where report_version = ?",
-            [upstream["tokenizer_report"].version])]
+            [upstream[keys.TOKENIZER_REPORT].version])]
         curves = []
         for name in ("pretrain_stage1", "pretrain_stage2", "pretrain_stage3"):
             summary = artifact_store.read_json(name, upstream[name].version, "summary.json")
@@ -206,13 +208,13 @@ def evaluation_summary(context: AssetExecutionContext, preset: PresetResource, a
                                     final_lm_loss=summary["loss_final"], steps=summary["steps"]))
         stages = []
         for stage in CONTEXT_STAGES:
-            report = f"niah_report_{stage}"
+            report = keys.niah_report(stage)
             md = artifact_store.read_provenance(report, upstream[report].version)["build"]["metadata"]
-            stages.append(NiahStage(context_ext_name(stage), copy(report, "heatmap.png", f"{report}.png"),
+            stages.append(NiahStage(keys.context_ext(stage), copy(report, "heatmap.png", f"{report}.png"),
                                     accuracy=md["accuracy"], threshold=p.eval.niah_threshold, passed=md["passed"]))
-        ppl = artifact_store.read_json("short_context_eval", upstream["short_context_eval"].version, "perplexity.json")
+        ppl = artifact_store.read_json(keys.SHORT_CONTEXT_EVAL, upstream[keys.SHORT_CONTEXT_EVAL].version, "perplexity.json")
         drift_section = DriftSection(rows=ppl, baseline=DRIFT_BASELINE, tolerance=p.eval.short_context_ppl_tolerance,
-                                     image=copy("short_context_eval", "perplexity.png", "short_context.png"))
+                                     image=copy(keys.SHORT_CONTEXT_EVAL, "perplexity.png", "short_context.png"))
         page = evaluation_summary_markdown(EvaluationSections(
             corpus=corpus, tokenizer=tokenizer, loss_curves=curves, niah=stages, drift=drift_section,
             notes=(f"preset `{p.name}`", *(f"`{k}` {u.version}" for k, u in sorted(upstream.items())))))
@@ -222,7 +224,7 @@ def evaluation_summary(context: AssetExecutionContext, preset: PresetResource, a
     result = materialize_versioned(context, store=artifact_store, warehouse=warehouse, preset=p,
                                    preset_sections=("eval",), upstream=upstream, build=build)
     return result.materialize_result(extra_metadata={
-        "report": MetadataValue.path(artifact_store.uri("evaluation_summary", result.ref.version,
+        "report": MetadataValue.path(artifact_store.uri(keys.EVALUATION_SUMMARY, result.ref.version,
                                                         "evaluation_summary.md"))})
 
 

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from dagster import AssetDep, AssetExecutionContext, AssetsDefinition, MetadataValue, asset
-from tokenizers import Tokenizer
 
-from assets.corpus_pipeline import DEDUPLICATED_CORPUS, deduplicated_documents
+from assets import keys
+from assets.corpus_pipeline import deduplicated_documents
+from assets.tokenizer import eod_and_pad, load_tokenizer
 from assets.versioning import (
     BuildResult,
     Upstream,
@@ -44,20 +45,11 @@ from tokenizer.recipe import is_held_out
 
 PRETRAINING_GROUP = "pretraining"
 PRETRAIN_STAGES = ("stage1", "stage2", "stage3")
-TOKENIZER_FILE = "tokenizer.json"
 # synthetic sets a stage mixture may name -> (asset, file inside its artifact)
-SYNTHETIC_SOURCES = {"thinking_augmented": ("thinking_augmented_data", "samples.jsonl"),
-                     "multilingual_synthetic": ("multilingual_synthetic_data", "documents.jsonl")}
+SYNTHETIC_SOURCES = {"thinking_augmented": (keys.THINKING_AUGMENTED_DATA, "samples.jsonl"),
+                     "multilingual_synthetic": (keys.MULTILINGUAL_SYNTHETIC_DATA, "documents.jsonl")}
 STEP_METRICS = {"lm_loss": "nats", "mtp_loss": "nats", "seq_aux_loss": "", "loss": "nats", "grad_norm": "",
                 "lr": "", "expert_load_imbalance": "max/mean", "tokens_per_s": "tokens/s"}
-
-
-def _mixture_name(stage: str) -> str:
-    return f"tokenized_mixture_{stage}"
-
-
-def _pretrain_name(stage: str) -> str:
-    return f"pretrain_{stage}"
 
 
 def _synthetic_deps(preset: Preset, stage: str) -> list[str]:
@@ -89,11 +81,11 @@ def _mixture_markdown(rows: list[dict]) -> str:
 
 
 def tokenized_mixture_asset(stage: str) -> AssetsDefinition:
-    name = _mixture_name(stage)
+    name = keys.tokenized_mixture(stage)
     synthetic = _synthetic_deps(get_preset(), stage)
 
     @asset(name=name, group_name=PRETRAINING_GROUP, code_version="1", automation_condition=DOWNSTREAM_OF_DATA,
-           deps=[AssetDep(DEDUPLICATED_CORPUS), AssetDep("superbpe_tokenizer"), *[AssetDep(s) for s in synthetic]],
+           deps=[AssetDep(keys.DEDUPLICATED_CORPUS), AssetDep(keys.SUPERBPE_TOKENIZER), *[AssetDep(s) for s in synthetic]],
            kinds={"megatron", "duckdb"},
            description=f"Pre-training {stage} mixture: SuperBPE-tokenized sources as Megatron indexed datasets "
                        f"(.bin/.idx) with the preset's data.stage_mixtures.{stage} weights.")
@@ -113,13 +105,12 @@ def tokenized_mixture_asset(stage: str) -> AssetsDefinition:
             else:
                 artifact, upstream[source], stream = deduplicated_documents(context, artifact_store, source)
                 texts[source] = _kept(stream, p.tokenizer.held_out_fraction)
-        upstream["tokenizer"] = latest_upstream(context, "superbpe_tokenizer")
+        upstream["tokenizer"] = latest_upstream(context, keys.SUPERBPE_TOKENIZER)
         plan = stage_plan(p, stage)
 
         def build(staging: Path) -> BuildResult:
-            with artifact_store.open("superbpe_tokenizer", upstream["tokenizer"].version, TOKENIZER_FILE) as f:
-                tok = Tokenizer.from_str(f.read().decode("utf-8"))
-            eod, pad = tok.token_to_id(p.tokenizer.special_tokens[0]), tok.token_to_id(p.tokenizer.special_tokens[1])
+            tok = load_tokenizer(artifact_store, upstream["tokenizer"].version)
+            eod, pad = eod_and_pad(tok, p)
             manifest = data.build_mixture(
                 staging, stage=stage, weights={k: v for k, v in weights.items() if v > 0}, texts=texts,
                 encode_batch=lambda batch: [e.ids for e in tok.encode_batch(batch)], eod_id=eod, pad_id=pad,
@@ -152,10 +143,10 @@ def tokenized_mixture_asset(stage: str) -> AssetsDefinition:
 
 
 def pretrain_asset(stage: str) -> AssetsDefinition:
-    name = _pretrain_name(stage)
+    name = keys.pretrain(stage)
     index = PRETRAIN_STAGES.index(stage)
-    previous = _pretrain_name(PRETRAIN_STAGES[index - 1]) if index else None
-    deps = [AssetDep(_mixture_name(stage))] + ([AssetDep(previous)] if previous else [])
+    previous = keys.pretrain(PRETRAIN_STAGES[index - 1]) if index else None
+    deps = [AssetDep(keys.tokenized_mixture(stage))] + ([AssetDep(previous)] if previous else [])
 
     @asset(name=name, group_name=PRETRAINING_GROUP, code_version="2", automation_condition=DOWNSTREAM_OF_DATA,
            deps=deps, **training_asset_kwargs(get_preset()),
@@ -165,12 +156,12 @@ def pretrain_asset(stage: str) -> AssetsDefinition:
     def _pretrain(context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore,
                   warehouse: Warehouse, trainer: TrainerLauncher):
         p = preset.get()
-        upstream = {"mixture": latest_upstream(context, _mixture_name(stage))}
+        upstream = {"mixture": latest_upstream(context, keys.tokenized_mixture(stage))}
         if previous:
             upstream["init"] = latest_upstream(context, previous)
         sections = ("model", "pretrain", "tokenizer.vocab_size")
         with contextlib.ExitStack() as copies:
-            mixture_dir = copies.enter_context(artifact_store.local_copy(_mixture_name(stage),
+            mixture_dir = copies.enter_context(artifact_store.local_copy(keys.tokenized_mixture(stage),
                                                                          upstream["mixture"].version))
             init_from = None
             if previous:

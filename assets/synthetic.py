@@ -14,7 +14,8 @@ from pathlib import Path
 
 from dagster import AssetDep, AssetExecutionContext, asset
 
-from assets.corpus_pipeline import DEDUPLICATED_CORPUS, deduplicated_documents
+from assets import keys
+from assets.corpus_pipeline import deduplicated_documents
 from assets.versioning import BuildResult, Upstream, materialize_versioned
 from corpus.lid import Py3LangidLID
 from kexaone_dag.automation import DOWNSTREAM_OF_DATA
@@ -66,7 +67,7 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-@asset(group_name=SYNTHETIC_GROUP, deps=[AssetDep(DEDUPLICATED_CORPUS)], code_version="1",
+@asset(group_name=SYNTHETIC_GROUP, deps=[AssetDep(keys.DEDUPLICATED_CORPUS)], code_version="1",
        automation_condition=DOWNSTREAM_OF_DATA,
        description="Document-grounded thinking trajectories joined with their source document (report §3.1): "
                    "document + question + `<think>` trajectory `</think>` + answer, verified where verifiable.")
@@ -107,7 +108,7 @@ def thinking_augmented_data(context: AssetExecutionContext, preset: PresetResour
         build=build).materialize_result()
 
 
-@asset(group_name=SYNTHETIC_GROUP, deps=[AssetDep(DEDUPLICATED_CORPUS)], code_version="1",
+@asset(group_name=SYNTHETIC_GROUP, deps=[AssetDep(keys.DEDUPLICATED_CORPUS)], code_version="1",
        automation_condition=DOWNSTREAM_OF_DATA, kinds={"duckdb"},
        description="Cross-lingual synthesis (report §3.1): en/ko (and STEM) knowledge propagated into de, ja, vi "
                    "and es through the teacher until each language reaches its character target.")
@@ -146,8 +147,8 @@ def multilingual_synthetic_data(context: AssetExecutionContext, preset: PresetRe
         context, store=artifact_store, warehouse=warehouse, preset=p,
         preset_sections=("synthetic", "data.languages"), upstream=upstream, build=build)
     version = result.ref.version
-    balance = artifact_store.read_json("multilingual_synthetic_data", version, "balance.json")
-    warehouse.insert("synthetic_balance", [{"asset": "multilingual_synthetic_data", "version": version,
+    balance = artifact_store.read_json(keys.MULTILINGUAL_SYNTHETIC_DATA, version, "balance.json")
+    warehouse.insert("synthetic_balance", [{"asset": keys.MULTILINGUAL_SYNTHETIC_DATA, "version": version,
                                             "teacher": result.build.metadata.get("teacher"), **r} for r in balance],
                      replace_keys=("asset", "version"))
     return result.materialize_result()

@@ -12,7 +12,8 @@ from pathlib import Path
 from dagster import AssetCheckResult, AssetCheckSpec, AssetDep, AssetExecutionContext, MetadataValue, asset
 from tokenizers import Tokenizer
 
-from assets.corpus_pipeline import DEDUPLICATED_CORPUS, deduplicated_documents
+from assets import keys
+from assets.corpus_pipeline import deduplicated_documents
 from assets.versioning import BuildResult, Upstream, latest_upstream, materialize_versioned
 from kexaone_dag.automation import DOWNSTREAM_OF_DATA
 from kexaone_dag.config import PresetResource
@@ -32,7 +33,7 @@ from tokenizer.superbpe import fingerprint, is_superword, merges_of
 
 TOKENIZER_GROUP = "tokenizer"
 TOKENIZER_FILE = "tokenizer.json"
-CORPUS_DEP = [AssetDep(DEDUPLICATED_CORPUS)]  # every partition: the tokenizer sees all languages
+CORPUS_DEP = [AssetDep(keys.DEDUPLICATED_CORPUS)]  # every partition: the tokenizer sees all languages
 
 
 def corpus_inputs(context: AssetExecutionContext, store: ArtifactStore, preset: Preset
@@ -45,9 +46,16 @@ def corpus_inputs(context: AssetExecutionContext, store: ArtifactStore, preset: 
     return streams, upstream
 
 
-def _load(store: ArtifactStore, asset_name: str, version: str) -> Tokenizer:
+def load_tokenizer(store: ArtifactStore, version: str, asset_name: str = keys.SUPERBPE_TOKENIZER) -> Tokenizer:
+    """A committed tokenizer artifact's ``tokenizer.json`` (SuperBPE unless ``asset_name`` says otherwise)."""
     with store.open(asset_name, version, TOKENIZER_FILE, "rb") as f:
         return Tokenizer.from_str(f.read().decode("utf-8"))
+
+
+def eod_and_pad(tok: Tokenizer, preset: Preset) -> tuple[int, int]:
+    """The ids of the end-of-document and padding tokens (the preset's first two special tokens)."""
+    eod, pad = preset.tokenizer.special_tokens[:2]
+    return tok.token_to_id(eod), tok.token_to_id(pad)
 
 
 def _vocab_metadata(tok: Tokenizer) -> dict:
@@ -77,11 +85,11 @@ def base_tokenizer(context: AssetExecutionContext, preset: PresetResource, artif
         upstream=upstream, build=build).materialize_result()
 
 
-@asset(group_name=TOKENIZER_GROUP, deps=[*CORPUS_DEP, AssetDep("base_tokenizer")], code_version="2",
+@asset(group_name=TOKENIZER_GROUP, deps=[*CORPUS_DEP, AssetDep(keys.BASE_TOKENIZER)], code_version="2",
        automation_condition=DOWNSTREAM_OF_DATA, kinds={"tokenizers"},
-       check_specs=[AssetCheckSpec("round_trip_exact", asset="superbpe_tokenizer",
+       check_specs=[AssetCheckSpec("round_trip_exact", asset=keys.SUPERBPE_TOKENIZER,
                                    description="decode(encode(x)) == x on multilingual, emoji, code and CRLF text"),
-                    AssetCheckSpec("base_tokens_retained", asset="superbpe_tokenizer",
+                    AssetCheckSpec("base_tokens_retained", asset=keys.SUPERBPE_TOKENIZER,
                                    description="the top keep_base_fraction most frequent base tokens are kept")],
        description="The K-EXAONE SuperBPE tokenizer: stage-1 BPE (kept base merges + de/ja/vi/STEM/code) up to "
                    "the transition size, then superword merges (en:ko:other = 2:3:1), padded for the model.")
@@ -89,9 +97,9 @@ def superbpe_tokenizer(context: AssetExecutionContext, preset: PresetResource, a
                        warehouse: Warehouse):
     p = preset.get()
     streams, upstream = corpus_inputs(context, artifact_store, p)
-    base_up = latest_upstream(context, "base_tokenizer")
-    upstream["base_tokenizer"] = base_up
-    base = _load(artifact_store, "base_tokenizer", base_up.version)
+    base_up = latest_upstream(context, keys.BASE_TOKENIZER)
+    upstream[keys.BASE_TOKENIZER] = base_up
+    base = load_tokenizer(artifact_store, base_up.version, keys.BASE_TOKENIZER)
 
     def build(staging: Path) -> BuildResult:
         result = build_superbpe_tokenizer(p, base, streams)
@@ -106,7 +114,7 @@ def superbpe_tokenizer(context: AssetExecutionContext, preset: PresetResource, a
     result = materialize_versioned(
         context, store=artifact_store, warehouse=warehouse, preset=p,
         preset_sections=("tokenizer", "model.padded_vocab_size", "data.domains"), upstream=upstream, build=build)
-    tok = _load(artifact_store, "superbpe_tokenizer", result.ref.version)
+    tok = load_tokenizer(artifact_store, result.ref.version, keys.SUPERBPE_TOKENIZER)
     return result.materialize_result(check_results=[
         _round_trip_check(tok),
         _retention_check(tok, base, p),
@@ -132,7 +140,7 @@ def _retention_check(tok: Tokenizer, base: Tokenizer, p: Preset) -> AssetCheckRe
                                       "required": p.tokenizer.keep_base_fraction})
 
 
-@asset(group_name=TOKENIZER_GROUP, deps=[*CORPUS_DEP, AssetDep("base_tokenizer"), AssetDep("superbpe_tokenizer")],
+@asset(group_name=TOKENIZER_GROUP, deps=[*CORPUS_DEP, AssetDep(keys.BASE_TOKENIZER), AssetDep(keys.SUPERBPE_TOKENIZER)],
        code_version="2", automation_condition=DOWNSTREAM_OF_DATA, kinds={"tokenizers", "duckdb"},
        description="Bytes per token on held-out text per domain for the base tokenizer, a plain BPE of the "
                    "SuperBPE vocabulary size, and SuperBPE (all trained on the same data), plus superword usage.")
@@ -140,10 +148,10 @@ def tokenizer_report(context: AssetExecutionContext, preset: PresetResource, art
                      warehouse: Warehouse):
     p = preset.get()
     streams, upstream = corpus_inputs(context, artifact_store, p)
-    for name in ("base_tokenizer", "superbpe_tokenizer"):
+    for name in (keys.BASE_TOKENIZER, keys.SUPERBPE_TOKENIZER):
         upstream[name] = latest_upstream(context, name)
-    base = _load(artifact_store, "base_tokenizer", upstream["base_tokenizer"].version)
-    superbpe = _load(artifact_store, "superbpe_tokenizer", upstream["superbpe_tokenizer"].version)
+    base = load_tokenizer(artifact_store, upstream[keys.BASE_TOKENIZER].version, keys.BASE_TOKENIZER)
+    superbpe = load_tokenizer(artifact_store, upstream[keys.SUPERBPE_TOKENIZER].version, keys.SUPERBPE_TOKENIZER)
 
     def build(staging: Path) -> BuildResult:
         plain = build_plain_bpe(p, streams)
@@ -159,10 +167,10 @@ def tokenizer_report(context: AssetExecutionContext, preset: PresetResource, art
         context, store=artifact_store, warehouse=warehouse, preset=p,
         preset_sections=("tokenizer", "model.padded_vocab_size", "data.domains"), upstream=upstream, build=build)
     version = result.ref.version
-    rows = artifact_store.read_json("tokenizer_report", version, "efficiency.json")
+    rows = artifact_store.read_json(keys.TOKENIZER_REPORT, version, "efficiency.json")
     warehouse.insert("tokenizer_efficiency", [{"report_version": version, **r} for r in rows],
                      replace_keys=("report_version",))
-    with artifact_store.open("tokenizer_report", version, "bytes_per_token.png") as f:
+    with artifact_store.open(keys.TOKENIZER_REPORT, version, "bytes_per_token.png") as f:
         chart = MetadataValue.md(_inline_png(f.read()))
     return result.materialize_result(extra_metadata={"chart": chart})
 
