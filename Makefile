@@ -1,5 +1,5 @@
 # The two commands a newcomer runs: `make demo` and `make test`. Both set up .venv/ themselves.
-.PHONY: setup demo test test-unit test-fast ui validate clean
+.PHONY: setup demo lint test test-unit test-fast ui validate clean
 
 export DAGSTER_HOME ?= $(CURDIR)/.kexaone/dagster_home
 
@@ -9,7 +9,11 @@ setup:
 demo: setup  ## materialize the whole tiny DAG on embedded storage and print a summary
 	KEXAONE_PRESET=$${KEXAONE_PRESET:-tiny} .venv/bin/kexaone demo
 
-test: setup  ## the full test suite, tier by tier (what CI runs)
+lint: setup  ## ruff: lint and format check (configured in pyproject.toml; `make test` runs it first)
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+test: setup lint  ## lint, then the full test suite tier by tier (what CI runs)
 	@scripts/install_slurm.sh
 	.venv/bin/python -m pytest tests/unit tests/integration tests/e2e -q
 

@@ -34,11 +34,11 @@ from assets.corpus_pipeline import deduplicated_documents
 from assets.pretraining import train_stage
 from assets.tokenizer import TOKENIZER_FILE, eod_and_pad, load_tokenizer
 from assets.versioning import BuildResult, Upstream, UpstreamMissingError, latest_upstream, materialize_versioned
+from config import Preset, get_preset
 from evaluation import niah
 from kexaone_dag.automation import DOWNSTREAM_OF_DATA
 from kexaone_dag.config import PresetResource
 from kexaone_dag.executors import training_asset_kwargs
-from config import Preset, get_preset
 from model import data
 from model.context_mixture import POOLS, context_mixture
 from model.stages import CONTEXT_PREFIX, stage_plan
@@ -62,8 +62,9 @@ def previous_length(p: Preset, stage: str) -> int:
     return p.context.stages[CONTEXT_STAGES[index - 1]].seq_length if index else p.pretrain.seq_length
 
 
-def corpus_texts(context: AssetExecutionContext, store: ArtifactStore, p: Preset, *, held_out: bool
-                 ) -> tuple[dict[str, list[str]], dict[str, Upstream]]:
+def corpus_texts(
+    context: AssetExecutionContext, store: ArtifactStore, p: Preset, *, held_out: bool
+) -> tuple[dict[str, list[str]], dict[str, Upstream]]:
     """Training (or held-out) texts of every deduplicated_corpus partition, and their versions."""
     texts, upstream = {}, {}
     for domain in p.data.domains:
@@ -81,18 +82,33 @@ def context_mixture_asset(stage: str) -> AssetsDefinition:
     name = keys.context_mixture(stage)
     gate = previous_checkpoint(stage)
 
-    @asset(name=name, group_name=CONTEXT_GROUP, code_version="2", automation_condition=DOWNSTREAM_OF_DATA,
-           deps=[AssetDep(keys.DEDUPLICATED_CORPUS), AssetDep(keys.SUPERBPE_TOKENIZER), AssetDep(keys.THINKING_AUGMENTED_DATA),
-                 AssetDep(gate)],
-           check_specs=[AssetCheckSpec("documents_whole", asset=name,
-                                       description="every packed document is a whole, contiguous copy of its "
-                                                   "source document (none split or truncated)")],
-           kinds={"megatron"},
-           description=f"Context-extension {stage} data: rehearsal / synthetic reasoning / whole long documents "
-                       f"packed into samples of context.stages.{stage}.seq_length tokens (report §3.2). Waits for "
-                       f"{gate}" + (" (and its NIAH gate)." if gate.startswith("context") else "."))
-    def _mixture(context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore,
-                 warehouse: Warehouse):
+    @asset(
+        name=name,
+        group_name=CONTEXT_GROUP,
+        code_version="2",
+        automation_condition=DOWNSTREAM_OF_DATA,
+        deps=[
+            AssetDep(keys.DEDUPLICATED_CORPUS),
+            AssetDep(keys.SUPERBPE_TOKENIZER),
+            AssetDep(keys.THINKING_AUGMENTED_DATA),
+            AssetDep(gate),
+        ],
+        check_specs=[
+            AssetCheckSpec(
+                "documents_whole",
+                asset=name,
+                description="every packed document is a whole, contiguous copy of its "
+                "source document (none split or truncated)",
+            )
+        ],
+        kinds={"megatron"},
+        description=f"Context-extension {stage} data: rehearsal / synthetic reasoning / whole long documents "
+        f"packed into samples of context.stages.{stage}.seq_length tokens (report §3.2). Waits for "
+        f"{gate}" + (" (and its NIAH gate)." if gate.startswith("context") else "."),
+    )
+    def _mixture(
+        context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore, warehouse: Warehouse
+    ):
         p = preset.get()
         cs = p.context.stages[stage]
         train_texts, upstream = corpus_texts(context, artifact_store, p, held_out=False)
@@ -125,20 +141,47 @@ def context_mixture_asset(stage: str) -> AssetsDefinition:
             lo, hi = cs.retrieval_min_length, cs.seq_length
             mean_length = hi if lo == hi else (hi - lo) / math.log(hi / lo)
             n_retrieval = math.ceil(1.1 * cs.retrieval_share * long_target / (mean_length + 1))
-            retrieval_docs = niah.retrieval_training_documents(
-                p.pretrain.seed, niah_filler(p, train_texts), n_retrieval, cs.seq_length,
-                lambda text: tok.encode(text).ids, min_length_tokens=lo) if n_retrieval else []
+            retrieval_docs = (
+                niah.retrieval_training_documents(
+                    p.pretrain.seed,
+                    niah_filler(p, train_texts),
+                    n_retrieval,
+                    cs.seq_length,
+                    lambda text: tok.encode(text).ids,
+                    min_length_tokens=lo,
+                )
+                if n_retrieval
+                else []
+            )
             retrieval = [d.ids + [eod] for d in retrieval_docs]
-            pools = {"rehearsal": rehearsal, "synthetic_reasoning": encode_docs(thinking),
-                     "long_documents": natural + retrieval}
-            mix = context_mixture(pools["rehearsal"], pools["synthetic_reasoning"], pools["long_documents"],
-                                  mixture=dict(cs.mixture), seq_length=cs.seq_length, token_budget=plan.tokens,
-                                  pad_id=pad, seed=p.pretrain.seed)
-            broken = [(row, pl) for row, placed in enumerate(mix.placements) for pl in placed
-                      if list(mix.samples[row][pl.offset:pl.offset + pl.length]) != pools[pl.pool][pl.document]]
-            checks.append(AssetCheckResult(check_name="documents_whole", passed=not broken,
-                                           metadata={"placements": sum(len(x) for x in mix.placements),
-                                                     "broken": len(broken)}))
+            pools = {
+                "rehearsal": rehearsal,
+                "synthetic_reasoning": encode_docs(thinking),
+                "long_documents": natural + retrieval,
+            }
+            mix = context_mixture(
+                pools["rehearsal"],
+                pools["synthetic_reasoning"],
+                pools["long_documents"],
+                mixture=dict(cs.mixture),
+                seq_length=cs.seq_length,
+                token_budget=plan.tokens,
+                pad_id=pad,
+                seed=p.pretrain.seed,
+            )
+            broken = [
+                (row, pl)
+                for row, placed in enumerate(mix.placements)
+                for pl in placed
+                if list(mix.samples[row][pl.offset : pl.offset + pl.length]) != pools[pl.pool][pl.document]
+            ]
+            checks.append(
+                AssetCheckResult(
+                    check_name="documents_whole",
+                    passed=not broken,
+                    metadata={"placements": sum(len(x) for x in mix.placements), "broken": len(broken)},
+                )
+            )
             # answered values weigh answer_loss_weight in the loss (weight i applies to predicting token i)
             weights = None
             if cs.answer_loss_weight != 1:
@@ -147,41 +190,74 @@ def context_mixture_asset(stage: str) -> AssetsDefinition:
                     for pl in placed:
                         if pl.pool == "long_documents" and pl.document >= len(natural):
                             for start, end in retrieval_docs[pl.document - len(natural)].answer_spans:
-                                weights[row, pl.offset + start:pl.offset + end] = cs.answer_loss_weight
+                                weights[row, pl.offset + start : pl.offset + end] = cs.answer_loss_weight
             stats = mix.stats()
             manifest = data.MixtureManifest(
-                stage=CONTEXT_PREFIX + stage, seq_length=cs.seq_length, num_samples=mix.num_samples,
-                seed=p.pretrain.seed, eod_id=eod, pad_id=pad, vocab_size=tok.get_vocab_size(with_added_tokens=True),
-                sources=tuple(data.SourceStats(name=pool, weight=cs.mixture[pool],
-                                               documents=stats["pools"][pool]["documents_used"],
-                                               tokens=stats["pools"][pool]["effective_tokens"],
-                                               max_token_id=max((max(d) for d in pools[pool]), default=0))
-                              for pool in POOLS), kind="packed", loss_weights=weights is not None)
+                stage=CONTEXT_PREFIX + stage,
+                seq_length=cs.seq_length,
+                num_samples=mix.num_samples,
+                seed=p.pretrain.seed,
+                eod_id=eod,
+                pad_id=pad,
+                vocab_size=tok.get_vocab_size(with_added_tokens=True),
+                sources=tuple(
+                    data.SourceStats(
+                        name=pool,
+                        weight=cs.mixture[pool],
+                        documents=stats["pools"][pool]["documents_used"],
+                        tokens=stats["pools"][pool]["effective_tokens"],
+                        max_token_id=max((max(d) for d in pools[pool]), default=0),
+                    )
+                    for pool in POOLS
+                ),
+                kind="packed",
+                loss_weights=weights is not None,
+            )
             data.write_packed_samples(staging, mix.samples, manifest, loss_weights=weights)
             (staging / "stats.json").write_text(json.dumps(stats, indent=2))
-            table = ["| pool | requested | effective | tokens | documents | epochs | skipped (too long) |",
-                     "|---|---:|---:|---:|---:|---:|---:|"]
-            table += [f"| {pool} | {s['share']:.2f} | {s['effective_share']:.3f} | {s['effective_tokens']} | "
-                      f"{s['documents_used']} | {s['epochs']} | {len(s['skipped_too_long'])} |"
-                      for pool, s in stats["pools"].items()]
+            table = [
+                "| pool | requested | effective | tokens | documents | epochs | skipped (too long) |",
+                "|---|---:|---:|---:|---:|---:|---:|",
+            ]
+            table += [
+                f"| {pool} | {s['share']:.2f} | {s['effective_share']:.3f} | {s['effective_tokens']} | "
+                f"{s['documents_used']} | {s['epochs']} | {len(s['skipped_too_long'])} |"
+                for pool, s in stats["pools"].items()
+            ]
             return BuildResult(
-                metadata={"seq_length": cs.seq_length, "num_samples": mix.num_samples,
-                          "padding_fraction": round(mix.padding_fraction, 4),
-                          "effective_mixture": {k: round(v, 4) for k, v in mix.effective_shares().items()},
-                          "requested_mixture": dict(cs.mixture), "retrieval_documents": len(retrieval),
-                          "answer_tokens_weighted": int((weights > 1).sum()) if weights is not None else 0,
-                          "natural_long_documents": len(natural),
-                          "longest_document": max((len(d) for pool in pools.values() for d in pool), default=0)},
-                markdown={"composition": "\n".join(table)})
+                metadata={
+                    "seq_length": cs.seq_length,
+                    "num_samples": mix.num_samples,
+                    "padding_fraction": round(mix.padding_fraction, 4),
+                    "effective_mixture": {k: round(v, 4) for k, v in mix.effective_shares().items()},
+                    "requested_mixture": dict(cs.mixture),
+                    "retrieval_documents": len(retrieval),
+                    "answer_tokens_weighted": int((weights > 1).sum()) if weights is not None else 0,
+                    "natural_long_documents": len(natural),
+                    "longest_document": max((len(d) for pool in pools.values() for d in pool), default=0),
+                },
+                markdown={"composition": "\n".join(table)},
+            )
 
         result = materialize_versioned(
-            context, store=artifact_store, warehouse=warehouse, preset=p,
-            preset_sections=(f"context.stages.{stage}", "pretrain", "tokenizer.held_out_fraction",
-                             "tokenizer.special_tokens", "data.languages"),
-            upstream=upstream, build=build)
+            context,
+            store=artifact_store,
+            warehouse=warehouse,
+            preset=p,
+            preset_sections=(
+                f"context.stages.{stage}",
+                "pretrain",
+                "tokenizer.held_out_fraction",
+                "tokenizer.special_tokens",
+                "data.languages",
+            ),
+            upstream=upstream,
+            build=build,
+        )
         if not checks:  # reused: the packing was verified when it was built
-            checks.append(AssetCheckResult(check_name="documents_whole", passed=True,
-                                           metadata={"verified_at_build": True}))
+            checks.append(
+                AssetCheckResult(check_name="documents_whole", passed=True, metadata={"verified_at_build": True})
+            )
         return result.materialize_result(check_results=checks)
 
     return _mixture
@@ -191,66 +267,116 @@ def context_ext_asset(stage: str) -> AssetsDefinition:
     name = keys.context_ext(stage)
     previous = previous_checkpoint(stage)
 
-    @asset(name=name, group_name=CONTEXT_GROUP, code_version="1", automation_condition=DOWNSTREAM_OF_DATA,
-           deps=[AssetDep(keys.context_mixture(stage)), AssetDep(previous), AssetDep(keys.DEDUPLICATED_CORPUS),
-                 AssetDep(keys.SUPERBPE_TOKENIZER)],
-           check_specs=[AssetCheckSpec(NIAH_CHECK, asset=name, blocking=True,
-                                       description="green light: every NIAH (length, depth) cell's exact match "
-                                                   ">= eval.niah_threshold; blocks everything downstream")],
-           **training_asset_kwargs(get_preset()),
-           description=f"Context-extension {stage} checkpoint (report §3.2), continued from {previous} through the "
-                       "Pipes training job, then NIAH over the stage's range; blocking gate niah_green_light.")
-    def _ext(context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore,
-             warehouse: Warehouse, trainer: TrainerLauncher):
+    @asset(
+        name=name,
+        group_name=CONTEXT_GROUP,
+        code_version="1",
+        automation_condition=DOWNSTREAM_OF_DATA,
+        deps=[
+            AssetDep(keys.context_mixture(stage)),
+            AssetDep(previous),
+            AssetDep(keys.DEDUPLICATED_CORPUS),
+            AssetDep(keys.SUPERBPE_TOKENIZER),
+        ],
+        check_specs=[
+            AssetCheckSpec(
+                NIAH_CHECK,
+                asset=name,
+                blocking=True,
+                description="green light: every NIAH (length, depth) cell's exact match "
+                ">= eval.niah_threshold; blocks everything downstream",
+            )
+        ],
+        **training_asset_kwargs(get_preset()),
+        description=f"Context-extension {stage} checkpoint (report §3.2), continued from {previous} through the "
+        "Pipes training job, then NIAH over the stage's range; blocking gate niah_green_light.",
+    )
+    def _ext(
+        context: AssetExecutionContext,
+        preset: PresetResource,
+        artifact_store: ArtifactStore,
+        warehouse: Warehouse,
+        trainer: TrainerLauncher,
+    ):
         p = preset.get()
         cs = p.context.stages[stage]
-        upstream = {"mixture": latest_upstream(context, keys.context_mixture(stage)),
-                    "init": latest_upstream(context, previous),
-                    "tokenizer": latest_upstream(context, keys.SUPERBPE_TOKENIZER)}
+        upstream = {
+            "mixture": latest_upstream(context, keys.context_mixture(stage)),
+            "init": latest_upstream(context, previous),
+            "tokenizer": latest_upstream(context, keys.SUPERBPE_TOKENIZER),
+        }
         held_out, corpus_up = corpus_texts(context, artifact_store, p, held_out=True)
         upstream.update({f"niah_filler_{k}": v for k, v in corpus_up.items()})
         if not artifact_store.has(previous, upstream["init"].version):
             raise UpstreamMissingError(f"{previous}: artifact {upstream['init'].uri} is not in the store")
         tok = load_tokenizer(artifact_store, upstream["tokenizer"].version)
-        cases = niah.stage_cases(lambda text: tok.encode(text).ids, niah_filler(p, held_out),
-                                 seq_length=cs.seq_length, previous_length=previous_length(p, stage),
-                                 num_lengths=p.eval.niah_num_lengths, num_depths=p.eval.niah_num_depths,
-                                 trials=p.eval.niah_trials, seed=p.pretrain.seed)
-        with (artifact_store.local_copy(keys.SUPERBPE_TOKENIZER, upstream["tokenizer"].version) as tokenizer_dir,
-              artifact_store.local_copy(keys.context_mixture(stage), upstream["mixture"].version) as mixture_dir,
-              artifact_store.local_copy(previous, upstream["init"].version) as init):
+        cases = niah.stage_cases(
+            lambda text: tok.encode(text).ids,
+            niah_filler(p, held_out),
+            seq_length=cs.seq_length,
+            previous_length=previous_length(p, stage),
+            num_lengths=p.eval.niah_num_lengths,
+            num_depths=p.eval.niah_num_depths,
+            trials=p.eval.niah_trials,
+            seed=p.pretrain.seed,
+        )
+        with (
+            artifact_store.local_copy(keys.SUPERBPE_TOKENIZER, upstream["tokenizer"].version) as tokenizer_dir,
+            artifact_store.local_copy(keys.context_mixture(stage), upstream["mixture"].version) as mixture_dir,
+            artifact_store.local_copy(previous, upstream["init"].version) as init,
+        ):
             result, extra = train_stage(
-                context, p, preset, artifact_store, warehouse, trainer, stage=CONTEXT_PREFIX + stage,
+                context,
+                p,
+                preset,
+                artifact_store,
+                warehouse,
+                trainer,
+                stage=CONTEXT_PREFIX + stage,
                 asset_name=name,
                 sections=("model", "pretrain", f"context.stages.{stage}", "eval", "tokenizer.vocab_size"),
-                upstream=upstream, mixture_dir=mixture_dir, init_from=init / "checkpoint",
-                niah_cases=[_case_json(c) for c in cases], tokenizer_file=tokenizer_dir / TOKENIZER_FILE,
-                context_parallel=cs.context_parallel)
+                upstream=upstream,
+                mixture_dir=mixture_dir,
+                init_from=init / "checkpoint",
+                niah_cases=[_case_json(c) for c in cases],
+                tokenizer_file=tokenizer_dir / TOKENIZER_FILE,
+                context_parallel=cs.context_parallel,
+            )
         results = read_niah(artifact_store, name, result.ref.version)
         passed, failing = niah.gate(results, p.eval.niah_threshold)
         check = AssetCheckResult(
-            check_name=NIAH_CHECK, passed=passed, severity=AssetCheckSeverity.ERROR,
+            check_name=NIAH_CHECK,
+            passed=passed,
+            severity=AssetCheckSeverity.ERROR,
             description=niah.gate_message(failing, p.eval.niah_threshold),
-            metadata={"accuracy": round(results.accuracy, 4), "threshold": p.eval.niah_threshold,
-                      "failing_cells": [c.describe() for c in failing], "lengths": results.lengths,
-                      "grid": MetadataValue.md(niah.markdown_table(results))})
+            metadata={
+                "accuracy": round(results.accuracy, 4),
+                "threshold": p.eval.niah_threshold,
+                "failing_cells": [c.describe() for c in failing],
+                "lengths": results.lengths,
+                "grid": MetadataValue.md(niah.markdown_table(results)),
+            },
+        )
         extra["niah_accuracy"] = round(results.accuracy, 4)
         extra["niah_grid"] = MetadataValue.md(niah.markdown_table(results))
         yield result.materialize_result(extra_metadata=extra, check_results=[check])
         if not passed:  # the checkpoint is recorded; the step fails with the reason as its error, first line
-            raise Failure(description=gate_failure(name, stage, failing, p.eval.niah_threshold,
-                                                   result.ref.uri),
-                          metadata={"failing_cells": [c.describe() for c in failing]})
+            raise Failure(
+                description=gate_failure(name, stage, failing, p.eval.niah_threshold, result.ref.uri),
+                metadata={"failing_cells": [c.describe() for c in failing]},
+            )
 
     return _ext
 
 
 def gate_failure(asset: str, stage: str, failing: list[niah.CellResult], threshold: float, uri: str) -> str:
     """The failed gate as the step's error: which cells, their scores, where the answers are, what to try."""
-    return (f"{asset}: {NIAH_CHECK} failed, {niah.gate_message(failing, threshold)}. The checkpoint and every "
-            f"answer are in {uri} (niah.json); nothing downstream runs. To try: more training "
-            f"(context.stages.{stage}.tokens), another peak LR (context.stages.{stage}.lr), or more retrieval "
-            f"documents (context.stages.{stage}.retrieval_share).")
+    return (
+        f"{asset}: {NIAH_CHECK} failed, {niah.gate_message(failing, threshold)}. The checkpoint and every "
+        f"answer are in {uri} (niah.json); nothing downstream runs. To try: more training "
+        f"(context.stages.{stage}.tokens), another peak LR (context.stages.{stage}.lr), or more retrieval "
+        f"documents (context.stages.{stage}.retrieval_share)."
+    )
 
 
 def _case_json(case: niah.NiahCase) -> dict:

@@ -5,7 +5,6 @@ language/domain. ``raw_corpus_stats`` is the first materialized asset on top of 
 holds (files, documents, bytes), as an artifact, warehouse rows and a table in the UI.
 """
 
-
 import json
 from pathlib import Path
 
@@ -23,10 +22,10 @@ from dagster import (
 
 from assets import keys
 from assets.versioning import BuildResult, Upstream, materialize_versioned
+from config import CORPUS_DOMAINS
 from corpus.stats import source_stats, stats_markdown
 from kexaone_dag.automation import DOWNSTREAM_OF_DATA
 from kexaone_dag.config import PresetResource
-from config import CORPUS_DOMAINS
 from resources.artifact_store import ArtifactStore
 from resources.corpus_sources import CorpusSources
 from resources.warehouse import Warehouse
@@ -43,7 +42,7 @@ def _raw_corpus_source(source: str):
         name=keys.raw_corpus(source),
         group_name=CORPUS_GROUP,
         description=f"Raw {source} corpus: a folder or prefix of JSONL / Parquet / text files. "
-                    "Data version = hash of the content manifest.",
+        "Data version = hash of the content manifest.",
         metadata={"corpus_source": source},
     )
     def _observe(corpus_sources: CorpusSources) -> ObserveResult:
@@ -68,40 +67,65 @@ raw_corpus_sources = [_raw_corpus_source(s) for s in CORPUS_DOMAINS]
     check_specs=[AssetCheckSpec("every_source_has_documents", asset=keys.RAW_CORPUS_STATS)],
     description="Inventory of every raw corpus source: files, documents, bytes, formats.",
 )
-def raw_corpus_stats(context: AssetExecutionContext, preset: PresetResource, corpus_sources: CorpusSources,
-                     artifact_store: ArtifactStore, warehouse: Warehouse):
+def raw_corpus_stats(
+    context: AssetExecutionContext,
+    preset: PresetResource,
+    corpus_sources: CorpusSources,
+    artifact_store: ArtifactStore,
+    warehouse: Warehouse,
+):
     manifests = {s: corpus_sources.manifest(s) for s in CORPUS_DOMAINS}  # validates every source first
 
     def build(staging: Path) -> BuildResult:
         rows = [source_stats(m, corpus_sources.storage_options(m.uri)) for m in manifests.values()]
         (staging / "stats.json").write_text(json.dumps(rows, indent=2, ensure_ascii=False))
         (staging / "manifests.json").write_text(
-            json.dumps({s: m.to_dict() for s, m in manifests.items()}, indent=2, ensure_ascii=False))
+            json.dumps({s: m.to_dict() for s, m in manifests.items()}, indent=2, ensure_ascii=False)
+        )
         return BuildResult(
-            metadata={"documents": sum(r["documents"] for r in rows),
-                      "text_bytes": sum(r["text_bytes"] for r in rows),
-                      "documents_per_source": {r["source"]: r["documents"] for r in rows}},
+            metadata={
+                "documents": sum(r["documents"] for r in rows),
+                "text_bytes": sum(r["text_bytes"] for r in rows),
+                "documents_per_source": {r["source"]: r["documents"] for r in rows},
+            },
             markdown={"sources": stats_markdown(rows)},
         )
 
     result = materialize_versioned(
-        context, store=artifact_store, warehouse=warehouse, preset=preset.get(),
+        context,
+        store=artifact_store,
+        warehouse=warehouse,
+        preset=preset.get(),
         preset_sections=("data.domains",),
         upstream={keys.raw_corpus(s): Upstream(m.version, m.uri) for s, m in manifests.items()},
         build=build,
     )
     version = result.ref.version
     rows = artifact_store.read_json(keys.RAW_CORPUS_STATS, version, "stats.json")
-    warehouse.insert(keys.RAW_CORPUS_STATS, [{
-        "source": r["source"], "source_version": r["source_version"], "stats_version": version,
-        "uri": r["uri"], "files": r["files"], "documents": r["documents"], "text_bytes": r["text_bytes"],
-        "characters": r["characters"], "mean_document_chars": r["mean_document_chars"],
-        "formats": json.dumps(r["formats"]),
-    } for r in rows], replace_keys=("source", "stats_version"))
+    warehouse.insert(
+        keys.RAW_CORPUS_STATS,
+        [
+            {
+                "source": r["source"],
+                "source_version": r["source_version"],
+                "stats_version": version,
+                "uri": r["uri"],
+                "files": r["files"],
+                "documents": r["documents"],
+                "text_bytes": r["text_bytes"],
+                "characters": r["characters"],
+                "mean_document_chars": r["mean_document_chars"],
+                "formats": json.dumps(r["formats"]),
+            }
+            for r in rows
+        ],
+        replace_keys=("source", "stats_version"),
+    )
 
     empty = [r["source"] for r in rows if r["documents"] == 0]
     check = AssetCheckResult(
-        check_name="every_source_has_documents", passed=not empty,
+        check_name="every_source_has_documents",
+        passed=not empty,
         severity=AssetCheckSeverity.ERROR,
         metadata={"empty_sources": ", ".join(empty) or "none"},
     )

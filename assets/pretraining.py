@@ -11,7 +11,6 @@
   checkpoint when it is materialized again with the same inputs.
 """
 
-
 import contextlib
 import json
 import shutil
@@ -32,10 +31,10 @@ from assets.versioning import (
     latest_upstream,
     materialize_versioned,
 )
+from config import Preset, get_preset
 from kexaone_dag.automation import DOWNSTREAM_OF_DATA
 from kexaone_dag.config import PresetResource
 from kexaone_dag.executors import training_asset_kwargs
-from config import Preset, get_preset
 from model import data
 from model.stages import METRICS, stage_plan
 from resources.artifact_store import ArtifactStore
@@ -46,10 +45,20 @@ from tokenizer.recipe import is_held_out
 PRETRAINING_GROUP = "pretraining"
 PRETRAIN_STAGES = ("stage1", "stage2", "stage3")
 # synthetic sets a stage mixture may name -> (asset, file inside its artifact)
-SYNTHETIC_SOURCES = {"thinking_augmented": (keys.THINKING_AUGMENTED_DATA, "samples.jsonl"),
-                     "multilingual_synthetic": (keys.MULTILINGUAL_SYNTHETIC_DATA, "documents.jsonl")}
-STEP_METRICS = {"lm_loss": "nats", "mtp_loss": "nats", "seq_aux_loss": "", "loss": "nats", "grad_norm": "",
-                "lr": "", "expert_load_imbalance": "max/mean", "tokens_per_s": "tokens/s"}
+SYNTHETIC_SOURCES = {
+    "thinking_augmented": (keys.THINKING_AUGMENTED_DATA, "samples.jsonl"),
+    "multilingual_synthetic": (keys.MULTILINGUAL_SYNTHETIC_DATA, "documents.jsonl"),
+}
+STEP_METRICS = {
+    "lm_loss": "nats",
+    "mtp_loss": "nats",
+    "seq_aux_loss": "",
+    "loss": "nats",
+    "grad_norm": "",
+    "lr": "",
+    "expert_load_imbalance": "max/mean",
+    "tokens_per_s": "tokens/s",
+}
 
 
 def _synthetic_deps(preset: Preset, stage: str) -> list[str]:
@@ -62,6 +71,7 @@ def _jsonl_texts(store: ArtifactStore, asset: str, version: str, relpath: str) -
             for line in f:
                 if line.strip():
                     yield json.loads(line)["text"]
+
     return texts
 
 
@@ -70,13 +80,17 @@ def _kept(stream: Callable[[], Iterable[tuple[str, str]]], held_out_fraction: fl
         for doc_id, text in stream():
             if not is_held_out(doc_id, held_out_fraction):
                 yield text
+
     return texts
 
 
 def _mixture_markdown(rows: list[dict]) -> str:
     lines = ["| source | requested | effective | documents | tokens | epochs |", "|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['source']} | {r['requested']:.3f} | {r['effective']:.3f} | {r['documents']} | {r['tokens']} | "
-              f"{r['epochs']:.2f} |" for r in rows]
+    lines += [
+        f"| {r['source']} | {r['requested']:.3f} | {r['effective']:.3f} | {r['documents']} | {r['tokens']} | "
+        f"{r['epochs']:.2f} |"
+        for r in rows
+    ]
     return "\n".join(lines)
 
 
@@ -84,13 +98,19 @@ def tokenized_mixture_asset(stage: str) -> AssetsDefinition:
     name = keys.tokenized_mixture(stage)
     synthetic = _synthetic_deps(get_preset(), stage)
 
-    @asset(name=name, group_name=PRETRAINING_GROUP, code_version="1", automation_condition=DOWNSTREAM_OF_DATA,
-           deps=[AssetDep(keys.DEDUPLICATED_CORPUS), AssetDep(keys.SUPERBPE_TOKENIZER), *[AssetDep(s) for s in synthetic]],
-           kinds={"megatron", "duckdb"},
-           description=f"Pre-training {stage} mixture: SuperBPE-tokenized sources as Megatron indexed datasets "
-                       f"(.bin/.idx) with the preset's data.stage_mixtures.{stage} weights.")
-    def _mixture(context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore,
-                 warehouse: Warehouse):
+    @asset(
+        name=name,
+        group_name=PRETRAINING_GROUP,
+        code_version="1",
+        automation_condition=DOWNSTREAM_OF_DATA,
+        deps=[AssetDep(keys.DEDUPLICATED_CORPUS), AssetDep(keys.SUPERBPE_TOKENIZER), *[AssetDep(s) for s in synthetic]],
+        kinds={"megatron", "duckdb"},
+        description=f"Pre-training {stage} mixture: SuperBPE-tokenized sources as Megatron indexed datasets "
+        f"(.bin/.idx) with the preset's data.stage_mixtures.{stage} weights.",
+    )
+    def _mixture(
+        context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore, warehouse: Warehouse
+    ):
         p = preset.get()
         weights = dict(p.data.stage_mixtures[stage])
         upstream: dict[str, Upstream] = {}
@@ -112,31 +132,56 @@ def tokenized_mixture_asset(stage: str) -> AssetsDefinition:
             tok = load_tokenizer(artifact_store, upstream["tokenizer"].version)
             eod, pad = eod_and_pad(tok, p)
             manifest = data.build_mixture(
-                staging, stage=stage, weights={k: v for k, v in weights.items() if v > 0}, texts=texts,
-                encode_batch=lambda batch: [e.ids for e in tok.encode_batch(batch)], eod_id=eod, pad_id=pad,
-                vocab_size=tok.get_vocab_size(with_added_tokens=True), seq_length=plan.seq_length,
-                num_samples=plan.num_samples, seed=p.pretrain.seed)
+                staging,
+                stage=stage,
+                weights={k: v for k, v in weights.items() if v > 0},
+                texts=texts,
+                encode_batch=lambda batch: [e.ids for e in tok.encode_batch(batch)],
+                eod_id=eod,
+                pad_id=pad,
+                vocab_size=tok.get_vocab_size(with_added_tokens=True),
+                seq_length=plan.seq_length,
+                num_samples=plan.num_samples,
+                seed=p.pretrain.seed,
+            )
             with tempfile.TemporaryDirectory(prefix="kexaone-mixture-index-") as cache:
                 blended = data.open_mixture(staging, cache)  # proves Megatron opens it; index caches discarded
                 rows = data.mixture_report(manifest, data.source_of_samples(blended, manifest, plan.num_samples))
             (staging / "composition.json").write_text(json.dumps(rows, indent=2))
             return BuildResult(
-                metadata={"num_samples": plan.num_samples, "seq_length": plan.seq_length, "tokens": plan.tokens,
-                          "tokens_by_source": {r["source"]: r["tokens"] for r in rows},
-                          "effective_mixture": {r["source"]: r["effective"] for r in rows},
-                          "requested_mixture": {r["source"]: r["requested"] for r in rows},
-                          "vocab_size": manifest.vocab_size},
-                markdown={"composition": _mixture_markdown(rows)})
+                metadata={
+                    "num_samples": plan.num_samples,
+                    "seq_length": plan.seq_length,
+                    "tokens": plan.tokens,
+                    "tokens_by_source": {r["source"]: r["tokens"] for r in rows},
+                    "effective_mixture": {r["source"]: r["effective"] for r in rows},
+                    "requested_mixture": {r["source"]: r["requested"] for r in rows},
+                    "vocab_size": manifest.vocab_size,
+                },
+                markdown={"composition": _mixture_markdown(rows)},
+            )
 
         result = materialize_versioned(
-            context, store=artifact_store, warehouse=warehouse, preset=p,
-            preset_sections=(f"data.stage_mixtures.{stage}", "pretrain", "tokenizer.held_out_fraction",
-                             "tokenizer.special_tokens"),
-            upstream=upstream, build=build)
+            context,
+            store=artifact_store,
+            warehouse=warehouse,
+            preset=p,
+            preset_sections=(
+                f"data.stage_mixtures.{stage}",
+                "pretrain",
+                "tokenizer.held_out_fraction",
+                "tokenizer.special_tokens",
+            ),
+            upstream=upstream,
+            build=build,
+        )
         version = result.ref.version
         rows = artifact_store.read_json(name, version, "composition.json")
-        warehouse.insert("mixture_composition", [{"asset": name, "version": version, **r} for r in rows],
-                         replace_keys=("asset", "version"))
+        warehouse.insert(
+            "mixture_composition",
+            [{"asset": name, "version": version, **r} for r in rows],
+            replace_keys=("asset", "version"),
+        )
         return result.materialize_result()
 
     return _mixture
@@ -148,39 +193,77 @@ def pretrain_asset(stage: str) -> AssetsDefinition:
     previous = keys.pretrain(PRETRAIN_STAGES[index - 1]) if index else None
     deps = [AssetDep(keys.tokenized_mixture(stage))] + ([AssetDep(previous)] if previous else [])
 
-    @asset(name=name, group_name=PRETRAINING_GROUP, code_version="2", automation_condition=DOWNSTREAM_OF_DATA,
-           deps=deps, **training_asset_kwargs(get_preset()),
-           description=f"Pre-training {stage} checkpoint (Megatron dist checkpoint, report §3.1)"
-                       + (f", initialised from {previous}" if previous else "")
-                       + ": trained by model.train through Dagster Pipes; loss curve and metrics attached.")
-    def _pretrain(context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore,
-                  warehouse: Warehouse, trainer: TrainerLauncher):
+    @asset(
+        name=name,
+        group_name=PRETRAINING_GROUP,
+        code_version="2",
+        automation_condition=DOWNSTREAM_OF_DATA,
+        deps=deps,
+        **training_asset_kwargs(get_preset()),
+        description=f"Pre-training {stage} checkpoint (Megatron dist checkpoint, report §3.1)"
+        + (f", initialised from {previous}" if previous else "")
+        + ": trained by model.train through Dagster Pipes; loss curve and metrics attached.",
+    )
+    def _pretrain(
+        context: AssetExecutionContext,
+        preset: PresetResource,
+        artifact_store: ArtifactStore,
+        warehouse: Warehouse,
+        trainer: TrainerLauncher,
+    ):
         p = preset.get()
         upstream = {"mixture": latest_upstream(context, keys.tokenized_mixture(stage))}
         if previous:
             upstream["init"] = latest_upstream(context, previous)
         sections = ("model", "pretrain", "tokenizer.vocab_size")
         with contextlib.ExitStack() as copies:
-            mixture_dir = copies.enter_context(artifact_store.local_copy(keys.tokenized_mixture(stage),
-                                                                         upstream["mixture"].version))
+            mixture_dir = copies.enter_context(
+                artifact_store.local_copy(keys.tokenized_mixture(stage), upstream["mixture"].version)
+            )
             init_from = None
             if previous:
                 if not artifact_store.has(previous, upstream["init"].version):
                     raise UpstreamMissingError(f"{previous}: artifact {upstream['init'].uri} is not in the store")
-                init_from = copies.enter_context(artifact_store.local_copy(previous, upstream["init"].version)) \
-                    / "checkpoint"
-            result, extra = train_stage(context, p, preset, artifact_store, warehouse, trainer, stage=stage,
-                                        asset_name=name, sections=sections, upstream=upstream,
-                                        mixture_dir=mixture_dir, init_from=init_from)
+                init_from = (
+                    copies.enter_context(artifact_store.local_copy(previous, upstream["init"].version)) / "checkpoint"
+                )
+            result, extra = train_stage(
+                context,
+                p,
+                preset,
+                artifact_store,
+                warehouse,
+                trainer,
+                stage=stage,
+                asset_name=name,
+                sections=sections,
+                upstream=upstream,
+                mixture_dir=mixture_dir,
+                init_from=init_from,
+            )
         return result.materialize_result(extra_metadata=extra)
 
     return _pretrain
 
 
-def train_stage(context: AssetExecutionContext, p: Preset, preset: PresetResource, artifact_store: ArtifactStore,
-                warehouse: Warehouse, trainer: TrainerLauncher, *, stage: str, asset_name: str, sections: tuple,
-                upstream: dict, mixture_dir: Path, init_from: Path | None, niah_cases: list | None = None,
-                tokenizer_file: Path | None = None, context_parallel: int = 1):
+def train_stage(
+    context: AssetExecutionContext,
+    p: Preset,
+    preset: PresetResource,
+    artifact_store: ArtifactStore,
+    warehouse: Warehouse,
+    trainer: TrainerLauncher,
+    *,
+    stage: str,
+    asset_name: str,
+    sections: tuple,
+    upstream: dict,
+    mixture_dir: Path,
+    init_from: Path | None,
+    niah_cases: list | None = None,
+    tokenizer_file: Path | None = None,
+    context_parallel: int = 1,
+):
     """Version -> (reuse | launch ``model.train`` through Pipes into staging -> commit) -> metrics rows.
 
     Returns the ``VersionedResult`` and the extra metadata (loss curve, checkpoint, what the training
@@ -196,10 +279,20 @@ def train_stage(context: AssetExecutionContext, p: Preset, preset: PresetResourc
             work_dir.mkdir(parents=True, exist_ok=True)
             cases_file = work_dir / "niah_cases.json"
             cases_file.write_text(json.dumps(niah_cases))
-        launch = StageLaunch(preset_name=p.name, overrides=dict(preset.overrides), stage=stage, data=mixture_dir,
-                             work_dir=work_dir, output=staging, init_from=init_from, tensor_parallel=tp,
-                             expert_parallel=ep, niah_cases=cases_file, tokenizer=tokenizer_file,
-                             context_parallel=context_parallel)
+        launch = StageLaunch(
+            preset_name=p.name,
+            overrides=dict(preset.overrides),
+            stage=stage,
+            data=mixture_dir,
+            work_dir=work_dir,
+            output=staging,
+            init_from=init_from,
+            tensor_parallel=tp,
+            expert_parallel=ep,
+            niah_cases=cases_file,
+            tokenizer=tokenizer_file,
+            context_parallel=context_parallel,
+        )
         context.log.info(f"{asset_name}: launching {nproc} training process(es); resumable state in {work_dir}")
         invocation = trainer.launch(context, p, launch, extras={"artifact_version": version, "stage": stage})
         for mat in invocation.get_results():
@@ -207,23 +300,44 @@ def train_stage(context: AssetExecutionContext, p: Preset, preset: PresetResourc
             if getattr(mat, "data_version", None) is not None:
                 reported["data_version"] = mat.data_version.value
         summary = json.loads((staging / "summary.json").read_text())
-        return BuildResult(metadata={k: v for k, v in summary.items() if v is not None},
-                           markdown={"final_metrics": _summary_markdown(summary)})
+        return BuildResult(
+            metadata={k: v for k, v in summary.items() if v is not None},
+            markdown={"final_metrics": _summary_markdown(summary)},
+        )
 
-    result = materialize_versioned(context, store=artifact_store, warehouse=warehouse, preset=p,
-                                   preset_sections=sections, upstream=upstream, build=build)
+    result = materialize_versioned(
+        context,
+        store=artifact_store,
+        warehouse=warehouse,
+        preset=p,
+        preset_sections=sections,
+        upstream=upstream,
+        build=build,
+    )
     if not result.ref.reused:
         shutil.rmtree(work_dir, ignore_errors=True)  # periodic checkpoints are scratch once committed
     _record_metrics(artifact_store, warehouse, asset_name, result.ref.version)
-    extra = {"loss_curve": MetadataValue.path(artifact_store.uri(asset_name, result.ref.version, "loss_curve.png")),
-             "checkpoint": MetadataValue.path(artifact_store.uri(asset_name, result.ref.version, "checkpoint")),
-             **{f"trainer/{k}": v for k, v in reported.items() if isinstance(v, (int, float, str, bool))}}
+    extra = {
+        "loss_curve": MetadataValue.path(artifact_store.uri(asset_name, result.ref.version, "loss_curve.png")),
+        "checkpoint": MetadataValue.path(artifact_store.uri(asset_name, result.ref.version, "checkpoint")),
+        **{f"trainer/{k}": v for k, v in reported.items() if isinstance(v, (int, float, str, bool))},
+    }
     return result, extra
 
 
 def _summary_markdown(summary: dict) -> str:
-    keys = ("steps", "tokens", "loss_first", "loss_final", "mtp_loss_final", "lr_final", "expert_load_imbalance_final",
-            "tokens_per_s", "world_size", "resumed_from")
+    keys = (
+        "steps",
+        "tokens",
+        "loss_first",
+        "loss_final",
+        "mtp_loss_final",
+        "lr_final",
+        "expert_load_imbalance_final",
+        "tokens_per_s",
+        "world_size",
+        "resumed_from",
+    )
     return "\n".join(["| metric | value |", "|---|---|"] + [f"| {k} | {summary.get(k)} |" for k in keys])
 
 
@@ -235,8 +349,18 @@ def _record_metrics(store: ArtifactStore, warehouse: Warehouse, asset_name: str,
             if not line.strip():
                 continue
             r = json.loads(line)
-            rows += [{"asset": asset_name, "version": version, "partition": None, "step": r["step"], "metric": m,
-                      "value": float(r[m]), "unit": unit} for m, unit in STEP_METRICS.items()]
+            rows += [
+                {
+                    "asset": asset_name,
+                    "version": version,
+                    "partition": None,
+                    "step": r["step"],
+                    "metric": m,
+                    "value": float(r[m]),
+                    "unit": unit,
+                }
+                for m, unit in STEP_METRICS.items()
+            ]
     warehouse.insert("metrics", rows, replace_keys=("asset", "version"))
 
 

@@ -17,10 +17,10 @@ from dagster import AssetDep, AssetExecutionContext, asset
 from assets import keys
 from assets.corpus_pipeline import deduplicated_documents
 from assets.versioning import BuildResult, Upstream, materialize_versioned
+from config import Preset
 from corpus.lid import Py3LangidLID
 from kexaone_dag.automation import DOWNSTREAM_OF_DATA
 from kexaone_dag.config import PresetResource
-from config import Preset
 from resources.artifact_store import ArtifactStore
 from resources.teacher import TeacherLLM
 from resources.warehouse import Warehouse
@@ -37,8 +37,9 @@ SYNTHETIC_GROUP = "synthetic"
 THINK_TAGS = ("<think>", "</think>")
 
 
-def _read_partitions(context: AssetExecutionContext, store: ArtifactStore, partitions: list[str]
-                     ) -> tuple[dict[str, list[tuple[str, str]]], dict[str, Upstream]]:
+def _read_partitions(
+    context: AssetExecutionContext, store: ArtifactStore, partitions: list[str]
+) -> tuple[dict[str, list[tuple[str, str]]], dict[str, Upstream]]:
     docs: dict[str, list[tuple[str, str]]] = {}
     upstream: dict[str, Upstream] = {}
     for p in partitions:
@@ -49,11 +50,15 @@ def _read_partitions(context: AssetExecutionContext, store: ArtifactStore, parti
 
 def _teacher_upstream(teacher: TeacherLLM, p: Preset) -> Upstream:
     if p.synthetic.template_version != TEMPLATE_VERSION:
-        raise TeacherError(f"synthetic.template_version={p.synthetic.template_version!r} but synthetic/templates.py "
-                           f"holds {TEMPLATE_VERSION!r}")
+        raise TeacherError(
+            f"synthetic.template_version={p.synthetic.template_version!r} but synthetic/templates.py "
+            f"holds {TEMPLATE_VERSION!r}"
+        )
     identity = teacher.identity()
-    return Upstream(version=hashlib.sha256(f"{identity}|{TEMPLATE_VERSION}".encode()).hexdigest()[:16],
-                    uri=f"teacher:{identity}" + (f"@{teacher.base_url}" if teacher.base_url else ""))
+    return Upstream(
+        version=hashlib.sha256(f"{identity}|{TEMPLATE_VERSION}".encode()).hexdigest()[:16],
+        uri=f"teacher:{identity}" + (f"@{teacher.base_url}" if teacher.base_url else ""),
+    )
 
 
 def _language_of():
@@ -67,12 +72,21 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-@asset(group_name=SYNTHETIC_GROUP, deps=[AssetDep(keys.DEDUPLICATED_CORPUS)], code_version="1",
-       automation_condition=DOWNSTREAM_OF_DATA,
-       description="Document-grounded thinking trajectories joined with their source document (report §3.1): "
-                   "document + question + `<think>` trajectory `</think>` + answer, verified where verifiable.")
-def thinking_augmented_data(context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore,
-                            warehouse: Warehouse, teacher: TeacherLLM):
+@asset(
+    group_name=SYNTHETIC_GROUP,
+    deps=[AssetDep(keys.DEDUPLICATED_CORPUS)],
+    code_version="1",
+    automation_condition=DOWNSTREAM_OF_DATA,
+    description="Document-grounded thinking trajectories joined with their source document (report §3.1): "
+    "document + question + `<think>` trajectory `</think>` + answer, verified where verifiable.",
+)
+def thinking_augmented_data(
+    context: AssetExecutionContext,
+    preset: PresetResource,
+    artifact_store: ArtifactStore,
+    warehouse: Warehouse,
+    teacher: TeacherLLM,
+):
     p = preset.get()
     s = p.synthetic
     think = tuple(t for t in p.tokenizer.special_tokens if t in THINK_TAGS)
@@ -86,34 +100,61 @@ def thinking_augmented_data(context: AssetExecutionContext, preset: PresetResour
         client = teacher.client(max_tokens=s.teacher_max_tokens, temperature=s.teacher_temperature)
         sources = {src: (p.data.filters[src].lid_language or "", docs[src]) for src in s.thinking_sources}
         try:
-            result = thinking_samples(sources, client, template_version=TEMPLATE_VERSION, think=THINK_TAGS,
-                                      min_chars=s.thinking_min_chars, max_chars=s.thinking_max_chars,
-                                      max_docs_per_source=s.thinking_max_docs_per_source,
-                                      language_of=_language_of())
+            result = thinking_samples(
+                sources,
+                client,
+                template_version=TEMPLATE_VERSION,
+                think=THINK_TAGS,
+                min_chars=s.thinking_min_chars,
+                max_chars=s.thinking_max_chars,
+                max_docs_per_source=s.thinking_max_docs_per_source,
+                language_of=_language_of(),
+            )
         finally:
             client.close()
         _write_jsonl(staging / "samples.jsonl", result.samples)
         _write_jsonl(staging / "rejected.jsonl", result.rejected)
         by_source = {src: sum(x["source"] == src for x in result.samples) for src in s.thinking_sources}
-        metadata = {"samples": len(result.samples), "rejected": len(result.rejected),
-                    "verified_samples": sum(x["verified"] is True for x in result.samples),
-                    "rejection_reasons": result.rejection_counts, "samples_by_source": by_source,
-                    "teacher": client.identity, "template_version": TEMPLATE_VERSION, **client.stats.as_metadata()}
+        metadata = {
+            "samples": len(result.samples),
+            "rejected": len(result.rejected),
+            "verified_samples": sum(x["verified"] is True for x in result.samples),
+            "rejection_reasons": result.rejection_counts,
+            "samples_by_source": by_source,
+            "teacher": client.identity,
+            "template_version": TEMPLATE_VERSION,
+            **client.stats.as_metadata(),
+        }
         (staging / "stats.json").write_text(json.dumps(metadata, indent=2))
         return BuildResult(metadata=metadata)
 
     return materialize_versioned(
-        context, store=artifact_store, warehouse=warehouse, preset=p,
-        preset_sections=("synthetic", "tokenizer.special_tokens", "data.languages"), upstream=upstream,
-        build=build).materialize_result()
+        context,
+        store=artifact_store,
+        warehouse=warehouse,
+        preset=p,
+        preset_sections=("synthetic", "tokenizer.special_tokens", "data.languages"),
+        upstream=upstream,
+        build=build,
+    ).materialize_result()
 
 
-@asset(group_name=SYNTHETIC_GROUP, deps=[AssetDep(keys.DEDUPLICATED_CORPUS)], code_version="1",
-       automation_condition=DOWNSTREAM_OF_DATA, kinds={"duckdb"},
-       description="Cross-lingual synthesis (report §3.1): en/ko (and STEM) knowledge propagated into de, ja, vi "
-                   "and es through the teacher until each language reaches its character target.")
-def multilingual_synthetic_data(context: AssetExecutionContext, preset: PresetResource,
-                                artifact_store: ArtifactStore, warehouse: Warehouse, teacher: TeacherLLM):
+@asset(
+    group_name=SYNTHETIC_GROUP,
+    deps=[AssetDep(keys.DEDUPLICATED_CORPUS)],
+    code_version="1",
+    automation_condition=DOWNSTREAM_OF_DATA,
+    kinds={"duckdb"},
+    description="Cross-lingual synthesis (report §3.1): en/ko (and STEM) knowledge propagated into de, ja, vi "
+    "and es through the teacher until each language reaches its character target.",
+)
+def multilingual_synthetic_data(
+    context: AssetExecutionContext,
+    preset: PresetResource,
+    artifact_store: ArtifactStore,
+    warehouse: Warehouse,
+    teacher: TeacherLLM,
+):
     p = preset.get()
     s = p.synthetic
     upstream = {"teacher": _teacher_upstream(teacher, p)}
@@ -122,35 +163,64 @@ def multilingual_synthetic_data(context: AssetExecutionContext, preset: PresetRe
 
     def build(staging: Path) -> BuildResult:
         client = teacher.client(max_tokens=s.teacher_max_tokens, temperature=s.teacher_temperature)
-        directions = {src: Direction(src, p.data.filters[src].lid_language or "", docs[src])
-                      for src in s.multilingual_directions}
+        directions = {
+            src: Direction(src, p.data.filters[src].lid_language or "", docs[src]) for src in s.multilingual_directions
+        }
         try:
             result, balance = multilingual_documents(
-                directions, s.multilingual_directions, client, template_version=TEMPLATE_VERSION,
-                target_chars=s.multilingual_target_chars, min_chars=s.multilingual_min_chars,
-                max_chars=s.multilingual_max_chars, max_docs_per_source=s.multilingual_max_docs_per_source,
-                language_of=_language_of(), concurrency=teacher.concurrency)
+                directions,
+                s.multilingual_directions,
+                client,
+                template_version=TEMPLATE_VERSION,
+                target_chars=s.multilingual_target_chars,
+                min_chars=s.multilingual_min_chars,
+                max_chars=s.multilingual_max_chars,
+                max_docs_per_source=s.multilingual_max_docs_per_source,
+                language_of=_language_of(),
+                concurrency=teacher.concurrency,
+            )
         finally:
             client.close()
         _write_jsonl(staging / "documents.jsonl", result.samples)
         _write_jsonl(staging / "rejected.jsonl", result.rejected)
         (staging / "balance.json").write_text(json.dumps(balance, indent=2))
-        metadata = {"documents": len(result.samples), "rejected": len(result.rejected),
-                    "rejection_reasons": result.rejection_counts, "balance_unit": "characters",
-                    "achieved_chars": {r["language"]: r["achieved_chars"] for r in balance},
-                    "teacher": client.identity, "template_version": TEMPLATE_VERSION,
-                    **client.stats.as_metadata()}
+        metadata = {
+            "documents": len(result.samples),
+            "rejected": len(result.rejected),
+            "rejection_reasons": result.rejection_counts,
+            "balance_unit": "characters",
+            "achieved_chars": {r["language"]: r["achieved_chars"] for r in balance},
+            "teacher": client.identity,
+            "template_version": TEMPLATE_VERSION,
+            **client.stats.as_metadata(),
+        }
         (staging / "stats.json").write_text(json.dumps(metadata, indent=2))
         return BuildResult(metadata=metadata, markdown={"balance": balance_markdown(balance)})
 
     result = materialize_versioned(
-        context, store=artifact_store, warehouse=warehouse, preset=p,
-        preset_sections=("synthetic", "data.languages"), upstream=upstream, build=build)
+        context,
+        store=artifact_store,
+        warehouse=warehouse,
+        preset=p,
+        preset_sections=("synthetic", "data.languages"),
+        upstream=upstream,
+        build=build,
+    )
     version = result.ref.version
     balance = artifact_store.read_json(keys.MULTILINGUAL_SYNTHETIC_DATA, version, "balance.json")
-    warehouse.insert("synthetic_balance", [{"asset": keys.MULTILINGUAL_SYNTHETIC_DATA, "version": version,
-                                            "teacher": result.build.metadata.get("teacher"), **r} for r in balance],
-                     replace_keys=("asset", "version"))
+    warehouse.insert(
+        "synthetic_balance",
+        [
+            {
+                "asset": keys.MULTILINGUAL_SYNTHETIC_DATA,
+                "version": version,
+                "teacher": result.build.metadata.get("teacher"),
+                **r,
+            }
+            for r in balance
+        ],
+        replace_keys=("asset", "version"),
+    )
     return result.materialize_result()
 
 

@@ -15,9 +15,9 @@ from tokenizers import Tokenizer
 from assets import keys
 from assets.corpus_pipeline import deduplicated_documents
 from assets.versioning import BuildResult, Upstream, latest_upstream, materialize_versioned
+from config import Preset
 from kexaone_dag.automation import DOWNSTREAM_OF_DATA
 from kexaone_dag.config import PresetResource
-from config import Preset
 from resources.artifact_store import ArtifactStore
 from resources.warehouse import Warehouse
 from tokenizer.chart import bytes_per_token_chart
@@ -36,8 +36,9 @@ TOKENIZER_FILE = "tokenizer.json"
 CORPUS_DEP = [AssetDep(keys.DEDUPLICATED_CORPUS)]  # every partition: the tokenizer sees all languages
 
 
-def corpus_inputs(context: AssetExecutionContext, store: ArtifactStore, preset: Preset
-                  ) -> tuple[dict[str, DocStream], dict[str, Upstream]]:
+def corpus_inputs(
+    context: AssetExecutionContext, store: ArtifactStore, preset: Preset
+) -> tuple[dict[str, DocStream], dict[str, Upstream]]:
     """One document stream per deduplicated_corpus partition, and the partitions' versions (for lineage)."""
     streams: dict[str, DocStream] = {}
     upstream: dict[str, Upstream] = {}
@@ -60,16 +61,26 @@ def eod_and_pad(tok: Tokenizer, preset: Preset) -> tuple[int, int]:
 
 def _vocab_metadata(tok: Tokenizer) -> dict:
     vocab = tok.get_vocab()
-    return {"vocab_size": tok.get_vocab_size(with_added_tokens=True), "merges": len(merges_of(tok)),
-            "superword_tokens": sum(is_superword(t) for t in vocab), "fingerprint": fingerprint(tok)}
+    return {
+        "vocab_size": tok.get_vocab_size(with_added_tokens=True),
+        "merges": len(merges_of(tok)),
+        "superword_tokens": sum(is_superword(t) for t in vocab),
+        "fingerprint": fingerprint(tok),
+    }
 
 
-@asset(group_name=TOKENIZER_GROUP, deps=CORPUS_DEP, code_version="1", automation_condition=DOWNSTREAM_OF_DATA,
-       kinds={"tokenizers"},
-       description="The previous-generation byte-level BPE (NFKC, GPT-2 regex; 100K in the full preset) that "
-                   "the SuperBPE tokenizer inherits its most frequent tokens from and is measured against.")
-def base_tokenizer(context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore,
-                   warehouse: Warehouse):
+@asset(
+    group_name=TOKENIZER_GROUP,
+    deps=CORPUS_DEP,
+    code_version="1",
+    automation_condition=DOWNSTREAM_OF_DATA,
+    kinds={"tokenizers"},
+    description="The previous-generation byte-level BPE (NFKC, GPT-2 regex; 100K in the full preset) that "
+    "the SuperBPE tokenizer inherits its most frequent tokens from and is measured against.",
+)
+def base_tokenizer(
+    context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore, warehouse: Warehouse
+):
     p = preset.get()
     streams, upstream = corpus_inputs(context, artifact_store, p)
 
@@ -79,22 +90,45 @@ def base_tokenizer(context: AssetExecutionContext, preset: PresetResource, artif
         return BuildResult(metadata=_vocab_metadata(tok))
 
     return materialize_versioned(
-        context, store=artifact_store, warehouse=warehouse, preset=p,
-        preset_sections=("tokenizer.base_vocab_size", "tokenizer.special_tokens", "tokenizer.base_domains",
-                         "tokenizer.held_out_fraction"),
-        upstream=upstream, build=build).materialize_result()
+        context,
+        store=artifact_store,
+        warehouse=warehouse,
+        preset=p,
+        preset_sections=(
+            "tokenizer.base_vocab_size",
+            "tokenizer.special_tokens",
+            "tokenizer.base_domains",
+            "tokenizer.held_out_fraction",
+        ),
+        upstream=upstream,
+        build=build,
+    ).materialize_result()
 
 
-@asset(group_name=TOKENIZER_GROUP, deps=[*CORPUS_DEP, AssetDep(keys.BASE_TOKENIZER)], code_version="2",
-       automation_condition=DOWNSTREAM_OF_DATA, kinds={"tokenizers"},
-       check_specs=[AssetCheckSpec("round_trip_exact", asset=keys.SUPERBPE_TOKENIZER,
-                                   description="decode(encode(x)) == x on multilingual, emoji, code and CRLF text"),
-                    AssetCheckSpec("base_tokens_retained", asset=keys.SUPERBPE_TOKENIZER,
-                                   description="the top keep_base_fraction most frequent base tokens are kept")],
-       description="The K-EXAONE SuperBPE tokenizer: stage-1 BPE (kept base merges + de/ja/vi/STEM/code) up to "
-                   "the transition size, then superword merges (en:ko:other = 2:3:1), padded for the model.")
-def superbpe_tokenizer(context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore,
-                       warehouse: Warehouse):
+@asset(
+    group_name=TOKENIZER_GROUP,
+    deps=[*CORPUS_DEP, AssetDep(keys.BASE_TOKENIZER)],
+    code_version="2",
+    automation_condition=DOWNSTREAM_OF_DATA,
+    kinds={"tokenizers"},
+    check_specs=[
+        AssetCheckSpec(
+            "round_trip_exact",
+            asset=keys.SUPERBPE_TOKENIZER,
+            description="decode(encode(x)) == x on multilingual, emoji, code and CRLF text",
+        ),
+        AssetCheckSpec(
+            "base_tokens_retained",
+            asset=keys.SUPERBPE_TOKENIZER,
+            description="the top keep_base_fraction most frequent base tokens are kept",
+        ),
+    ],
+    description="The K-EXAONE SuperBPE tokenizer: stage-1 BPE (kept base merges + de/ja/vi/STEM/code) up to "
+    "the transition size, then superword merges (en:ko:other = 2:3:1), padded for the model.",
+)
+def superbpe_tokenizer(
+    context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore, warehouse: Warehouse
+):
     p = preset.get()
     streams, upstream = corpus_inputs(context, artifact_store, p)
     base_up = latest_upstream(context, keys.BASE_TOKENIZER)
@@ -105,47 +139,73 @@ def superbpe_tokenizer(context: AssetExecutionContext, preset: PresetResource, a
         result = build_superbpe_tokenizer(p, base, streams)
         result.tokenizer.save(str(staging / TOKENIZER_FILE))
         (staging / "stage1_merges.json").write_text(json.dumps(result.stage1_merges, ensure_ascii=False))
-        metadata = {**_vocab_metadata(result.tokenizer), "stage1_merges": len(result.stage1_merges),
-                    "kept_base_merges": result.kept_base_merges,
-                    "superword_merges_by_group": result.superword_merges_by_group,
-                    "superword_vocab_share": round(superword_vocab_share(result.tokenizer), 4)}
+        metadata = {
+            **_vocab_metadata(result.tokenizer),
+            "stage1_merges": len(result.stage1_merges),
+            "kept_base_merges": result.kept_base_merges,
+            "superword_merges_by_group": result.superword_merges_by_group,
+            "superword_vocab_share": round(superword_vocab_share(result.tokenizer), 4),
+        }
         return BuildResult(metadata=metadata)
 
     result = materialize_versioned(
-        context, store=artifact_store, warehouse=warehouse, preset=p,
-        preset_sections=("tokenizer", "model.padded_vocab_size", "data.domains"), upstream=upstream, build=build)
+        context,
+        store=artifact_store,
+        warehouse=warehouse,
+        preset=p,
+        preset_sections=("tokenizer", "model.padded_vocab_size", "data.domains"),
+        upstream=upstream,
+        build=build,
+    )
     tok = load_tokenizer(artifact_store, result.ref.version, keys.SUPERBPE_TOKENIZER)
-    return result.materialize_result(check_results=[
-        _round_trip_check(tok),
-        _retention_check(tok, base, p),
-    ])
+    return result.materialize_result(
+        check_results=[
+            _round_trip_check(tok),
+            _retention_check(tok, base, p),
+        ]
+    )
 
 
-ROUND_TRIP_PROBES = ("안녕하세요, 여러분! 반갑습니다.", "東京は日本の首都です。", "Tiếng Việt có dấu: ă, đ, ơ, ư.",
-                     "Emoji 😀👍🏽 🇰🇷", "def f(x):\n\tif x:\n\t\treturn x\r\n", "Grüße, señor: año 2026.")
+ROUND_TRIP_PROBES = (
+    "안녕하세요, 여러분! 반갑습니다.",
+    "東京は日本の首都です。",
+    "Tiếng Việt có dấu: ă, đ, ơ, ư.",
+    "Emoji 😀👍🏽 🇰🇷",
+    "def f(x):\n\tif x:\n\t\treturn x\r\n",
+    "Grüße, señor: año 2026.",
+)
 
 
 def _round_trip_check(tok: Tokenizer) -> AssetCheckResult:
     failed = [t for t in ROUND_TRIP_PROBES if tok.decode(tok.encode(t).ids, skip_special_tokens=False) != t]
-    return AssetCheckResult(check_name="round_trip_exact", passed=not failed,
-                            metadata={"failed": json.dumps(failed, ensure_ascii=False)})
+    return AssetCheckResult(
+        check_name="round_trip_exact", passed=not failed, metadata={"failed": json.dumps(failed, ensure_ascii=False)}
+    )
 
 
 def _retention_check(tok: Tokenizer, base: Tokenizer, p: Preset) -> AssetCheckResult:
     new_vocab = set(tok.get_vocab())
     base_vocab = [t for t in base.get_vocab() if t not in p.tokenizer.special_tokens]
     retained = sum(t in new_vocab for t in base_vocab) / len(base_vocab)
-    return AssetCheckResult(check_name="base_tokens_retained", passed=retained >= p.tokenizer.keep_base_fraction,
-                            metadata={"retained_share": round(retained, 4),
-                                      "required": p.tokenizer.keep_base_fraction})
+    return AssetCheckResult(
+        check_name="base_tokens_retained",
+        passed=retained >= p.tokenizer.keep_base_fraction,
+        metadata={"retained_share": round(retained, 4), "required": p.tokenizer.keep_base_fraction},
+    )
 
 
-@asset(group_name=TOKENIZER_GROUP, deps=[*CORPUS_DEP, AssetDep(keys.BASE_TOKENIZER), AssetDep(keys.SUPERBPE_TOKENIZER)],
-       code_version="2", automation_condition=DOWNSTREAM_OF_DATA, kinds={"tokenizers", "duckdb"},
-       description="Bytes per token on held-out text per domain for the base tokenizer, a plain BPE of the "
-                   "SuperBPE vocabulary size, and SuperBPE (all trained on the same data), plus superword usage.")
-def tokenizer_report(context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore,
-                     warehouse: Warehouse):
+@asset(
+    group_name=TOKENIZER_GROUP,
+    deps=[*CORPUS_DEP, AssetDep(keys.BASE_TOKENIZER), AssetDep(keys.SUPERBPE_TOKENIZER)],
+    code_version="2",
+    automation_condition=DOWNSTREAM_OF_DATA,
+    kinds={"tokenizers", "duckdb"},
+    description="Bytes per token on held-out text per domain for the base tokenizer, a plain BPE of the "
+    "SuperBPE vocabulary size, and SuperBPE (all trained on the same data), plus superword usage.",
+)
+def tokenizer_report(
+    context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore, warehouse: Warehouse
+):
     p = preset.get()
     streams, upstream = corpus_inputs(context, artifact_store, p)
     for name in (keys.BASE_TOKENIZER, keys.SUPERBPE_TOKENIZER):
@@ -156,20 +216,29 @@ def tokenizer_report(context: AssetExecutionContext, preset: PresetResource, art
     def build(staging: Path) -> BuildResult:
         plain = build_plain_bpe(p, streams)
         plain.save(str(staging / "plain_bpe_tokenizer.json"))
-        rows = efficiency_rows({"base": base, "plain_bpe": plain, "superbpe": superbpe}, streams,
-                               p.tokenizer.held_out_fraction)
+        rows = efficiency_rows(
+            {"base": base, "plain_bpe": plain, "superbpe": superbpe}, streams, p.tokenizer.held_out_fraction
+        )
         (staging / "efficiency.json").write_text(json.dumps(rows, indent=2))
-        bytes_per_token_chart(rows, staging / "bytes_per_token.png",
-                              title=f"Bytes per token on held-out text ({p.name} preset)")
+        bytes_per_token_chart(
+            rows, staging / "bytes_per_token.png", title=f"Bytes per token on held-out text ({p.name} preset)"
+        )
         return BuildResult(metadata=_gains(rows), markdown={"bytes_per_token": _markdown(rows)})
 
     result = materialize_versioned(
-        context, store=artifact_store, warehouse=warehouse, preset=p,
-        preset_sections=("tokenizer", "model.padded_vocab_size", "data.domains"), upstream=upstream, build=build)
+        context,
+        store=artifact_store,
+        warehouse=warehouse,
+        preset=p,
+        preset_sections=("tokenizer", "model.padded_vocab_size", "data.domains"),
+        upstream=upstream,
+        build=build,
+    )
     version = result.ref.version
     rows = artifact_store.read_json(keys.TOKENIZER_REPORT, version, "efficiency.json")
-    warehouse.insert("tokenizer_efficiency", [{"report_version": version, **r} for r in rows],
-                     replace_keys=("report_version",))
+    warehouse.insert(
+        "tokenizer_efficiency", [{"report_version": version, **r} for r in rows], replace_keys=("report_version",)
+    )
     with artifact_store.open(keys.TOKENIZER_REPORT, version, "bytes_per_token.png") as f:
         chart = MetadataValue.md(_inline_png(f.read()))
     return result.materialize_result(extra_metadata={"chart": chart})
@@ -191,14 +260,19 @@ def _markdown(rows: list[dict]) -> str:
     tokenizers = ["base", "plain_bpe", "superbpe"]
     by = {(r["tokenizer"], r["domain"]): r for r in rows}
     domains = list(dict.fromkeys(r["domain"] for r in rows))
-    lines = ["| domain | docs | " + " | ".join(f"{t} B/tok" for t in tokenizers) +
-             " | SuperBPE vs base | SuperBPE vs plain | superword tokens used |",
-             "|---|---:|" + "---:|" * (len(tokenizers) + 3)]
+    lines = [
+        "| domain | docs | "
+        + " | ".join(f"{t} B/tok" for t in tokenizers)
+        + " | SuperBPE vs base | SuperBPE vs plain | superword tokens used |",
+        "|---|---:|" + "---:|" * (len(tokenizers) + 3),
+    ]
     for d in domains:
         base, plain, sup = (by[(t, d)]["bytes_per_token"] for t in tokenizers)
-        lines.append(f"| {d} | {by[('superbpe', d)]['documents']} | {base:.3f} | {plain:.3f} | {sup:.3f} | "
-                     f"{100 * (sup / base - 1):+.1f} % | {100 * (sup / plain - 1):+.1f} % | "
-                     f"{100 * by[('superbpe', d)]['superword_token_share']:.1f} % |")
+        lines.append(
+            f"| {d} | {by[('superbpe', d)]['documents']} | {base:.3f} | {plain:.3f} | {sup:.3f} | "
+            f"{100 * (sup / base - 1):+.1f} % | {100 * (sup / plain - 1):+.1f} % | "
+            f"{100 * by[('superbpe', d)]['superword_token_share']:.1f} % |"
+        )
     return "\n".join(lines)
 
 

@@ -47,8 +47,9 @@ class VersionedResult:
         return md
 
     def materialize_result(self, extra_metadata: dict[str, Any] | None = None, **kwargs: Any) -> MaterializeResult:
-        return MaterializeResult(data_version=DataVersion(self.ref.version),
-                                 metadata={**self.metadata(), **(extra_metadata or {})}, **kwargs)
+        return MaterializeResult(
+            data_version=DataVersion(self.ref.version), metadata={**self.metadata(), **(extra_metadata or {})}, **kwargs
+        )
 
 
 class UpstreamMissingError(RuntimeError):
@@ -77,14 +78,21 @@ def partition_artifact_name(asset: str, partition: str) -> str:
     return f"{asset}__{partition}"
 
 
-def artifact_version(context: AssetExecutionContext, *, preset: Preset, preset_sections: Sequence[str],
-                     upstream: Mapping[str, Upstream], partition: str | None = None) -> tuple[str, str]:
+def artifact_version(
+    context: AssetExecutionContext,
+    *,
+    preset: Preset,
+    preset_sections: Sequence[str],
+    upstream: Mapping[str, Upstream],
+    partition: str | None = None,
+) -> tuple[str, str]:
     """(artifact name, version) this materialization will have: code version + upstream versions + preset
     slice. Known before building, so long builds can keep resumable state under it."""
     name = partition_artifact_name(asset_name(context), partition) if partition else asset_name(context)
     code_version = context.assets_def.code_versions_by_key[context.asset_key]
-    version = compute_version(name, code_version, {k: u.version for k, u in upstream.items()},
-                              preset.slice(*preset_sections))
+    version = compute_version(
+        name, code_version, {k: u.version for k, u in upstream.items()}, preset.slice(*preset_sections)
+    )
     return name, version
 
 
@@ -101,28 +109,45 @@ def materialize_versioned(
 ) -> VersionedResult:
     """``partition``: a partitioned asset versions each partition as its own artifact, named
     ``<asset>__<partition>`` (e.g. ``filtered_corpus__en``), at ``<root>/<asset>__<partition>/<version>/``."""
-    name, version = artifact_version(context, preset=preset, preset_sections=preset_sections, upstream=upstream,
-                                     partition=partition)
+    name, version = artifact_version(
+        context, preset=preset, preset_sections=preset_sections, upstream=upstream, partition=partition
+    )
     code_version = context.assets_def.code_versions_by_key[context.asset_key]
     preset_slice = preset.slice(*preset_sections)
 
     if store.has(name, version):
         context.log.info(f"{name}: inputs unchanged, reusing {store.uri(name, version)}")
         saved = store.read_provenance(name, version).get("build", {})
-        return VersionedResult(ArtifactRef(name, version, store.uri(name, version), reused=True),
-                               BuildResult(saved.get("metadata", {}), saved.get("markdown", {})))
+        return VersionedResult(
+            ArtifactRef(name, version, store.uri(name, version), reused=True),
+            BuildResult(saved.get("metadata", {}), saved.get("markdown", {})),
+        )
 
     provenance = base_provenance(
-        asset=name, version=version, code_version=code_version or "", preset_name=preset.name,
+        asset=name,
+        version=version,
+        code_version=code_version or "",
+        preset_name=preset.name,
         preset_slice=preset_slice,
-        upstream={k: {"version": u.version, "uri": u.uri} for k, u in upstream.items()})
+        upstream={k: {"version": u.version, "uri": u.uri} for k, u in upstream.items()},
+    )
     with store.stage(name, version) as staging:
         built = build(staging)
         provenance["build"] = {"metadata": built.metadata, "markdown": built.markdown}
         ref = store.commit(staging, name, version, provenance)
-    warehouse.insert("artifacts", [{
-        "asset": name, "version": version, "uri": ref.uri, "code_version": code_version,
-        "preset": preset.name, "git_commit": provenance["git_commit"],
-    }], replace_keys=("asset", "version"))
+    warehouse.insert(
+        "artifacts",
+        [
+            {
+                "asset": name,
+                "version": version,
+                "uri": ref.uri,
+                "code_version": code_version,
+                "preset": preset.name,
+                "git_commit": provenance["git_commit"],
+            }
+        ],
+        replace_keys=("asset", "version"),
+    )
     context.log.info(f"{name}: committed {ref.uri}")
     return VersionedResult(ref, built)

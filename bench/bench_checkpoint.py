@@ -75,15 +75,20 @@ def main(argv: list[str] | None = None) -> int:
         dist_checkpointing.save(state, str(root / "joint"))
         rows.append(("after one joint model + optimizer save", block()))
     base = rows[0][1]
-    table = markdown_table(["when", "median s/step", "vs before any checkpoint"],
-                           [(label, round(s, 4), f"{s / base:.2f}x") for label, s in rows])
-    body = (f"Tiny model, Muon + AdamW, 2 x 512 tokens per step, median of {BLOCK_STEPS - WARMUP_STEPS} steps per "
-            f"block, all blocks in one process in this order.\n\n{table}\n")
+    table = markdown_table(
+        ["when", "median s/step", "vs before any checkpoint"],
+        [(label, round(s, 4), f"{s / base:.2f}x") for label, s in rows],
+    )
+    body = (
+        f"Tiny model, Muon + AdamW, 2 x 512 tokens per step, median of {BLOCK_STEPS - WARMUP_STEPS} steps per "
+        f"block, all blocks in one process in this order.\n\n{table}\n"
+    )
     if args.no_write:
         print(body)
     else:
-        write_section("checkpoint", "Training steps after a checkpoint save (CPU)", "python -m bench.bench_checkpoint",
-                      body)
+        write_section(
+            "checkpoint", "Training steps after a checkpoint save (CPU)", "python -m bench.bench_checkpoint", body
+        )
     return 0
 
 

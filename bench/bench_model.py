@@ -87,8 +87,9 @@ def tiny_model_rows() -> list[list]:
     lengths = (preset.pretrain.seq_length, *(c.seq_length for c in preset.context.stages.values()))
     for seq in lengths:
         batch_size = max(1, tokens_per_step // seq)
-        tokens = torch.randint(0, preset.tokenizer.vocab_size, (batch_size, seq + 1),
-                               generator=torch.Generator().manual_seed(0))
+        tokens = torch.randint(
+            0, preset.tokenizer.vocab_size, (batch_size, seq + 1), generator=torch.Generator().manual_seed(0)
+        )
         medians = {}
         for name, model in models.items():
             model.train()
@@ -109,13 +110,25 @@ def _model_row(rows: list, name: str, model, tokens, batch_size: int, seq: int) 
         loss.mean().backward()
 
     seconds, fastest = timings(step, "cpu", repeats=5 if seq > 1024 else REPEATS)
-    rows.append([f"tiny model fwd+bwd (incl. MTP), {batch_size} x {seq}, {name}", "cpu", "fp32", batch_size * seq,
-                 seconds * 1e3, fastest * 1e3, batch_size * seq / seconds, "-", "-"])
+    rows.append(
+        [
+            f"tiny model fwd+bwd (incl. MTP), {batch_size} x {seq}, {name}",
+            "cpu",
+            "fp32",
+            batch_size * seq,
+            seconds * 1e3,
+            fastest * 1e3,
+            batch_size * seq / seconds,
+            "-",
+            "-",
+        ]
+    )
     return seconds
 
 
-def layer_row(preset_name: str, backend: str, device: str, dtype: torch.dtype, seq: int, batch: int,
-              peak: float) -> list:
+def layer_row(
+    preset_name: str, backend: str, device: str, dtype: torch.dtype, seq: int, batch: int, peak: float
+) -> list:
     """fwd+bwd of the first MoE decoder layer (sliding window + RoPE, MoE) of the preset, built from its ModuleSpec."""
     from megatron.core.models.common.embeddings.rotary_pos_embedding import RotaryEmbedding
     from megatron.core.transformer.spec_utils import build_module
@@ -129,11 +142,16 @@ def layer_row(preset_name: str, backend: str, device: str, dtype: torch.dtype, s
     config = transformer_config(preset, backend=backend, fp8=False)
     parallel.initialize(seed=preset.pretrain.seed)
     layer_index = m.num_dense_layers  # the first MoE layer; a sliding-window layer with RoPE
-    layer = build_module(decoder_block_spec(config, chosen).layer_specs[layer_index], config=config,
-                         layer_number=layer_index + 1).to(device)
+    layer = build_module(
+        decoder_block_spec(config, chosen).layer_specs[layer_index], config=config, layer_number=layer_index + 1
+    ).to(device)
     layer.train()
-    rope = RotaryEmbedding(kv_channels=m.kv_channels, rotary_percent=1.0, rotary_base=int(m.rope_theta),
-                           use_cpu_initialization=device == "cpu")(seq).to(device)
+    rope = RotaryEmbedding(
+        kv_channels=m.kv_channels,
+        rotary_percent=1.0,
+        rotary_base=int(m.rope_theta),
+        use_cpu_initialization=device == "cpu",
+    )(seq).to(device)
     hidden = torch.randn(seq, batch, m.hidden_size, device=device, dtype=dtype, requires_grad=True)
     grad = torch.randn_like(hidden)
 
@@ -145,11 +163,22 @@ def layer_row(preset_name: str, backend: str, device: str, dtype: torch.dtype, s
     seconds, fastest = timings(step, device)
     tokens = seq * batch
     flops = 3 * layer_forward_flops_per_token(m, layer_index, seq) * tokens
-    what = (f"{preset_name} layer {layer_index} (SWA {m.sliding_window}, {m.num_moe_experts} experts top-"
-            f"{m.moe_router_topk}, hidden {m.hidden_size}), {batch} x {seq}")
+    what = (
+        f"{preset_name} layer {layer_index} (SWA {m.sliding_window}, {m.num_moe_experts} experts top-"
+        f"{m.moe_router_topk}, hidden {m.hidden_size}), {batch} x {seq}"
+    )
     short = {torch.float32: "fp32", torch.bfloat16: "bf16"}[dtype]
-    return [what, device, short, tokens, seconds * 1e3, fastest * 1e3, tokens / seconds,
-            f"{100 * flops / seconds / peak:.1f} %", "-"]
+    return [
+        what,
+        device,
+        short,
+        tokens,
+        seconds * 1e3,
+        fastest * 1e3,
+        tokens / seconds,
+        f"{100 * flops / seconds / peak:.1f} %",
+        "-",
+    ]
 
 
 def main() -> int:
@@ -158,8 +187,10 @@ def main() -> int:
     rows = tiny_model_rows()
     cpu_peak = matmul_flops_per_second("cpu", torch.float32, 1024)
     rows.append(layer_row("tiny", "cpu", "cpu", torch.float32, seq=512, batch=2, peak=cpu_peak))
-    notes = [f"CPU fp32 matmul (1024^3, fastest of {REPEATS}): {cpu_peak / 1e9:.1f} GFLOP/s; 1-minute load average "
-             f"at the start: {load:.1f} on {os.cpu_count()} cores."]
+    notes = [
+        f"CPU fp32 matmul (1024^3, fastest of {REPEATS}): {cpu_peak / 1e9:.1f} GFLOP/s; 1-minute load average "
+        f"at the start: {load:.1f} on {os.cpu_count()} cores."
+    ]
     from model.architecture import have_transformer_engine
 
     if torch.cuda.is_available() and have_transformer_engine():
@@ -168,19 +199,41 @@ def main() -> int:
         notes.append(f"GPU bf16 matmul (8192^3, fastest of {REPEATS}): {gpu_peak / 1e12:.0f} TFLOP/s.")
     else:
         why = "no CUDA device" if not torch.cuda.is_available() else "TransformerEngine is not installed"
-        note = (f"GPU row skipped: {why} on this machine (it measures one full-width K-EXAONE MoE layer, "
-                "hidden 6144, 128 experts, in bf16 on TransformerEngine).")
+        note = (
+            f"GPU row skipped: {why} on this machine (it measures one full-width K-EXAONE MoE layer, "
+            "hidden 6144, 128 experts, in bf16 on TransformerEngine)."
+        )
         print(note, file=sys.stderr)
         notes.append(note)
-    notes.append("MFU = 3 x forward matmul FLOPs of the layer (top-k experts, shared expert, router, projections, "
-                 "attention over the window) per second / the measured matmul rate.")
-    notes.append("Speed-up = Megatron's DotProductAttention (an s x s score matrix and mask in every layer) over "
-                 "model.attention.CpuCoreAttention (window layers in 128-query chunks, global layers through fused "
-                 "causal SDPA), measured side by side in this run on the same weights' shapes and tokens.")
-    table = markdown_table(["what", "device", "dtype", "tokens/step", "median ms/step", "fastest ms/step",
-                            "tokens/s (median)", "MFU (median, vs measured matmul)", "speed-up"], rows)
-    write_section("model", "Model: tiny forward+backward on CPU", "python -m bench.bench_model",
-                  table + "\n\n" + "\n".join(f"- {n}" for n in notes))
+    notes.append(
+        "MFU = 3 x forward matmul FLOPs of the layer (top-k experts, shared expert, router, projections, "
+        "attention over the window) per second / the measured matmul rate."
+    )
+    notes.append(
+        "Speed-up = Megatron's DotProductAttention (an s x s score matrix and mask in every layer) over "
+        "model.attention.CpuCoreAttention (window layers in 128-query chunks, global layers through fused "
+        "causal SDPA), measured side by side in this run on the same weights' shapes and tokens."
+    )
+    table = markdown_table(
+        [
+            "what",
+            "device",
+            "dtype",
+            "tokens/step",
+            "median ms/step",
+            "fastest ms/step",
+            "tokens/s (median)",
+            "MFU (median, vs measured matmul)",
+            "speed-up",
+        ],
+        rows,
+    )
+    write_section(
+        "model",
+        "Model: tiny forward+backward on CPU",
+        "python -m bench.bench_model",
+        table + "\n\n" + "\n".join(f"- {n}" for n in notes),
+    )
     return 0
 
 

@@ -54,8 +54,9 @@ def build_corpus(folder: Path, megabytes: float) -> dict[str, int]:
                     if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
                         doc = ast.get_docstring(node)
                         if doc and len(doc) > 300:
-                            prose.write(json.dumps({"id": f"en:{rel}:{getattr(node, 'lineno', 0)}",
-                                                    "text": doc}) + "\n")
+                            prose.write(
+                                json.dumps({"id": f"en:{rel}:{getattr(node, 'lineno', 0)}", "text": doc}) + "\n"
+                            )
                             sizes["en"] += len(doc.encode())
     return sizes
 
@@ -71,19 +72,23 @@ def domains_for(folder: Path):
                 for f in manifest.files:
                     for d in iter_documents(fs, f):
                         yield f"{uri}:{d.id}", d.text
+
         return docs
 
     generated = {"en": [str(folder / "prose")], "code": [str(folder / "src")]}
-    return {d: stream(generated.get(d, []) + [str(DEMO / d)])
-            for d in ("en", "ko", "es", "de", "ja", "vi", "code", "stem")}
+    return {
+        d: stream(generated.get(d, []) + [str(DEMO / d)]) for d in ("en", "ko", "es", "de", "ja", "vi", "code", "stem")
+    }
 
 
 def preset_for(vocab: int):
     from config import get_preset
 
     padded = -(-vocab // 128) * 128 + 128  # room for the special tokens
-    return get_preset("tiny", {"tokenizer.vocab_size": vocab, "tokenizer.base_vocab_size": vocab * 2 // 3,
-                               "model.padded_vocab_size": padded})
+    return get_preset(
+        "tiny",
+        {"tokenizer.vocab_size": vocab, "tokenizer.base_vocab_size": vocab * 2 // 3, "model.padded_vocab_size": padded},
+    )
 
 
 def layout(folder: Path, megabytes: float) -> dict[str, int]:
@@ -104,8 +109,15 @@ def encode_mb_per_s(tok, texts: list[str]) -> float:
 
 
 def compare_vocab_sizes(folder: Path, vocabs: list[int]) -> str:
-    from tokenizer.recipe import (REPORT_DOMAINS, build_base_tokenizer, build_plain_bpe, build_superbpe_tokenizer,
-                                  efficiency_rows, held_out_texts, superword_vocab_share)
+    from tokenizer.recipe import (
+        REPORT_DOMAINS,
+        build_base_tokenizer,
+        build_plain_bpe,
+        build_superbpe_tokenizer,
+        efficiency_rows,
+        held_out_texts,
+        superword_vocab_share,
+    )
 
     domains = domains_for(folder)
     rows_out = []
@@ -127,15 +139,35 @@ def compare_vocab_sizes(folder: Path, vocabs: list[int]) -> str:
         mix_plain = sum(len(t.encode()) for t in mix) / sum(len(plain.encode(t).ids) for t in mix)
         mix_super = sum(len(t.encode()) for t in mix) / sum(len(superbpe.encode(t).ids) for t in mix)
         enc_plain, enc_super = encode_mb_per_s(plain, mix), encode_mb_per_s(superbpe, mix)
-        rows_out.append([vocab, f"{t_plain:.1f}", f"{t_super:.1f} (+{t_base:.1f} base)",
-                         f"{enc_plain:.2f}", f"{enc_super:.2f}", f"{enc_plain / enc_super:.2f}x",
-                         f"{mix_plain:.3f}", f"{mix_super:.3f}", f"{100 * (mix_super / mix_plain - 1):+.1f} %",
-                         *[f"{100 * (by[('superbpe', d)] / by[('plain', d)] - 1):+.1f} %" for d in REPORT_DOMAINS],
-                         f"{100 * superword_vocab_share(superbpe):.1f} %"])
+        rows_out.append(
+            [
+                vocab,
+                f"{t_plain:.1f}",
+                f"{t_super:.1f} (+{t_base:.1f} base)",
+                f"{enc_plain:.2f}",
+                f"{enc_super:.2f}",
+                f"{enc_plain / enc_super:.2f}x",
+                f"{mix_plain:.3f}",
+                f"{mix_super:.3f}",
+                f"{100 * (mix_super / mix_plain - 1):+.1f} %",
+                *[f"{100 * (by[('superbpe', d)] / by[('plain', d)] - 1):+.1f} %" for d in REPORT_DOMAINS],
+                f"{100 * superword_vocab_share(superbpe):.1f} %",
+            ]
+        )
         print(f"vocab {vocab}: done", file=sys.stderr)
-    columns = ["vocab", "train plain s", "train SuperBPE s", "encode plain MB/s", "encode SuperBPE MB/s",
-               "plain/SuperBPE encode time", "held-out mix B/tok plain", "B/tok SuperBPE", "gain (mix)",
-               *[f"gain {d}" for d in REPORT_DOMAINS], "superword share of vocab"]
+    columns = [
+        "vocab",
+        "train plain s",
+        "train SuperBPE s",
+        "encode plain MB/s",
+        "encode SuperBPE MB/s",
+        "plain/SuperBPE encode time",
+        "held-out mix B/tok plain",
+        "B/tok SuperBPE",
+        "gain (mix)",
+        *[f"gain {d}" for d in REPORT_DOMAINS],
+        "superword share of vocab",
+    ]
     return markdown_table(columns, rows_out)
 
 
@@ -157,14 +189,17 @@ def memory_scaling(root: Path, sizes_mb: list[float], vocab: int) -> str:
     for mb in sizes_mb:
         folder = root / f"mem-{mb}"
         sizes = layout(folder, mb)
-        proc = subprocess.run([sys.executable, "-m", "bench.bench_tokenizer", "--memory-child", str(folder),
-                               "--vocab", str(vocab)], capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.bench_tokenizer", "--memory-child", str(folder), "--vocab", str(vocab)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         total_mb = (sizes["en"] + sizes["code"]) / 1e6
         rows.append([f"{total_mb:.0f} MB", vocab, f"{result['seconds']:.0f}", f"{result['peak_mib']:.0f}"])
         print(f"memory {mb} MB: done", file=sys.stderr)
-    return markdown_table(["corpus (prose + code, + demo)", "vocab", "train s (base + SuperBPE)",
-                           "peak RSS MiB"], rows)
+    return markdown_table(["corpus (prose + code, + demo)", "vocab", "train s (base + SuperBPE)", "peak RSS MiB"], rows)
 
 
 def main() -> None:
@@ -183,12 +218,14 @@ def main() -> None:
         sizes = layout(root / "main", args.mb)
         comparison = compare_vocab_sizes(root / "main", [int(v) for v in args.vocabs.split(",")])
         scaling = memory_scaling(root, [float(m) for m in args.memory_sizes.split(",")], args.vocab)
-    body = (f"Corpus: {sizes['en'] / 1e6:.1f} MB English prose (docstrings of installed packages) + "
-            f"{sizes['code'] / 1e6:.1f} MB Python source + the demo corpus (ko/es/de/ja/vi/STEM, ~30 KB each); "
-            "10 % of documents held out. Gains are SuperBPE over a plain BPE of the same vocabulary size trained "
-            "on the same data; encode throughput is single-threaded `encode` on the held-out mix.\n\n"
-            f"{comparison}\n\nTraining memory and time vs corpus size (the corpus is streamed from disk; "
-            f"peak RSS of the training process):\n\n{scaling}\n")
+    body = (
+        f"Corpus: {sizes['en'] / 1e6:.1f} MB English prose (docstrings of installed packages) + "
+        f"{sizes['code'] / 1e6:.1f} MB Python source + the demo corpus (ko/es/de/ja/vi/STEM, ~30 KB each); "
+        "10 % of documents held out. Gains are SuperBPE over a plain BPE of the same vocabulary size trained "
+        "on the same data; encode throughput is single-threaded `encode` on the held-out mix.\n\n"
+        f"{comparison}\n\nTraining memory and time vs corpus size (the corpus is streamed from disk; "
+        f"peak RSS of the training process):\n\n{scaling}\n"
+    )
     write_section("tokenizer", "Tokenizer: SuperBPE vs plain BPE", "python -m bench.bench_tokenizer", body)
 
 

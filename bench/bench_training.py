@@ -35,8 +35,8 @@ def main() -> None:
     args = ap.parse_args()
     from dagster import AssetKey, DagsterInstance, materialize
 
-    from kexaone_dag.config import PresetResource
     from config import get_preset
+    from kexaone_dag.config import PresetResource
 
     overrides = {"pretrain.total_tokens": get_preset("tiny").pretrain.total_tokens * args.scale}
     with tempfile.TemporaryDirectory(prefix="kexaone-bench-training-") as tmp:
@@ -48,18 +48,42 @@ def main() -> None:
         with DagsterInstance.ephemeral() as instance:
             print("materializing the data assets and the stage-1 mixture (not timed) ...", flush=True)
             assert defs.resolve_job_def("data").execute_in_process(instance=instance).success
-            mixture = materialize([defs.get_assets_def(AssetKey("tokenized_mixture_stage1"))], instance=instance,
-                                  resources=resources)
-            mixture_dir = mixture.asset_materializations_for_node("tokenized_mixture_stage1")[0] \
-                .metadata["dagster/uri"].value
+            mixture = materialize(
+                [defs.get_assets_def(AssetKey("tokenized_mixture_stage1"))], instance=instance, resources=resources
+            )
+            mixture_dir = (
+                mixture.asset_materializations_for_node("tokenized_mixture_stage1")[0].metadata["dagster/uri"].value
+            )
 
             print("bare torchrun ...", flush=True)
             t0 = time.perf_counter()
             bare = subprocess.run(
-                [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=1", "-m",
-                 "model.train", "--preset", "tiny", "--overrides", json.dumps(overrides), "--stage", "stage1",
-                 "--data", mixture_dir, "--work-dir", f"{tmp}/bare-work", "--output", f"{tmp}/bare-out"],
-                cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                [
+                    sys.executable,
+                    "-m",
+                    "torch.distributed.run",
+                    "--standalone",
+                    "--nproc-per-node=1",
+                    "-m",
+                    "model.train",
+                    "--preset",
+                    "tiny",
+                    "--overrides",
+                    json.dumps(overrides),
+                    "--stage",
+                    "stage1",
+                    "--data",
+                    mixture_dir,
+                    "--work-dir",
+                    f"{tmp}/bare-work",
+                    "--output",
+                    f"{tmp}/bare-out",
+                ],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
             bare_wall = time.perf_counter() - t0
             if bare.returncode != 0:
                 raise SystemExit(bare.stderr[-3000:])
@@ -67,24 +91,39 @@ def main() -> None:
 
             print("through Dagster (pretrain_stage1 asset) ...", flush=True)
             t0 = time.perf_counter()
-            run = materialize([defs.get_assets_def(AssetKey("pretrain_stage1"))], instance=instance,
-                              resources=resources)
+            run = materialize(
+                [defs.get_assets_def(AssetKey("pretrain_stage1"))], instance=instance, resources=resources
+            )
             dagster_wall = time.perf_counter() - t0
             uri = run.asset_materializations_for_node("pretrain_stage1")[0].metadata["dagster/uri"].value
             dagster_summary = json.loads((Path(uri) / "summary.json").read_text())
 
     steps, tokens = bare_summary["steps"], bare_summary["tokens"]
     overhead = (dagster_wall - bare_wall) / dagster_wall
-    rows = [["bare torchrun", steps, tokens, round(bare_wall, 1), bare_summary["tokens_per_s"], "-"],
-            ["Dagster asset (Pipes)", steps, tokens, round(dagster_wall, 1), dagster_summary["tokens_per_s"],
-             f"{100 * overhead:+.1f} %"]]
+    rows = [
+        ["bare torchrun", steps, tokens, round(bare_wall, 1), bare_summary["tokens_per_s"], "-"],
+        [
+            "Dagster asset (Pipes)",
+            steps,
+            tokens,
+            round(dagster_wall, 1),
+            dagster_summary["tokens_per_s"],
+            f"{100 * overhead:+.1f} %",
+        ],
+    ]
     table = markdown_table(["launch", "steps", "tokens", "wall s", "train tokens/s", "Dagster share of wall"], rows)
     print(table)
-    body = (f"{table}\n\nTarget: Dagster overhead <= 5 % of the wall time of a run of >= 2 minutes. Tokens/s is the "
-            "mean over the stage's steps as the trainer measured them; wall time includes process start-up, "
-            "model build, the final checkpoint and, for Dagster, versioning, Pipes, commit and warehouse writes.")
-    write_section("training", "Training launch: Dagster + Pipes vs bare torchrun (tiny preset, CPU)",
-                  f"python -m bench.bench_training --scale {args.scale}", body)
+    body = (
+        f"{table}\n\nTarget: Dagster overhead <= 5 % of the wall time of a run of >= 2 minutes. Tokens/s is the "
+        "mean over the stage's steps as the trainer measured them; wall time includes process start-up, "
+        "model build, the final checkpoint and, for Dagster, versioning, Pipes, commit and warehouse writes."
+    )
+    write_section(
+        "training",
+        "Training launch: Dagster + Pipes vs bare torchrun (tiny preset, CPU)",
+        f"python -m bench.bench_training --scale {args.scale}",
+        body,
+    )
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ PRETRAINING = ("pretrain_",)
 
 # -- child: the chain ---------------------------------------------------------------------------------------
 
+
 def run_chain(overrides: dict) -> int:
     """The demo job in this process (its trainers inherit this process's environment)."""
     from dagster import DagsterInstance
@@ -64,15 +65,20 @@ def run_chain(overrides: dict) -> int:
     run_config = {"resources": {"preset": {"config": {"overrides": overrides}}}} if overrides else {}
     with DagsterInstance.ephemeral() as instance:
         for job in ("observe_raw_corpus", "demo"):
-            result = defs.resolve_job_def(job).execute_in_process(instance=instance, raise_on_error=False,
-                                                                  run_config=run_config if job == "demo" else {})
-        gates = {e.asset_key.to_user_string(): e.passed for e in result.get_asset_check_evaluations()
-                 if e.check_name == "niah_green_light"}
+            result = defs.resolve_job_def(job).execute_in_process(
+                instance=instance, raise_on_error=False, run_config=run_config if job == "demo" else {}
+            )
+        gates = {
+            e.asset_key.to_user_string(): e.passed
+            for e in result.get_asset_check_evaluations()
+            if e.check_name == "niah_green_light"
+        }
     print(json.dumps({"success": result.success, "gates": gates}))
     return 0
 
 
 # -- child: scoring a checkpoint on more grid seeds ---------------------------------------------------------
+
 
 def _held_out_filler(preset, provenance: dict) -> dict[str, list[str]]:
     """The gate's filler: held-out documents of the deduplicated_corpus versions the stage was built from."""
@@ -92,10 +98,12 @@ def _held_out_filler(preset, provenance: dict) -> dict[str, list[str]]:
             fmt = file_format(path)
             if fmt is None:
                 continue
-            file = SourceFile(path=path, relpath=path[len(str(folder)):].lstrip("/"), size=0, fingerprint="",
-                              format=fmt)
-            texts[domain] += [d.text for d in iter_documents(fs, file)
-                              if is_held_out(d.id, preset.tokenizer.held_out_fraction)]
+            file = SourceFile(
+                path=path, relpath=path[len(str(folder)) :].lstrip("/"), size=0, fingerprint="", format=fmt
+            )
+            texts[domain] += [
+                d.text for d in iter_documents(fs, file) if is_held_out(d.id, preset.tokenizer.held_out_fraction)
+            ]
     return niah_filler(preset, texts)
 
 
@@ -106,8 +114,8 @@ def rescore(artifacts: Path, overrides: dict, seeds: list[int]) -> int:
     from tokenizers import Tokenizer
 
     from assets.context import previous_length
-    from evaluation import niah
     from config import get_preset
+    from evaluation import niah
     from model import checkpoint
     from model.architecture import build_model
     from model.inference import generate_batch
@@ -116,7 +124,9 @@ def rescore(artifacts: Path, overrides: dict, seeds: list[int]) -> int:
     preset = get_preset("tiny", overrides)
     out: dict = {}
     for stage in CONTEXT_STAGES:
-        folders = sorted((artifacts / f"context_ext_{stage}").glob("*/provenance.json"), key=lambda f: f.stat().st_mtime)
+        folders = sorted(
+            (artifacts / f"context_ext_{stage}").glob("*/provenance.json"), key=lambda f: f.stat().st_mtime
+        )
         if not folders:
             out[stage] = None  # not trained: the previous gate blocked it
             continue
@@ -135,11 +145,16 @@ def rescore(artifacts: Path, overrides: dict, seeds: list[int]) -> int:
                 if model is None:
                     model = build_model(preset, vocab_size=tok.get_vocab_size(with_added_tokens=True))
                     checkpoint.load_model(folder / "checkpoint", model)
-                cases = niah.stage_cases(lambda t: tok.encode(t).ids, filler, seq_length=cs.seq_length,
-                                         previous_length=previous_length(preset, stage),
-                                         num_lengths=preset.eval.niah_num_lengths,
-                                         num_depths=preset.eval.niah_num_depths, trials=preset.eval.niah_trials,
-                                         seed=seed)
+                cases = niah.stage_cases(
+                    lambda t: tok.encode(t).ids,
+                    filler,
+                    seq_length=cs.seq_length,
+                    previous_length=previous_length(preset, stage),
+                    num_lengths=preset.eval.niah_num_lengths,
+                    num_depths=preset.eval.niah_num_depths,
+                    trials=preset.eval.niah_trials,
+                    seed=seed,
+                )
                 vocab = tok.get_vocab_size(with_added_tokens=True)
 
                 def generate_many(prompts: list[list[int]]) -> list[str]:
@@ -155,10 +170,17 @@ def rescore(artifacts: Path, overrides: dict, seeds: list[int]) -> int:
 
 # -- parent ---------------------------------------------------------------------------------------------------
 
+
 def _child(args: list[str], env: dict[str, str], log: Path) -> dict:
     with open(log, "a") as f:
-        proc = subprocess.run([sys.executable, "-m", "bench.niah_margin", *args], cwd=REPO, env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=f)
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.niah_margin", *args],
+            cwd=REPO,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=f,
+        )
     if proc.returncode != 0:
         raise SystemExit(f"child {args[0]} failed ({proc.returncode}); see {log}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -195,10 +217,19 @@ def report(results: dict, seeds: list[int], threshold: float, command: str, seco
                 correct = sum(c for c, _ in cells.values())
                 total = sum(t for _, t in cells.values())
                 worst = min(cells.items(), key=lambda kv: kv[1][0] / kv[1][1])
-                summary_rows.append([config, stage, seed, f"{correct}/{total}", f"{worst[1][0]}/{worst[1][1]}",
-                                     f"length {worst[0][0]} depth {worst[0][1]:.2f}"])
-    lines.append(markdown_table(["configuration", "stage", "grid seed", "correct", "worst cell", "where"],
-                                summary_rows))
+                summary_rows.append(
+                    [
+                        config,
+                        stage,
+                        seed,
+                        f"{correct}/{total}",
+                        f"{worst[1][0]}/{worst[1][1]}",
+                        f"length {worst[0][0]} depth {worst[0][1]:.2f}",
+                    ]
+                )
+    lines.append(
+        markdown_table(["configuration", "stage", "grid seed", "correct", "worst cell", "where"], summary_rows)
+    )
     for stage in CONTEXT_STAGES:
         minimum: dict[tuple[int, float], float] = {}
         for per_stage in results.values():
@@ -212,32 +243,58 @@ def report(results: dict, seeds: list[int], threshold: float, command: str, seco
         lengths = sorted({k[0] for k in minimum})
         depths = sorted({k[1] for k in minimum})
         below = sum(1 for v in minimum.values() if v < threshold)
-        lines.append(f"\n`context_ext_{stage}`: each cell's **minimum** accuracy over {len(results)} configurations "
-                     f"x {len(seeds)} grid seeds ({below} cell(s) below the gate's {threshold:.0%}):\n")
-        lines.append(markdown_table(["depth \\ length", *map(str, lengths)],
-                                    [[f"{d:.2f}", *(f"{minimum[(n, d)]:.0%}" for n in lengths)] for d in depths]))
-    configs = "; ".join(f"`{name}`: {' '.join(f'{k}={v}' for k, v in CONFIGS[name].items()) or 'no override'}"
-                        for name in results)
-    lines.append(f"\nConfigurations tried: {configs}. Grid seeds {', '.join(map(str, seeds))} (the gate draws with "
-                 f"the preset's seed). Total bench time {seconds / 60:.0f} min; raw answers in `{work}/niah_margin.json`.")
+        lines.append(
+            f"\n`context_ext_{stage}`: each cell's **minimum** accuracy over {len(results)} configurations "
+            f"x {len(seeds)} grid seeds ({below} cell(s) below the gate's {threshold:.0%}):\n"
+        )
+        lines.append(
+            markdown_table(
+                ["depth \\ length", *map(str, lengths)],
+                [[f"{d:.2f}", *(f"{minimum[(n, d)]:.0%}" for n in lengths)] for d in depths],
+            )
+        )
+    configs = "; ".join(
+        f"`{name}`: {' '.join(f'{k}={v}' for k, v in CONFIGS[name].items()) or 'no override'}" for name in results
+    )
+    lines.append(
+        f"\nConfigurations tried: {configs}. Grid seeds {', '.join(map(str, seeds))} (the gate draws with "
+        f"the preset's seed). Total bench time {seconds / 60:.0f} min; raw answers in `{work}/niah_margin.json`."
+    )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.niah_margin", description=__doc__.splitlines()[0])
     ap.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, of {', '.join(CONFIGS)}")
-    ap.add_argument("--seeds", default=None,
-                    help="comma-separated NIAH grid seeds (default: the gate's own, pretrain.seed, then 1 and 2)")
+    ap.add_argument(
+        "--seeds",
+        default=None,
+        help="comma-separated NIAH grid seeds (default: the gate's own, pretrain.seed, then 1 and 2)",
+    )
     ap.add_argument("--overrides", default="{}", help="JSON preset overrides for the tiny chain")
-    ap.add_argument("--reuse-from", type=Path, default=None,
-                    help="a KEXAONE_HOME whose data artifacts (corpus, tokenizer, synthetic data: no floats "
-                         "trained) every configuration starts from")
-    ap.add_argument("--reuse-pretraining", action="store_true",
-                    help="with --reuse-from, also its pre-training checkpoints (tuning a context stage only)")
-    ap.add_argument("--work", type=Path, default=None, help="where the per-configuration homes go (default: a temp dir)")
-    ap.add_argument("--adopt", action="append", default=[], metavar="CONFIG=HOME",
-                    help="use the chain already run in HOME (a KEXAONE_HOME, e.g. `make demo`'s .kexaone) under "
-                         "CONFIG's environment instead of running it again; only the rescoring runs")
+    ap.add_argument(
+        "--reuse-from",
+        type=Path,
+        default=None,
+        help="a KEXAONE_HOME whose data artifacts (corpus, tokenizer, synthetic data: no floats "
+        "trained) every configuration starts from",
+    )
+    ap.add_argument(
+        "--reuse-pretraining",
+        action="store_true",
+        help="with --reuse-from, also its pre-training checkpoints (tuning a context stage only)",
+    )
+    ap.add_argument(
+        "--work", type=Path, default=None, help="where the per-configuration homes go (default: a temp dir)"
+    )
+    ap.add_argument(
+        "--adopt",
+        action="append",
+        default=[],
+        metavar="CONFIG=HOME",
+        help="use the chain already run in HOME (a KEXAONE_HOME, e.g. `make demo`'s .kexaone) under "
+        "CONFIG's environment instead of running it again; only the rescoring runs",
+    )
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     ap.add_argument("--run-chain", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--rescore", type=Path, default=None, help=argparse.SUPPRESS)
@@ -288,8 +345,11 @@ def main(argv: list[str] | None = None) -> int:
             if not chain["success"] and all(chain["gates"].values()):  # no gate failed, so something else did
                 raise SystemExit(f"[{name}] the chain failed before its NIAH gates; see {home / 'chain.log'}")
         t0 = time.monotonic()
-        results[name] = _child(["--rescore", str(home / "artifacts"), "--overrides", json.dumps(overrides),
-                                "--seeds", args.seeds], env, work / f"{name}-rescore.log")
+        results[name] = _child(
+            ["--rescore", str(home / "artifacts"), "--overrides", json.dumps(overrides), "--seeds", args.seeds],
+            env,
+            work / f"{name}-rescore.log",
+        )
         print(f"[{name}] rescored {time.monotonic() - t0:.0f}s", flush=True)
         (work / "niah_margin.json").write_text(json.dumps(results))
     command = " ".join(["python -m bench.niah_margin", *(shlex.quote(a) for a in (argv or sys.argv[1:]))])
@@ -297,8 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_write:
         print(body)
     else:
-        write_section("niah_margin", "NIAH gate margin: the tiny chain over kernel configurations and grid seeds",
-                      command, body)
+        write_section(
+            "niah_margin", "NIAH gate margin: the tiny chain over kernel configurations and grid seeds", command, body
+        )
     return 0
 
 

@@ -49,13 +49,16 @@ def machine() -> str:
 def write_section(name: str, title: str, command: str, body: str) -> None:
     """Replace (or append) the section NAME of docs/benchmarks.md and print the body."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=BENCHMARKS_MD.parent).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=BENCHMARKS_MD.parent
+        ).stdout.strip()
     except OSError:
         commit = "unknown"
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    section = (f"<!-- bench:{name} -->\n## {title}\n\n`{command}` — {stamp}, commit {commit or 'unknown'}, "
-               f"{machine()}\n\n{body.strip()}\n<!-- /bench:{name} -->\n")
+    section = (
+        f"<!-- bench:{name} -->\n## {title}\n\n`{command}` — {stamp}, commit {commit or 'unknown'}, "
+        f"{machine()}\n\n{body.strip()}\n<!-- /bench:{name} -->\n"
+    )
     BENCHMARKS_MD.parent.mkdir(parents=True, exist_ok=True)
     text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else HEADER
     start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"

@@ -23,10 +23,31 @@ import os
 from typing import Any, Callable, Mapping
 
 from config.k_exaone_236b import SOURCES, k_exaone_236b
-from config.schema import (CORPUS_DOMAINS, DEFAULT_PRESET, LANGUAGES, PRESET_ENV_VAR, C4Args, CodeQualityArgs,
-                           ComputeArgs, ContextArgs, ContextStageArgs, CorpusPipelineArgs, DataArgs,
-                           DomainFilterArgs, EvalArgs, FineWebQualityArgs, GopherQualityArgs, GopherRepetitionArgs,
-                           MinhashArgs, ModelArgs, Preset, PresetError, PretrainArgs, SyntheticArgs, TokenizerArgs)
+from config.schema import (
+    CORPUS_DOMAINS,
+    DEFAULT_PRESET,
+    LANGUAGES,
+    PRESET_ENV_VAR,
+    C4Args,
+    CodeQualityArgs,
+    ComputeArgs,
+    ContextArgs,
+    ContextStageArgs,
+    CorpusPipelineArgs,
+    DataArgs,
+    DomainFilterArgs,
+    EvalArgs,
+    FineWebQualityArgs,
+    GopherQualityArgs,
+    GopherRepetitionArgs,
+    MinhashArgs,
+    ModelArgs,
+    Preset,
+    PresetError,
+    PretrainArgs,
+    SyntheticArgs,
+    TokenizerArgs,
+)
 from config.tiny import tiny
 
 PRESETS: dict[str, Callable[[], Preset]] = {"tiny": tiny, "k-exaone-236b": k_exaone_236b}
@@ -49,8 +70,9 @@ def leaf_paths(preset: Preset) -> list[str]:
     out: list[str] = []
 
     def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict) and not prefix.endswith(("mixture", "mixtures", "threshold",
-                                                            "allocation", "fractions", "selector")):
+        if isinstance(node, dict) and not prefix.endswith(
+            ("mixture", "mixtures", "threshold", "allocation", "fractions", "selector")
+        ):
             for key, value in node.items():
                 walk(value, f"{prefix}.{key}" if prefix else key)
         else:
@@ -60,8 +82,33 @@ def leaf_paths(preset: Preset) -> list[str]:
     return out
 
 
-__all__ = ["CORPUS_DOMAINS", "DEFAULT_PRESET", "LANGUAGES", "PRESETS", "PRESET_ENV_VAR", "PRESET_NAMES", "SOURCES",
-           "C4Args", "CodeQualityArgs", "ComputeArgs", "ContextArgs", "ContextStageArgs", "CorpusPipelineArgs",
-           "DataArgs", "DomainFilterArgs", "EvalArgs", "FineWebQualityArgs", "GopherQualityArgs",
-           "GopherRepetitionArgs", "MinhashArgs", "ModelArgs", "Preset", "PresetError", "PretrainArgs",
-           "SyntheticArgs", "TokenizerArgs", "get_preset", "leaf_paths"]
+__all__ = [
+    "CORPUS_DOMAINS",
+    "DEFAULT_PRESET",
+    "LANGUAGES",
+    "PRESETS",
+    "PRESET_ENV_VAR",
+    "PRESET_NAMES",
+    "SOURCES",
+    "C4Args",
+    "CodeQualityArgs",
+    "ComputeArgs",
+    "ContextArgs",
+    "ContextStageArgs",
+    "CorpusPipelineArgs",
+    "DataArgs",
+    "DomainFilterArgs",
+    "EvalArgs",
+    "FineWebQualityArgs",
+    "GopherQualityArgs",
+    "GopherRepetitionArgs",
+    "MinhashArgs",
+    "ModelArgs",
+    "Preset",
+    "PresetError",
+    "PretrainArgs",
+    "SyntheticArgs",
+    "TokenizerArgs",
+    "get_preset",
+    "leaf_paths",
+]

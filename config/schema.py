@@ -19,6 +19,7 @@ DEFAULT_PRESET = "tiny"
 LANGUAGES = ("en", "ko", "es", "de", "ja", "vi")
 CORPUS_DOMAINS = LANGUAGES + ("code", "stem")
 
+
 class PresetError(ValueError):
     """A preset name or value is wrong. The message is one line that names every problem."""
 
@@ -338,6 +339,7 @@ class Preset:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
 
 def _plain(value: Any) -> Any:
     if isinstance(value, Mapping):

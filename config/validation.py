@@ -18,134 +18,202 @@ class Problems(list):
 
 def problems(preset: Preset) -> list[str]:
     """Every problem of ``preset``, one message each naming the field (empty: valid)."""
-    m, t, d, p, c, e, k = (preset.model, preset.tokenizer, preset.data, preset.pretrain,
-                           preset.context, preset.eval, preset.compute)
+    m, t, d, p, c, e, k = (
+        preset.model,
+        preset.tokenizer,
+        preset.data,
+        preset.pretrain,
+        preset.context,
+        preset.eval,
+        preset.compute,
+    )
     errs = Problems()
     need = errs.need
 
-    for name, value in (("num_layers", m.num_layers), ("hidden_size", m.hidden_size),
-                        ("num_attention_heads", m.num_attention_heads),
-                        ("num_query_groups", m.num_query_groups), ("kv_channels", m.kv_channels),
-                        ("num_moe_experts", m.num_moe_experts), ("sliding_window", m.sliding_window),
-                        ("global_attn_every", m.global_attn_every)):
+    for name, value in (
+        ("num_layers", m.num_layers),
+        ("hidden_size", m.hidden_size),
+        ("num_attention_heads", m.num_attention_heads),
+        ("num_query_groups", m.num_query_groups),
+        ("kv_channels", m.kv_channels),
+        ("num_moe_experts", m.num_moe_experts),
+        ("sliding_window", m.sliding_window),
+        ("global_attn_every", m.global_attn_every),
+    ):
         need(value > 0, f"model.{name} must be positive (got {value})")
     if errs:
         return errs
-    need(m.hidden_size % m.num_attention_heads == 0,
-         f"model.num_attention_heads={m.num_attention_heads} does not divide "
-         f"model.hidden_size={m.hidden_size}")
-    need(m.num_attention_heads % m.num_query_groups == 0,
-         f"model.num_query_groups={m.num_query_groups} does not divide "
-         f"model.num_attention_heads={m.num_attention_heads}")
-    need(1 <= m.moe_router_topk <= m.num_moe_experts,
-         f"model.moe_router_topk={m.moe_router_topk} must be between 1 and "
-         f"model.num_moe_experts={m.num_moe_experts}")
-    need(0 <= m.num_dense_layers < m.num_layers,
-         f"model.num_dense_layers={m.num_dense_layers} must be below model.num_layers={m.num_layers}")
-    need(m.num_layers % m.global_attn_every == 0,
-         f"model.num_layers={m.num_layers} is not a multiple of model.global_attn_every="
-         f"{m.global_attn_every} (the stack must end on a global layer)")
-    need(m.sliding_window < p.seq_length,
-         f"model.sliding_window={m.sliding_window} must be smaller than the pre-training "
-         f"sequence pretrain.seq_length={p.seq_length}")
-    need(m.moe_router_score_function in ("sigmoid", "softmax"),
-         f"model.moe_router_score_function={m.moe_router_score_function!r} is not sigmoid/softmax")
-    need(m.padded_vocab_size >= t.vocab_size,
-         f"model.padded_vocab_size={m.padded_vocab_size} is smaller than tokenizer.vocab_size="
-         f"{t.vocab_size}")
-    need(m.vocab_pad_multiple > 0 and m.padded_vocab_size % m.vocab_pad_multiple == 0,
-         f"model.padded_vocab_size={m.padded_vocab_size} is not a multiple of "
-         f"model.vocab_pad_multiple={m.vocab_pad_multiple}")
-    need(m.mtp_num_layers >= 0 and 0 <= m.mtp_loss_scaling_factor <= 1,
-         "model.mtp_num_layers must be >= 0 and mtp_loss_scaling_factor within [0, 1]")
+    need(
+        m.hidden_size % m.num_attention_heads == 0,
+        f"model.num_attention_heads={m.num_attention_heads} does not divide model.hidden_size={m.hidden_size}",
+    )
+    need(
+        m.num_attention_heads % m.num_query_groups == 0,
+        f"model.num_query_groups={m.num_query_groups} does not divide "
+        f"model.num_attention_heads={m.num_attention_heads}",
+    )
+    need(
+        1 <= m.moe_router_topk <= m.num_moe_experts,
+        f"model.moe_router_topk={m.moe_router_topk} must be between 1 and model.num_moe_experts={m.num_moe_experts}",
+    )
+    need(
+        0 <= m.num_dense_layers < m.num_layers,
+        f"model.num_dense_layers={m.num_dense_layers} must be below model.num_layers={m.num_layers}",
+    )
+    need(
+        m.num_layers % m.global_attn_every == 0,
+        f"model.num_layers={m.num_layers} is not a multiple of model.global_attn_every="
+        f"{m.global_attn_every} (the stack must end on a global layer)",
+    )
+    need(
+        m.sliding_window < p.seq_length,
+        f"model.sliding_window={m.sliding_window} must be smaller than the pre-training "
+        f"sequence pretrain.seq_length={p.seq_length}",
+    )
+    need(
+        m.moe_router_score_function in ("sigmoid", "softmax"),
+        f"model.moe_router_score_function={m.moe_router_score_function!r} is not sigmoid/softmax",
+    )
+    need(
+        m.padded_vocab_size >= t.vocab_size,
+        f"model.padded_vocab_size={m.padded_vocab_size} is smaller than tokenizer.vocab_size={t.vocab_size}",
+    )
+    need(
+        m.vocab_pad_multiple > 0 and m.padded_vocab_size % m.vocab_pad_multiple == 0,
+        f"model.padded_vocab_size={m.padded_vocab_size} is not a multiple of "
+        f"model.vocab_pad_multiple={m.vocab_pad_multiple}",
+    )
+    need(
+        m.mtp_num_layers >= 0 and 0 <= m.mtp_loss_scaling_factor <= 1,
+        "model.mtp_num_layers must be >= 0 and mtp_loss_scaling_factor within [0, 1]",
+    )
 
-    need(0 < t.base_vocab_size < t.vocab_size,
-         f"tokenizer.base_vocab_size={t.base_vocab_size} must be positive and below "
-         f"tokenizer.vocab_size={t.vocab_size}")
+    need(
+        0 < t.base_vocab_size < t.vocab_size,
+        f"tokenizer.base_vocab_size={t.base_vocab_size} must be positive and below tokenizer.vocab_size={t.vocab_size}",
+    )
     need(0 < t.keep_base_fraction <= 1, "tokenizer.keep_base_fraction must be within (0, 1]")
     need(0 <= t.superword_fraction < 1, "tokenizer.superword_fraction must be within [0, 1)")
-    need(set(t.superword_allocation) == {"en", "ko", "other"}
-         and all(v > 0 for v in t.superword_allocation.values()),
-         "tokenizer.superword_allocation must give positive shares to en, ko and other")
-    need(set(t.base_domains) <= set(d.domains) and set(t.reallocation_domains) <= set(d.domains),
-         "tokenizer.base_domains and reallocation_domains must be corpus domains (data.domains)")
+    need(
+        set(t.superword_allocation) == {"en", "ko", "other"} and all(v > 0 for v in t.superword_allocation.values()),
+        "tokenizer.superword_allocation must give positive shares to en, ko and other",
+    )
+    need(
+        set(t.base_domains) <= set(d.domains) and set(t.reallocation_domains) <= set(d.domains),
+        "tokenizer.base_domains and reallocation_domains must be corpus domains (data.domains)",
+    )
     need(0 < t.held_out_fraction < 0.5, "tokenizer.held_out_fraction must be within (0, 0.5)")
-    need(int(t.base_vocab_size * t.keep_base_fraction) <
-         t.vocab_size * (1 - t.superword_fraction) - len(t.special_tokens) - 256,
-         "tokenizer: the kept base tokens must fit below the transition size "
-         "vocab_size x (1 - superword_fraction)")
-    need(t.normalization in ("NFC", "NFKC", "NFD", "NFKD"),
-         f"tokenizer.normalization={t.normalization!r} is not a Unicode normal form")
+    need(
+        int(t.base_vocab_size * t.keep_base_fraction)
+        < t.vocab_size * (1 - t.superword_fraction) - len(t.special_tokens) - 256,
+        "tokenizer: the kept base tokens must fit below the transition size vocab_size x (1 - superword_fraction)",
+    )
+    need(
+        t.normalization in ("NFC", "NFKC", "NFD", "NFKD"),
+        f"tokenizer.normalization={t.normalization!r} is not a Unicode normal form",
+    )
 
     unknown_langs = set(d.languages) - set(LANGUAGES)
     need(not unknown_langs, f"data.languages has unknown languages {sorted(unknown_langs)}")
     need(set(d.domains) >= set(d.languages), "data.domains must include every data.languages entry")
-    need(set(d.language_score_threshold) == set(d.languages),
-         "data.language_score_threshold must have exactly one entry per language")
-    need(all(0 <= v <= 1 for v in d.language_score_threshold.values()),
-         "data.language_score_threshold values must be within [0, 1]")
+    need(
+        set(d.language_score_threshold) == set(d.languages),
+        "data.language_score_threshold must have exactly one entry per language",
+    )
+    need(
+        all(0 <= v <= 1 for v in d.language_score_threshold.values()),
+        "data.language_score_threshold values must be within [0, 1]",
+    )
     need(0 < d.language_purity_threshold <= 1, "data.language_purity_threshold must be within (0, 1]")
     need(0 < d.minhash_threshold < 1, "data.minhash_threshold must be within (0, 1)")
-    need(set(d.stage_mixtures) == {"stage1", "stage2", "stage3"},
-         "data.stage_mixtures must define stage1, stage2 and stage3")
+    need(
+        set(d.stage_mixtures) == {"stage1", "stage2", "stage3"},
+        "data.stage_mixtures must define stage1, stage2 and stage3",
+    )
     for stage, mix in d.stage_mixtures.items():
-        need(set(mix) <= set(d.domains) | {"thinking_augmented", "multilingual_synthetic"},
-             f"data.stage_mixtures.{stage} names unknown sources {sorted(set(mix) - set(d.domains))}")
-        need(abs(sum(mix.values()) - 1.0) < 1e-6 and all(v >= 0 for v in mix.values()),
-             f"data.stage_mixtures.{stage} weights must be >= 0 and sum to 1 (got {sum(mix.values()):.4f})")
+        need(
+            set(mix) <= set(d.domains) | {"thinking_augmented", "multilingual_synthetic"},
+            f"data.stage_mixtures.{stage} names unknown sources {sorted(set(mix) - set(d.domains))}",
+        )
+        need(
+            abs(sum(mix.values()) - 1.0) < 1e-6 and all(v >= 0 for v in mix.values()),
+            f"data.stage_mixtures.{stage} weights must be >= 0 and sum to 1 (got {sum(mix.values()):.4f})",
+        )
     errs.extend(_corpus_filter_problems(d))
 
-    need(p.total_tokens > 0 and p.seq_length > 0 and p.global_batch_size > 0,
-         "pretrain.total_tokens, seq_length and global_batch_size must be positive")
-    need(set(p.stage_token_fractions) == {"stage1", "stage2", "stage3"}
-         and abs(sum(p.stage_token_fractions.values()) - 1.0) < 1e-6,
-         "pretrain.stage_token_fractions must cover stage1..3 and sum to 1")
+    need(
+        p.total_tokens > 0 and p.seq_length > 0 and p.global_batch_size > 0,
+        "pretrain.total_tokens, seq_length and global_batch_size must be positive",
+    )
+    need(
+        set(p.stage_token_fractions) == {"stage1", "stage2", "stage3"}
+        and abs(sum(p.stage_token_fractions.values()) - 1.0) < 1e-6,
+        "pretrain.stage_token_fractions must cover stage1..3 and sum to 1",
+    )
     need(p.optimizer in ("muon", "adam"), f"pretrain.optimizer={p.optimizer!r} is not muon/adam")
-    need(p.lr_schedule == "WSD", f"pretrain.lr_schedule={p.lr_schedule!r}: only WSD (warmup-stable-decay, the "
-                                 "report's schedule) is built by model.training")
+    need(
+        p.lr_schedule == "WSD",
+        f"pretrain.lr_schedule={p.lr_schedule!r}: only WSD (warmup-stable-decay, the "
+        "report's schedule) is built by model.training",
+    )
     need(0 < p.min_lr <= p.max_lr, "pretrain.min_lr must be positive and not above pretrain.max_lr")
-    need(0 <= p.warmup_fraction and 0 <= p.decay_fraction and p.warmup_fraction + p.decay_fraction <= 1,
-         "pretrain.warmup_fraction + decay_fraction must be within [0, 1]")
+    need(
+        0 <= p.warmup_fraction and 0 <= p.decay_fraction and p.warmup_fraction + p.decay_fraction <= 1,
+        "pretrain.warmup_fraction + decay_fraction must be within [0, 1]",
+    )
     need(p.checkpoint_every_steps > 0, "pretrain.checkpoint_every_steps must be positive")
-    need(p.log_every_steps > 0 and p.keep_checkpoints > 0,
-         "pretrain.log_every_steps and keep_checkpoints must be positive")
+    need(
+        p.log_every_steps > 0 and p.keep_checkpoints > 0,
+        "pretrain.log_every_steps and keep_checkpoints must be positive",
+    )
     need(p.muon_extra_scale_factor > 0, "pretrain.muon_extra_scale_factor must be positive")
 
     prev = p.seq_length
     for stage, cs in c.stages.items():
-        need(cs.seq_length > prev,
-             f"context.stages.{stage}.seq_length={cs.seq_length} must exceed the previous length {prev}")
+        need(
+            cs.seq_length > prev,
+            f"context.stages.{stage}.seq_length={cs.seq_length} must exceed the previous length {prev}",
+        )
         prev = cs.seq_length
-        need(cs.lr > 0 and 0 <= cs.retrieval_share <= 1 and cs.context_parallel >= 1
-             and cs.checkpoint_every_steps > 0,
-             f"context.stages.{stage}: lr must be positive, retrieval_share within [0, 1], "
-             "context_parallel >= 1, checkpoint_every_steps > 0")
-        need(0 < cs.retrieval_min_length <= cs.seq_length,
-             f"context.stages.{stage}.retrieval_min_length={cs.retrieval_min_length} must be within "
-             f"(0, seq_length={cs.seq_length}]")
-        need(isinstance(cs.answer_loss_weight, int) and 1 <= cs.answer_loss_weight <= 255,
-             f"context.stages.{stage}.answer_loss_weight={cs.answer_loss_weight!r} must be an integer "
-             "within [1, 255]")
-        need(set(cs.mixture) == {"rehearsal", "synthetic_reasoning", "long_documents"}
-             and abs(sum(cs.mixture.values()) - 1.0) < 1e-6,
-             f"context.stages.{stage}.mixture must split rehearsal/synthetic_reasoning/"
-             "long_documents summing to 1")
+        need(
+            cs.lr > 0 and 0 <= cs.retrieval_share <= 1 and cs.context_parallel >= 1 and cs.checkpoint_every_steps > 0,
+            f"context.stages.{stage}: lr must be positive, retrieval_share within [0, 1], "
+            "context_parallel >= 1, checkpoint_every_steps > 0",
+        )
+        need(
+            0 < cs.retrieval_min_length <= cs.seq_length,
+            f"context.stages.{stage}.retrieval_min_length={cs.retrieval_min_length} must be within "
+            f"(0, seq_length={cs.seq_length}]",
+        )
+        need(
+            isinstance(cs.answer_loss_weight, int) and 1 <= cs.answer_loss_weight <= 255,
+            f"context.stages.{stage}.answer_loss_weight={cs.answer_loss_weight!r} must be an integer within [1, 255]",
+        )
+        need(
+            set(cs.mixture) == {"rehearsal", "synthetic_reasoning", "long_documents"}
+            and abs(sum(cs.mixture.values()) - 1.0) < 1e-6,
+            f"context.stages.{stage}.mixture must split rehearsal/synthetic_reasoning/long_documents summing to 1",
+        )
 
     need(0 < e.niah_threshold <= 1, "eval.niah_threshold must be within (0, 1]")
-    need(e.niah_num_lengths >= 1 and e.niah_num_depths >= 1 and e.niah_trials >= 1,
-         "eval.niah grid sizes must be positive")
+    need(
+        e.niah_num_lengths >= 1 and e.niah_num_depths >= 1 and e.niah_trials >= 1,
+        "eval.niah grid sizes must be positive",
+    )
     need(e.short_context_ppl_tolerance >= 0, "eval.short_context_ppl_tolerance must be >= 0")
 
     for name, value in (("tensor_parallel", k.tensor_parallel), ("expert_parallel", k.expert_parallel)):
         need(value >= 1, f"compute.{name} must be >= 1")
     if k.tensor_parallel >= 1:
-        need(m.num_query_groups % k.tensor_parallel == 0,
-             f"compute.tensor_parallel={k.tensor_parallel} does not divide "
-             f"model.num_query_groups={m.num_query_groups}")
+        need(
+            m.num_query_groups % k.tensor_parallel == 0,
+            f"compute.tensor_parallel={k.tensor_parallel} does not divide model.num_query_groups={m.num_query_groups}",
+        )
     if k.expert_parallel >= 1:
-        need(m.num_moe_experts % k.expert_parallel == 0,
-             f"compute.expert_parallel={k.expert_parallel} does not divide "
-             f"model.num_moe_experts={m.num_moe_experts}")
+        need(
+            m.num_moe_experts % k.expert_parallel == 0,
+            f"compute.expert_parallel={k.expert_parallel} does not divide model.num_moe_experts={m.num_moe_experts}",
+        )
     errs.extend(_synthetic_problems(preset))
     return errs
 
@@ -157,27 +225,44 @@ def _synthetic_problems(preset: Preset) -> list[str]:
     need = errs.need
 
     need(bool(s.template_version.strip()), "synthetic.template_version must not be empty")
-    need(bool(s.thinking_sources) and set(s.thinking_sources) <= set(d.domains),
-         f"synthetic.thinking_sources must be non-empty corpus domains (got {list(s.thinking_sources)})")
-    need(all(d.filters[x].lid_language for x in s.thinking_sources if x in d.filters),
-         "synthetic.thinking_sources must have a language (data.filters.<source>.lid_language); code has none")
-    need(s.thinking_max_docs_per_source >= 1 and s.multilingual_max_docs_per_source >= 1,
-         "synthetic.*_max_docs_per_source must be >= 1")
-    need(0 < s.thinking_min_chars < s.thinking_max_chars,
-         "synthetic: need 0 < thinking_min_chars < thinking_max_chars")
-    need(0 < s.multilingual_min_chars < s.multilingual_max_chars,
-         "synthetic: need 0 < multilingual_min_chars < multilingual_max_chars")
-    need(bool(s.multilingual_directions) and set(s.multilingual_directions) <= set(d.domains),
-         "synthetic.multilingual_directions must map corpus domains to target languages")
+    need(
+        bool(s.thinking_sources) and set(s.thinking_sources) <= set(d.domains),
+        f"synthetic.thinking_sources must be non-empty corpus domains (got {list(s.thinking_sources)})",
+    )
+    need(
+        all(d.filters[x].lid_language for x in s.thinking_sources if x in d.filters),
+        "synthetic.thinking_sources must have a language (data.filters.<source>.lid_language); code has none",
+    )
+    need(
+        s.thinking_max_docs_per_source >= 1 and s.multilingual_max_docs_per_source >= 1,
+        "synthetic.*_max_docs_per_source must be >= 1",
+    )
+    need(0 < s.thinking_min_chars < s.thinking_max_chars, "synthetic: need 0 < thinking_min_chars < thinking_max_chars")
+    need(
+        0 < s.multilingual_min_chars < s.multilingual_max_chars,
+        "synthetic: need 0 < multilingual_min_chars < multilingual_max_chars",
+    )
+    need(
+        bool(s.multilingual_directions) and set(s.multilingual_directions) <= set(d.domains),
+        "synthetic.multilingual_directions must map corpus domains to target languages",
+    )
     targets = {t for ts in s.multilingual_directions.values() for t in ts}
-    need(targets <= set(d.languages), f"synthetic.multilingual_directions targets {sorted(targets - set(d.languages))} "
-                                      "are not data.languages")
-    need(all(d.filters[src].lid_language not in ts for src, ts in s.multilingual_directions.items()
-             if src in d.filters), "synthetic.multilingual_directions: a source cannot target its own language")
-    need(set(s.multilingual_target_chars) == targets and all(v > 0 for v in s.multilingual_target_chars.values()),
-         "synthetic.multilingual_target_chars must give a positive character target to every target language")
-    need(s.teacher_max_tokens > 0 and 0 <= s.teacher_temperature <= 2,
-         "synthetic.teacher_max_tokens must be positive and teacher_temperature within [0, 2]")
+    need(
+        targets <= set(d.languages),
+        f"synthetic.multilingual_directions targets {sorted(targets - set(d.languages))} are not data.languages",
+    )
+    need(
+        all(d.filters[src].lid_language not in ts for src, ts in s.multilingual_directions.items() if src in d.filters),
+        "synthetic.multilingual_directions: a source cannot target its own language",
+    )
+    need(
+        set(s.multilingual_target_chars) == targets and all(v > 0 for v in s.multilingual_target_chars.values()),
+        "synthetic.multilingual_target_chars must give a positive character target to every target language",
+    )
+    need(
+        s.teacher_max_tokens > 0 and 0 <= s.teacher_temperature <= 2,
+        "synthetic.teacher_max_tokens must be positive and teacher_temperature within [0, 2]",
+    )
     return errs
 
 
@@ -189,58 +274,103 @@ def _corpus_filter_problems(d: DataArgs) -> list[str]:
     need(set(d.filters) == set(d.domains), "data.filters must have exactly one entry per data.domains entry")
     for domain, f in d.filters.items():
         where = f"data.filters.{domain}"
-        need(f.word_tokenizer in ("space_delimited", "japanese_script", "code"),
-             f"{where}.word_tokenizer={f.word_tokenizer!r} is not space_delimited/japanese_script/code")
-        need(f.lid_language is None or f.lid_language in d.language_score_threshold,
-             f"{where}.lid_language={f.lid_language!r} has no data.language_score_threshold entry")
+        need(
+            f.word_tokenizer in ("space_delimited", "japanese_script", "code"),
+            f"{where}.word_tokenizer={f.word_tokenizer!r} is not space_delimited/japanese_script/code",
+        )
+        need(
+            f.lid_language is None or f.lid_language in d.language_score_threshold,
+            f"{where}.lid_language={f.lid_language!r} has no data.language_score_threshold entry",
+        )
         g = f.gopher_quality
         if g is not None:
-            need(0 < g.min_doc_words < g.max_doc_words,
-                 f"{where}.gopher_quality: need 0 < min_doc_words < max_doc_words")
-            need(g.min_avg_word_length is None or g.max_avg_word_length is None
-                 or 0 < g.min_avg_word_length < g.max_avg_word_length,
-                 f"{where}.gopher_quality: need 0 < min_avg_word_length < max_avg_word_length")
-            need(all(0 <= v <= 1 for v in (g.max_symbol_word_ratio, g.max_bullet_lines_ratio,
-                                            g.max_ellipsis_lines_ratio, g.min_alpha_words_ratio)),
-                 f"{where}.gopher_quality ratios must be within [0, 1]")
-            need(0 <= g.min_stop_words <= len(g.stop_words),
-                 f"{where}.gopher_quality.min_stop_words={g.min_stop_words} exceeds the "
-                 f"{len(g.stop_words)} stop words listed")
+            need(
+                0 < g.min_doc_words < g.max_doc_words, f"{where}.gopher_quality: need 0 < min_doc_words < max_doc_words"
+            )
+            need(
+                g.min_avg_word_length is None
+                or g.max_avg_word_length is None
+                or 0 < g.min_avg_word_length < g.max_avg_word_length,
+                f"{where}.gopher_quality: need 0 < min_avg_word_length < max_avg_word_length",
+            )
+            need(
+                all(
+                    0 <= v <= 1
+                    for v in (
+                        g.max_symbol_word_ratio,
+                        g.max_bullet_lines_ratio,
+                        g.max_ellipsis_lines_ratio,
+                        g.min_alpha_words_ratio,
+                    )
+                ),
+                f"{where}.gopher_quality ratios must be within [0, 1]",
+            )
+            need(
+                0 <= g.min_stop_words <= len(g.stop_words),
+                f"{where}.gopher_quality.min_stop_words={g.min_stop_words} exceeds the "
+                f"{len(g.stop_words)} stop words listed",
+            )
         r = f.gopher_repetition
         if r is not None:
-            fracs = [r.dup_line_frac, r.dup_para_frac, r.dup_line_char_frac, r.dup_para_char_frac,
-                     *(v for _, v in r.top_n_grams), *(v for _, v in r.dup_n_grams)]
-            need(all(0 < v <= 1 for v in fracs) and all(n >= 1 for n, _ in (*r.top_n_grams, *r.dup_n_grams)),
-                 f"{where}.gopher_repetition fractions must be within (0, 1] and n-gram sizes >= 1")
+            fracs = [
+                r.dup_line_frac,
+                r.dup_para_frac,
+                r.dup_line_char_frac,
+                r.dup_para_char_frac,
+                *(v for _, v in r.top_n_grams),
+                *(v for _, v in r.dup_n_grams),
+            ]
+            need(
+                all(0 < v <= 1 for v in fracs) and all(n >= 1 for n, _ in (*r.top_n_grams, *r.dup_n_grams)),
+                f"{where}.gopher_repetition fractions must be within (0, 1] and n-gram sizes >= 1",
+            )
         w = f.fineweb_quality
         if w is not None:
-            need(all(0 <= v <= 1 for v in (w.line_punct_thr, w.short_line_thr, w.char_duplicates_ratio))
-                 and w.short_line_length > 0 and w.new_line_ratio > 0,
-                 f"{where}.fineweb_quality ratios must be within [0, 1] and lengths positive")
+            need(
+                all(0 <= v <= 1 for v in (w.line_punct_thr, w.short_line_thr, w.char_duplicates_ratio))
+                and w.short_line_length > 0
+                and w.new_line_ratio > 0,
+                f"{where}.fineweb_quality ratios must be within [0, 1] and lengths positive",
+            )
         c = f.c4
         if c is not None:
-            need(c.min_num_sentences >= -1 and c.min_words_per_line >= -1 and c.max_word_length > 0,
-                 f"{where}.c4: sentence/word counts must be >= -1 and max_word_length positive")
+            need(
+                c.min_num_sentences >= -1 and c.min_words_per_line >= -1 and c.max_word_length > 0,
+                f"{where}.c4: sentence/word counts must be >= -1 and max_word_length positive",
+            )
         k = f.code_quality
         if k is not None:
-            need(k.max_line_length > 0 and 0 < k.max_mean_line_length <= k.max_line_length
-                 and 0 <= k.min_alphanum_fraction <= 1 and k.min_lines >= 0 and k.max_bytes > 0,
-                 f"{where}.code_quality: lengths must be positive (mean <= max) and min_alphanum_fraction "
-                 "within [0, 1]")
-        need(f.code_quality is not None or f.gopher_quality is not None or f.lid_language is not None,
-             f"{where} applies no filter at all")
+            need(
+                k.max_line_length > 0
+                and 0 < k.max_mean_line_length <= k.max_line_length
+                and 0 <= k.min_alphanum_fraction <= 1
+                and k.min_lines >= 0
+                and k.max_bytes > 0,
+                f"{where}.code_quality: lengths must be positive (mean <= max) and min_alphanum_fraction within [0, 1]",
+            )
+        need(
+            f.code_quality is not None or f.gopher_quality is not None or f.lid_language is not None,
+            f"{where} applies no filter at all",
+        )
     m = d.minhash
-    need(m.n_grams >= 1 and m.num_buckets >= 1 and m.hashes_per_bucket >= 1,
-         "data.minhash.n_grams, num_buckets and hashes_per_bucket must be >= 1")
+    need(
+        m.n_grams >= 1 and m.num_buckets >= 1 and m.hashes_per_bucket >= 1,
+        "data.minhash.n_grams, num_buckets and hashes_per_bucket must be >= 1",
+    )
     if m.num_buckets >= 1 and m.hashes_per_bucket >= 1 and not m.candidate_check:
-        need(abs(m.lsh_threshold - d.minhash_threshold) <= 0.1,
-             f"data.minhash: its candidate similarity (1/num_buckets)^(1/hashes_per_bucket)="
-             f"{m.lsh_threshold:.2f} is more than 0.1 away from data.minhash_threshold={d.minhash_threshold}")
+        need(
+            abs(m.lsh_threshold - d.minhash_threshold) <= 0.1,
+            f"data.minhash: its candidate similarity (1/num_buckets)^(1/hashes_per_bucket)="
+            f"{m.lsh_threshold:.2f} is more than 0.1 away from data.minhash_threshold={d.minhash_threshold}",
+        )
     if m.num_buckets >= 1 and m.hashes_per_bucket >= 1 and m.candidate_check:
-        found = 1 - (1 - d.minhash_threshold ** m.hashes_per_bucket) ** m.num_buckets
-        need(found >= 0.9, f"data.minhash: only {found:.0%} of pairs at data.minhash_threshold="
-                           f"{d.minhash_threshold} become candidates; band more loosely (more buckets or fewer "
-                           "hashes per bucket) for the candidate check to see them")
+        found = 1 - (1 - d.minhash_threshold**m.hashes_per_bucket) ** m.num_buckets
+        need(
+            found >= 0.9,
+            f"data.minhash: only {found:.0%} of pairs at data.minhash_threshold="
+            f"{d.minhash_threshold} become candidates; band more loosely (more buckets or fewer "
+            "hashes per bucket) for the candidate check to see them",
+        )
     pl = d.pipeline
     need(pl.tasks >= 1, f"data.pipeline.tasks must be >= 1 (got {pl.tasks})")
     need(pl.purity_min_chars >= 1, "data.pipeline.purity_min_chars must be >= 1")

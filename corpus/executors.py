@@ -25,22 +25,22 @@ from __future__ import annotations
 import contextlib
 import getpass
 import importlib.util
-from abc import abstractmethod
 import shutil
 import subprocess
 import sys
 import time
+from abc import abstractmethod
 from copy import deepcopy
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import multiprocess
 from datatrove.executor.base import PipelineExecutor
 from datatrove.executor.local import LocalPipelineExecutor
 from datatrove.executor.ray import RayPipelineExecutor
 from datatrove.executor.slurm import SlurmPipelineExecutor
-import multiprocess
 from datatrove.utils.logging import logger, setup_default_logger
 from datatrove.utils.stats import PipelineStats
 
@@ -81,8 +81,10 @@ class ExecutorSettings:
                 errs.append("corpus executor 'slurm' needs work_dir on storage the compute nodes share")
         if self.kind == "ray":
             if importlib.util.find_spec("ray") is None:
-                errs.append("corpus executor 'ray' needs the ray package (pip install 'ray[default]'), "
-                            "which is not installed in this environment")
+                errs.append(
+                    "corpus executor 'ray' needs the ray package (pip install 'ray[default]'), "
+                    "which is not installed in this environment"
+                )
             if not self.work_dir:
                 errs.append("corpus executor 'ray' needs work_dir on storage the Ray workers share")
         return errs
@@ -132,8 +134,13 @@ class SequentialPipelineExecutor(_ResumableLocalExecutor):
     only hands out local ranks, and forking it from a multi-threaded process (a Dagster step) is unsafe.
     Tasks run one after the other in this process through datatrove's own ``_run_for_rank``."""
 
-    def __init__(self, pipeline: list[Any], tasks: int = 1, logging_dir: str | None = None,
-                 depends: LocalPipelineExecutor | None = None):
+    def __init__(
+        self,
+        pipeline: list[Any],
+        tasks: int = 1,
+        logging_dir: str | None = None,
+        depends: LocalPipelineExecutor | None = None,
+    ):
         super().__init__(pipeline, tasks=tasks, workers=1, logging_dir=logging_dir, depends=depends)
 
     def _run_ranks(self, ranks: list[int]) -> list[PipelineStats]:
@@ -162,10 +169,17 @@ class SpawnPoolPipelineExecutor(_ResumableLocalExecutor):
     markers, and ``_launch_run_for_rank`` is datatrove's own.
     """
 
-    def __init__(self, pipeline: list[Any], tasks: int, workers: int, logging_dir: str | None = None,
-                 depends: LocalPipelineExecutor | None = None):
-        super().__init__(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, depends=depends,
-                         start_method=START_METHOD)
+    def __init__(
+        self,
+        pipeline: list[Any],
+        tasks: int,
+        workers: int,
+        logging_dir: str | None = None,
+        depends: LocalPipelineExecutor | None = None,
+    ):
+        super().__init__(
+            pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, depends=depends, start_method=START_METHOD
+        )
 
     def _run_ranks(self, ranks: list[int]) -> list[PipelineStats]:
         ctx = multiprocess.get_context(START_METHOD)
@@ -175,41 +189,62 @@ class SpawnPoolPipelineExecutor(_ResumableLocalExecutor):
                 ranks_q.put(local_rank)
             completed, lock = manager.Value("i", self.local_tasks - len(ranks)), manager.Lock()
             with ctx.Pool(min(self.workers, len(ranks))) as pool:
-                stats = list(pool.imap_unordered(
-                    partial(self._launch_run_for_rank, ranks_q=ranks_q, completed=completed, completed_lock=lock),
-                    ranks))
+                stats = list(
+                    pool.imap_unordered(
+                        partial(self._launch_run_for_rank, ranks_q=ranks_q, completed=completed, completed_lock=lock),
+                        ranks,
+                    )
+                )
         logger.success(sum(stats, start=PipelineStats()).get_repr(f"All {self.local_tasks} tasks"))
         return stats
 
 
-def make_executor(settings: ExecutorSettings, stage: Stage, depends: PipelineExecutor | None = None,
-                  job_prefix: str = "kexaone") -> PipelineExecutor:
+def make_executor(
+    settings: ExecutorSettings, stage: Stage, depends: PipelineExecutor | None = None, job_prefix: str = "kexaone"
+) -> PipelineExecutor:
     """The datatrove executor for one stage (constructed only: nothing runs or is submitted)."""
     settings.validate()
     workers = min(settings.workers, stage.tasks)
     if settings.kind == "local":
         if workers == 1:
-            return SequentialPipelineExecutor(stage.pipeline, tasks=stage.tasks, logging_dir=stage.logging_dir,
-                                              depends=depends)
-        return SpawnPoolPipelineExecutor(stage.pipeline, tasks=stage.tasks, workers=workers,
-                                         logging_dir=stage.logging_dir, depends=depends)
+            return SequentialPipelineExecutor(
+                stage.pipeline, tasks=stage.tasks, logging_dir=stage.logging_dir, depends=depends
+            )
+        return SpawnPoolPipelineExecutor(
+            stage.pipeline, tasks=stage.tasks, workers=workers, logging_dir=stage.logging_dir, depends=depends
+        )
     if settings.kind == "slurm":
         venv = settings.slurm_venv_path or str(Path(sys.prefix) / "bin" / "activate")
         return SlurmPipelineExecutor(
-            stage.pipeline, tasks=stage.tasks, workers=settings.workers if settings.workers > 1 else -1,
-            time=settings.slurm_time, partition=settings.slurm_partition,
-            cpus_per_task=settings.slurm_cpus_per_task, mem_per_cpu_gb=settings.slurm_mem_per_cpu_gb,
-            qos=settings.slurm_qos or "", job_name=f"{job_prefix}-{stage.name}", venv_path=venv,
-            sbatch_args=dict(settings.slurm_sbatch_args), logging_dir=stage.logging_dir, depends=depends,
-            mail_type="NONE")
-    return RayPipelineExecutor(stage.pipeline, tasks=stage.tasks, workers=settings.workers,
-                               logging_dir=stage.logging_dir, depends=depends,
-                               cpus_per_task=settings.ray_cpus_per_task,
-                               mem_per_cpu_gb=settings.ray_mem_per_cpu_gb)
+            stage.pipeline,
+            tasks=stage.tasks,
+            workers=settings.workers if settings.workers > 1 else -1,
+            time=settings.slurm_time,
+            partition=settings.slurm_partition,
+            cpus_per_task=settings.slurm_cpus_per_task,
+            mem_per_cpu_gb=settings.slurm_mem_per_cpu_gb,
+            qos=settings.slurm_qos or "",
+            job_name=f"{job_prefix}-{stage.name}",
+            venv_path=venv,
+            sbatch_args=dict(settings.slurm_sbatch_args),
+            logging_dir=stage.logging_dir,
+            depends=depends,
+            mail_type="NONE",
+        )
+    return RayPipelineExecutor(
+        stage.pipeline,
+        tasks=stage.tasks,
+        workers=settings.workers,
+        logging_dir=stage.logging_dir,
+        depends=depends,
+        cpus_per_task=settings.ray_cpus_per_task,
+        mem_per_cpu_gb=settings.ray_mem_per_cpu_gb,
+    )
 
 
-def run_stages(settings: ExecutorSettings, stages: Sequence[Stage], log: Callable[[str], None] = print,
-               job_prefix: str = "kexaone") -> None:
+def run_stages(
+    settings: ExecutorSettings, stages: Sequence[Stage], log: Callable[[str], None] = print, job_prefix: str = "kexaone"
+) -> None:
     """Run the stages in order and return once the last one has finished (or raise)."""
     settings.validate()
     if settings.kind == "slurm":
@@ -222,8 +257,9 @@ def run_stages(settings: ExecutorSettings, stages: Sequence[Stage], log: Callabl
             executor.run()
         incomplete = executor.get_incomplete_ranks(skip_completed=True)
         if incomplete:
-            raise CorpusExecutorError(f"stage {stage.name}: tasks {incomplete[:10]} did not complete "
-                                      f"(logs: {stage.logging_dir}/logs)")
+            raise CorpusExecutorError(
+                f"stage {stage.name}: tasks {incomplete[:10]} did not complete (logs: {stage.logging_dir}/logs)"
+            )
         log(f"stage {stage.name}: {stage.tasks} tasks done in {time.monotonic() - started:.1f}s")
 
 
@@ -233,8 +269,9 @@ NEVER_RUNS = "DependencyNeverSatisfied"  # squeue's reason for a job whose depen
 def queued_jobs(job_prefix: str) -> dict[str, str]:
     """This user's Slurm jobs still queued or running whose name is ``<job_prefix>-...``: id -> pending
     reason (``None`` for a running job)."""
-    listed = subprocess.run(["squeue", "-h", "-u", getpass.getuser(), "-o", "%i|%j|%T|%r"], capture_output=True,
-                            text=True, timeout=60)
+    listed = subprocess.run(
+        ["squeue", "-h", "-u", getpass.getuser(), "-o", "%i|%j|%T|%r"], capture_output=True, text=True, timeout=60
+    )
     if listed.returncode != 0:
         raise CorpusExecutorError(f"squeue failed: {listed.stderr.strip() or listed.returncode}")
     jobs = {}
@@ -252,8 +289,10 @@ def _adopt_earlier_jobs(settings: ExecutorSettings, log: Callable[[str], None], 
     earlier = queued_jobs(job_prefix)
     if not earlier:
         return
-    log(f"Slurm jobs {', '.join(sorted(earlier))} of an earlier attempt ({job_prefix}) are still queued or "
-        "running: waiting for them, then submitting only the tasks they did not complete")
+    log(
+        f"Slurm jobs {', '.join(sorted(earlier))} of an earlier attempt ({job_prefix}) are still queued or "
+        "running: waiting for them, then submitting only the tasks they did not complete"
+    )
     deadline = time.monotonic() + settings.timeout_s
     while jobs := queued_jobs(job_prefix):
         never = sorted(job for job, reason in jobs.items() if reason == NEVER_RUNS)
@@ -261,14 +300,17 @@ def _adopt_earlier_jobs(settings: ExecutorSettings, log: Callable[[str], None], 
             log(f"cancelling Slurm jobs {', '.join(never)}: their dependency failed, so they would never run")
             subprocess.run(["scancel", *never], capture_output=True, timeout=60)
         if time.monotonic() > deadline:
-            raise CorpusExecutorError(f"Slurm jobs {', '.join(sorted(jobs))} ({job_prefix}) still queued after "
-                                      f"{settings.timeout_s:.0f}s; scancel them to start over")
+            raise CorpusExecutorError(
+                f"Slurm jobs {', '.join(sorted(jobs))} ({job_prefix}) still queued after "
+                f"{settings.timeout_s:.0f}s; scancel them to start over"
+            )
         time.sleep(settings.poll_interval_s)
     log(f"earlier Slurm jobs of {job_prefix} have ended")
 
 
-def _run_on_slurm(settings: ExecutorSettings, stages: Sequence[Stage], log: Callable[[str], None],
-                  job_prefix: str) -> None:
+def _run_on_slurm(
+    settings: ExecutorSettings, stages: Sequence[Stage], log: Callable[[str], None], job_prefix: str
+) -> None:
     if shutil.which("sbatch") is None:
         raise CorpusExecutorError("corpus executor 'slurm': sbatch is not on PATH on this machine")
     _adopt_earlier_jobs(settings, log, job_prefix)
@@ -290,8 +332,10 @@ def _run_on_slurm(settings: ExecutorSettings, stages: Sequence[Stage], log: Call
                 raise CorpusExecutorError(f"stage {stage.name}: not finished after {settings.timeout_s:.0f}s")
             alive = subprocess.run(["squeue", "-h", "-j", ",".join(job_ids)], capture_output=True, text=True)
             if alive.returncode == 0 and not alive.stdout.strip():
-                raise CorpusExecutorError(f"stage {stage.name}: Slurm jobs {', '.join(job_ids)} ended with "
-                                          f"incomplete tasks (logs: {stage.logging_dir})")
+                raise CorpusExecutorError(
+                    f"stage {stage.name}: Slurm jobs {', '.join(job_ids)} ended with "
+                    f"incomplete tasks (logs: {stage.logging_dir})"
+                )
             time.sleep(settings.poll_interval_s)
         log(f"stage {stage.name}: done on Slurm")
 

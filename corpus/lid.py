@@ -83,9 +83,14 @@ class OfflineLanguageFilter(BaseFilter):
 
     name = "🌍 Language ID (py3langid)"
 
-    def __init__(self, languages: list[str] | str | None = None, language_threshold: float = 0.65,
-                 exclusion_writer: DiskWriter | None = None, label_only: bool = False,
-                 keep_top_pairs_threshold: float = -1):
+    def __init__(
+        self,
+        languages: list[str] | str | None = None,
+        language_threshold: float = 0.65,
+        exclusion_writer: DiskWriter | None = None,
+        label_only: bool = False,
+        keep_top_pairs_threshold: float = -1,
+    ):
         super().__init__(exclusion_writer)
         self.languages = [languages] if isinstance(languages, str) else languages
         self.language_threshold = language_threshold
@@ -110,8 +115,9 @@ class OfflineLanguageFilter(BaseFilter):
         return True if lang_score > self.language_threshold else (False, "low_language_score")
 
 
-def language_purity(texts: Iterable[str], language: str, lid: Py3LangidLID | None = None,
-                    min_chars: int = 50) -> dict[str, float | int | None]:
+def language_purity(
+    texts: Iterable[str], language: str, lid: Py3LangidLID | None = None, min_chars: int = 50
+) -> dict[str, float | int | None]:
     """How much of ``texts`` is in ``language``, paragraph by paragraph.
 
     Each paragraph of at least ``min_chars`` characters is identified on its own (a document with no such
@@ -135,5 +141,9 @@ def language_purity(texts: Iterable[str], language: str, lid: Py3LangidLID | Non
         total += doc_total
         matched += doc_matched
         pure_docs += doc_total > 0 and doc_matched == doc_total
-    return {"purity": matched / total if total else None, "documents": docs, "pure_documents": pure_docs,
-            "characters": total}
+    return {
+        "purity": matched / total if total else None,
+        "documents": docs,
+        "pure_documents": pure_docs,
+        "characters": total,
+    }

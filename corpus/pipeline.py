@@ -60,6 +60,7 @@ from datatrove.pipeline.formatters import PIIFormatter
 from datatrove.pipeline.writers.jsonl import JsonlWriter
 from datatrove.utils.hashing import HashConfig
 
+from config import CorpusPipelineArgs, DomainFilterArgs, MinhashArgs
 from corpus.executors import ExecutorSettings, Stage, run_stages
 from corpus.lid import OfflineLanguageFilter
 from corpus.sources import SourceFile
@@ -75,7 +76,6 @@ from corpus.steps import (
     SourceReader,
 )
 from corpus.tokenizers import make_tokenizer
-from config import CorpusPipelineArgs, DomainFilterArgs, MinhashArgs
 
 STATS_FILE = "stats.json"
 DOCUMENTS_DIR = "documents"
@@ -89,70 +89,152 @@ def exact_dedup_content(doc: Document) -> str:
     return doc.text.strip()
 
 
-def filter_chain(args: DomainFilterArgs, language_threshold: float | None, url_domain_blocklist: bool,
-                 exclusion_writer: Callable[[str], ExclusionWriter]) -> list[tuple[str, Any]]:
+def filter_chain(
+    args: DomainFilterArgs,
+    language_threshold: float | None,
+    url_domain_blocklist: bool,
+    exclusion_writer: Callable[[str], ExclusionWriter],
+) -> list[tuple[str, Any]]:
     """The (step key, datatrove step) chain of one partition, in order. Keys name the exclusion folders
     and the rows of the statistics."""
     tokenizer = make_tokenizer(args.word_tokenizer, args.lid_language or "code")
     steps: list[tuple[str, Any]] = []
     if args.url_filter:
-        steps.append(("url", OfflineURLFilter(domain_blocklist=url_domain_blocklist,
-                                              exclusion_writer=exclusion_writer("url"))))
+        steps.append(
+            ("url", OfflineURLFilter(domain_blocklist=url_domain_blocklist, exclusion_writer=exclusion_writer("url")))
+        )
     if args.lid_language:
-        steps.append(("language_id", OfflineLanguageFilter(
-            languages=[args.lid_language], language_threshold=language_threshold,
-            exclusion_writer=exclusion_writer("language_id"))))
+        steps.append(
+            (
+                "language_id",
+                OfflineLanguageFilter(
+                    languages=[args.lid_language],
+                    language_threshold=language_threshold,
+                    exclusion_writer=exclusion_writer("language_id"),
+                ),
+            )
+        )
     if (r := args.gopher_repetition) is not None:
-        steps.append(("gopher_repetition", GopherRepetitionFilter(
-            dup_line_frac=r.dup_line_frac, dup_para_frac=r.dup_para_frac,
-            dup_line_char_frac=r.dup_line_char_frac, dup_para_char_frac=r.dup_para_char_frac,
-            top_n_grams=tuple(map(tuple, r.top_n_grams)), dup_n_grams=tuple(map(tuple, r.dup_n_grams)),
-            exclusion_writer=exclusion_writer("gopher_repetition"), language=tokenizer)))
+        steps.append(
+            (
+                "gopher_repetition",
+                GopherRepetitionFilter(
+                    dup_line_frac=r.dup_line_frac,
+                    dup_para_frac=r.dup_para_frac,
+                    dup_line_char_frac=r.dup_line_char_frac,
+                    dup_para_char_frac=r.dup_para_char_frac,
+                    top_n_grams=tuple(map(tuple, r.top_n_grams)),
+                    dup_n_grams=tuple(map(tuple, r.dup_n_grams)),
+                    exclusion_writer=exclusion_writer("gopher_repetition"),
+                    language=tokenizer,
+                ),
+            )
+        )
     if (q := args.gopher_quality) is not None:
-        steps.append(("gopher_quality", GopherQualityFilter(
-            min_doc_words=q.min_doc_words, max_doc_words=q.max_doc_words,
-            min_avg_word_length=q.min_avg_word_length, max_avg_word_length=q.max_avg_word_length,
-            max_symbol_word_ratio=q.max_symbol_word_ratio, max_bullet_lines_ratio=q.max_bullet_lines_ratio,
-            max_ellipsis_lines_ratio=q.max_ellipsis_lines_ratio,
-            max_non_alpha_words_ratio=q.min_alpha_words_ratio, min_stop_words=q.min_stop_words,
-            stop_words=list(q.stop_words), exclusion_writer=exclusion_writer("gopher_quality"),
-            language=tokenizer)))
+        steps.append(
+            (
+                "gopher_quality",
+                GopherQualityFilter(
+                    min_doc_words=q.min_doc_words,
+                    max_doc_words=q.max_doc_words,
+                    min_avg_word_length=q.min_avg_word_length,
+                    max_avg_word_length=q.max_avg_word_length,
+                    max_symbol_word_ratio=q.max_symbol_word_ratio,
+                    max_bullet_lines_ratio=q.max_bullet_lines_ratio,
+                    max_ellipsis_lines_ratio=q.max_ellipsis_lines_ratio,
+                    max_non_alpha_words_ratio=q.min_alpha_words_ratio,
+                    min_stop_words=q.min_stop_words,
+                    stop_words=list(q.stop_words),
+                    exclusion_writer=exclusion_writer("gopher_quality"),
+                    language=tokenizer,
+                ),
+            )
+        )
     if (c := args.c4) is not None:
-        steps.append(("c4", C4QualityFilter(
-            split_paragraph=True, remove_citations=True, filter_no_terminal_punct=c.filter_no_terminal_punct,
-            min_num_sentences=c.min_num_sentences, min_words_per_line=c.min_words_per_line,
-            max_word_length=c.max_word_length, filter_lorem_ipsum=c.filter_lorem_ipsum,
-            filter_javascript=c.filter_javascript, filter_curly_bracket=c.filter_curly_bracket,
-            filter_policy=c.filter_policy, exclusion_writer=exclusion_writer("c4"), language=tokenizer)))
+        steps.append(
+            (
+                "c4",
+                C4QualityFilter(
+                    split_paragraph=True,
+                    remove_citations=True,
+                    filter_no_terminal_punct=c.filter_no_terminal_punct,
+                    min_num_sentences=c.min_num_sentences,
+                    min_words_per_line=c.min_words_per_line,
+                    max_word_length=c.max_word_length,
+                    filter_lorem_ipsum=c.filter_lorem_ipsum,
+                    filter_javascript=c.filter_javascript,
+                    filter_curly_bracket=c.filter_curly_bracket,
+                    filter_policy=c.filter_policy,
+                    exclusion_writer=exclusion_writer("c4"),
+                    language=tokenizer,
+                ),
+            )
+        )
     if (w := args.fineweb_quality) is not None:
-        steps.append(("fineweb_quality", FineWebQualityFilter(
-            line_punct_thr=w.line_punct_thr, short_line_thr=w.short_line_thr,
-            short_line_length=w.short_line_length, char_duplicates_ratio=w.char_duplicates_ratio,
-            new_line_ratio=w.new_line_ratio, exclusion_writer=exclusion_writer("fineweb_quality"),
-            language=tokenizer)))
+        steps.append(
+            (
+                "fineweb_quality",
+                FineWebQualityFilter(
+                    line_punct_thr=w.line_punct_thr,
+                    short_line_thr=w.short_line_thr,
+                    short_line_length=w.short_line_length,
+                    char_duplicates_ratio=w.char_duplicates_ratio,
+                    new_line_ratio=w.new_line_ratio,
+                    exclusion_writer=exclusion_writer("fineweb_quality"),
+                    language=tokenizer,
+                ),
+            )
+        )
     if (k := args.code_quality) is not None:
-        steps.append(("code_quality", CodeQualityFilter(
-            max_line_length=k.max_line_length, max_mean_line_length=k.max_mean_line_length,
-            min_alphanum_fraction=k.min_alphanum_fraction, min_lines=k.min_lines, max_bytes=k.max_bytes,
-            autogenerated_markers=k.autogenerated_markers,
-            autogenerated_header_lines=k.autogenerated_header_lines,
-            exclusion_writer=exclusion_writer("code_quality"))))
+        steps.append(
+            (
+                "code_quality",
+                CodeQualityFilter(
+                    max_line_length=k.max_line_length,
+                    max_mean_line_length=k.max_mean_line_length,
+                    min_alphanum_fraction=k.min_alphanum_fraction,
+                    min_lines=k.min_lines,
+                    max_bytes=k.max_bytes,
+                    autogenerated_markers=k.autogenerated_markers,
+                    autogenerated_header_lines=k.autogenerated_header_lines,
+                    exclusion_writer=exclusion_writer("code_quality"),
+                ),
+            )
+        )
     if args.pii:
         steps.append(("pii", PIIFormatter()))
     return steps
 
 
-def run_filter_partition(*, partition: str, source_uri: str, files: Sequence[SourceFile],
-                         storage_options: Mapping[str, Any] | None, args: DomainFilterArgs,
-                         language_threshold: float | None, pipeline: CorpusPipelineArgs, out_dir: Path,
-                         settings: ExecutorSettings, labels: Mapping[str, Mapping[str, Any]] | None = None,
-                         log: Callable[[str], None] = print, run_key: str | None = None) -> dict[str, Any]:
+def run_filter_partition(
+    *,
+    partition: str,
+    source_uri: str,
+    files: Sequence[SourceFile],
+    storage_options: Mapping[str, Any] | None,
+    args: DomainFilterArgs,
+    language_threshold: float | None,
+    pipeline: CorpusPipelineArgs,
+    out_dir: Path,
+    settings: ExecutorSettings,
+    labels: Mapping[str, Mapping[str, Any]] | None = None,
+    log: Callable[[str], None] = print,
+    run_key: str | None = None,
+) -> dict[str, Any]:
     """Filter one raw source into ``out_dir`` and return (and write) its statistics."""
     run = _RunFolders(out_dir, settings, run_key)
     chain = filter_chain(args, language_threshold, pipeline.url_domain_blocklist, run.exclusion_writer)
-    steps: list[Any] = [SourceReader(partition, source_uri, files, Secret(storage_options),
-                                     exclusion_writer=run.exclusion_writer("read"), labels=labels),
-                        Meter("read")]
+    steps: list[Any] = [
+        SourceReader(
+            partition,
+            source_uri,
+            files,
+            Secret(storage_options),
+            exclusion_writer=run.exclusion_writer("read"),
+            labels=labels,
+        ),
+        Meter("read"),
+    ]
     for key, step in chain:
         steps += [step, Meter(key)]
     if args.lid_language:
@@ -161,60 +243,130 @@ def run_filter_partition(*, partition: str, source_uri: str, files: Sequence[Sou
     stage = Stage("filter", steps, pipeline.tasks, run.path(LOGS_DIR, "filter"))
     run_stages(settings, [stage], log=log, job_prefix=run.job_prefix(f"kexaone-filter-{partition}"))
     run.finish()
-    stats = filter_step_stats(out_dir / LOGS_DIR / "filter", ["read", *(key for key, _ in chain)],
-                              out_dir / EXCLUDED_DIR)
-    summary = {"partition": partition, "stage": "filter", **stats,
-               "language": args.lid_language, **purity_from(out_dir / LOGS_DIR / "filter")}
+    stats = filter_step_stats(
+        out_dir / LOGS_DIR / "filter", ["read", *(key for key, _ in chain)], out_dir / EXCLUDED_DIR
+    )
+    summary = {
+        "partition": partition,
+        "stage": "filter",
+        **stats,
+        "language": args.lid_language,
+        **purity_from(out_dir / LOGS_DIR / "filter"),
+    }
     summary["planted"] = planted_noise_report(out_dir) if stats["planted_labels"] else None
     (out_dir / STATS_FILE).write_text(json.dumps(summary, indent=2, ensure_ascii=False))
     return summary
 
 
-def run_dedup_partition(*, partition: str, input_folder: DataFolderLike, word_tokenizer: str,
-                        language: str | None, minhash: MinhashArgs, minhash_threshold: float,
-                        pipeline: CorpusPipelineArgs, out_dir: Path, settings: ExecutorSettings,
-                        log: Callable[[str], None] = print, run_key: str | None = None) -> dict[str, Any]:
+def run_dedup_partition(
+    *,
+    partition: str,
+    input_folder: DataFolderLike,
+    word_tokenizer: str,
+    language: str | None,
+    minhash: MinhashArgs,
+    minhash_threshold: float,
+    pipeline: CorpusPipelineArgs,
+    out_dir: Path,
+    settings: ExecutorSettings,
+    log: Callable[[str], None] = print,
+    run_key: str | None = None,
+) -> dict[str, Any]:
     """Exact then MinHash dedup of one filtered partition into ``out_dir``; returns its statistics.
     With ``minhash.candidate_check``, LSH candidates below ``minhash_threshold`` full-signature
     similarity are dropped before clustering."""
     run = _RunFolders(out_dir, settings, run_key)
     exact = ExactDedupConfig(content_getter=exact_dedup_content, hash_config=HashConfig(precision=64))
-    config = MinhashConfig(n_grams=minhash.n_grams, num_buckets=minhash.num_buckets,
-                           hashes_per_bucket=minhash.hashes_per_bucket, seed=minhash.seed,
-                           hash_config=HashConfig(precision=64))
+    config = MinhashConfig(
+        n_grams=minhash.n_grams,
+        num_buckets=minhash.num_buckets,
+        hashes_per_bucket=minhash.hashes_per_bucket,
+        seed=minhash.seed,
+        hash_config=HashConfig(precision=64),
+    )
     tokenizer = make_tokenizer(word_tokenizer, language or "code")
     scratch = run.scratch
     tasks = pipeline.tasks
-    final: list[Any] = [RankFileReader(scratch("exact_kept")),
-                        MinhashDedupFilter(scratch("minhash_remove"), load_cluster_ids=True,
-                                           exclusion_writer=run.exclusion_writer("minhash_dedup", "near_duplicate")),
-                        Meter("minhash_dedup")]
+    final: list[Any] = [
+        RankFileReader(scratch("exact_kept")),
+        MinhashDedupFilter(
+            scratch("minhash_remove"),
+            load_cluster_ids=True,
+            exclusion_writer=run.exclusion_writer("minhash_dedup", "near_duplicate"),
+        ),
+        Meter("minhash_dedup"),
+    ]
     if language:
         final.append(PurityMeter(language, pipeline.purity_min_chars))
     final.append(JsonlWriter(run.path(DOCUMENTS_DIR)))
     stages = [
-        Stage("exact_signatures", [RankFileReader(input_folder), Meter("read"),
-                                   ExactDedupSignature(scratch("exact_sigs"), config=exact)],
-              tasks, run.path(LOGS_DIR, "exact_signatures")),
-        Stage("exact_find", [ExactFindDedups(scratch("exact_sigs"), scratch("exact_dups"), config=exact)],
-              1, run.path(LOGS_DIR, "exact_find")),
-        Stage("exact_filter_minhash_signatures", [
-            RankFileReader(input_folder),
-            ExactDedupFilter(scratch("exact_dups"), config=exact,
-                             exclusion_writer=run.exclusion_writer("exact_dedup", "exact_duplicate")),
-            Meter("exact_dedup"), JsonlWriter(scratch("exact_kept")),
-            MinhashDedupSignature(scratch("minhash_sigs"), config=config, language=tokenizer)],
-            tasks, run.path(LOGS_DIR, "exact_filter_minhash_signatures")),
-        Stage("minhash_buckets", [MinhashDedupBuckets(scratch("minhash_sigs"), scratch("minhash_buckets"),
-                                                      config=config)],
-              minhash.num_buckets, run.path(LOGS_DIR, "minhash_buckets")),
-        *([Stage("minhash_candidate_check", [MinhashCandidateCheck(
-            scratch("minhash_sigs"), scratch("minhash_buckets"), scratch("minhash_checked"), config=config,
-            threshold=minhash_threshold)], 1, run.path(LOGS_DIR, "minhash_candidate_check"))]
-          if minhash.candidate_check else []),
-        Stage("minhash_cluster", [MinhashDedupCluster(
-            scratch("minhash_checked" if minhash.candidate_check else "minhash_buckets"), scratch("minhash_remove"),
-            config=config, save_cluster_id=True)], 1, run.path(LOGS_DIR, "minhash_cluster")),
+        Stage(
+            "exact_signatures",
+            [RankFileReader(input_folder), Meter("read"), ExactDedupSignature(scratch("exact_sigs"), config=exact)],
+            tasks,
+            run.path(LOGS_DIR, "exact_signatures"),
+        ),
+        Stage(
+            "exact_find",
+            [ExactFindDedups(scratch("exact_sigs"), scratch("exact_dups"), config=exact)],
+            1,
+            run.path(LOGS_DIR, "exact_find"),
+        ),
+        Stage(
+            "exact_filter_minhash_signatures",
+            [
+                RankFileReader(input_folder),
+                ExactDedupFilter(
+                    scratch("exact_dups"),
+                    config=exact,
+                    exclusion_writer=run.exclusion_writer("exact_dedup", "exact_duplicate"),
+                ),
+                Meter("exact_dedup"),
+                JsonlWriter(scratch("exact_kept")),
+                MinhashDedupSignature(scratch("minhash_sigs"), config=config, language=tokenizer),
+            ],
+            tasks,
+            run.path(LOGS_DIR, "exact_filter_minhash_signatures"),
+        ),
+        Stage(
+            "minhash_buckets",
+            [MinhashDedupBuckets(scratch("minhash_sigs"), scratch("minhash_buckets"), config=config)],
+            minhash.num_buckets,
+            run.path(LOGS_DIR, "minhash_buckets"),
+        ),
+        *(
+            [
+                Stage(
+                    "minhash_candidate_check",
+                    [
+                        MinhashCandidateCheck(
+                            scratch("minhash_sigs"),
+                            scratch("minhash_buckets"),
+                            scratch("minhash_checked"),
+                            config=config,
+                            threshold=minhash_threshold,
+                        )
+                    ],
+                    1,
+                    run.path(LOGS_DIR, "minhash_candidate_check"),
+                )
+            ]
+            if minhash.candidate_check
+            else []
+        ),
+        Stage(
+            "minhash_cluster",
+            [
+                MinhashDedupCluster(
+                    scratch("minhash_checked" if minhash.candidate_check else "minhash_buckets"),
+                    scratch("minhash_remove"),
+                    config=config,
+                    save_cluster_id=True,
+                )
+            ],
+            1,
+            run.path(LOGS_DIR, "minhash_cluster"),
+        ),
         Stage("minhash_filter", final, tasks, run.path(LOGS_DIR, "minhash_filter")),
     ]
     for name in ("exact_dups", "minhash_remove"):  # datatrove lists these even when nothing was found
@@ -222,31 +374,44 @@ def run_dedup_partition(*, partition: str, input_folder: DataFolderLike, word_to
     run_stages(settings, stages, log=log, job_prefix=run.job_prefix(f"kexaone-dedup-{partition}"))
     run.finish()
     logs = out_dir / LOGS_DIR
-    meters = {**load_stage_stats(logs / "exact_signatures"),
-              **load_stage_stats(logs / "exact_filter_minhash_signatures"),
-              **load_stage_stats(logs / "minhash_filter")}
+    meters = {
+        **load_stage_stats(logs / "exact_signatures"),
+        **load_stage_stats(logs / "exact_filter_minhash_signatures"),
+        **load_stage_stats(logs / "minhash_filter"),
+    }
     read = meters.get(Meter.stats_name("read"), {})
-    steps = meter_steps(meters, ["read", "exact_dedup", "minhash_dedup"], int(read.get("documents", 0)),
-                        int(read.get("bytes", 0)))
+    steps = meter_steps(
+        meters, ["read", "exact_dedup", "minhash_dedup"], int(read.get("documents", 0)), int(read.get("bytes", 0))
+    )
     rejections = exclusion_summary(out_dir / EXCLUDED_DIR)
     docs_in, docs_out = steps[0]["docs_in"], steps[-1]["docs_out"]
     summary = {
-        "partition": partition, "stage": "dedup", "steps": steps, "rejections": rejections,
+        "partition": partition,
+        "stage": "dedup",
+        "steps": steps,
+        "rejections": rejections,
         "totals": _totals(steps, rejections),
-        "exact_duplicates_removed": steps[1]["docs_dropped"], "near_duplicates_removed": steps[2]["docs_dropped"],
+        "exact_duplicates_removed": steps[1]["docs_dropped"],
+        "near_duplicates_removed": steps[2]["docs_dropped"],
         "dedup_rate": (docs_in - docs_out) / docs_in if docs_in else 0.0,
-        "minhash": asdict(minhash), "minhash_threshold": minhash_threshold,
+        "minhash": asdict(minhash),
+        "minhash_threshold": minhash_threshold,
         "minhash_candidates": _candidate_counts(logs / "minhash_candidate_check"),
-        "language": language, **purity_from(logs / "minhash_filter"),
+        "language": language,
+        **purity_from(logs / "minhash_filter"),
         "planted_labels": int(read.get("planted", 0)),
     }
-    summary["planted"] = (planted_duplicates_report(read_documents(input_folder), out_dir / DOCUMENTS_DIR)
-                          if summary["planted_labels"] else None)
+    summary["planted"] = (
+        planted_duplicates_report(read_documents(input_folder), out_dir / DOCUMENTS_DIR)
+        if summary["planted_labels"]
+        else None
+    )
     (out_dir / STATS_FILE).write_text(json.dumps(summary, indent=2, ensure_ascii=False))
     return summary
 
 
 # -- statistics ------------------------------------------------------------------------------------
+
 
 def load_stage_stats(logging_dir: Path) -> dict[str, dict[str, float]]:
     """Sum of every task's datatrove stats of one stage: step name -> stat label -> total."""
@@ -268,19 +433,32 @@ def filter_step_stats(logging_dir: Path, keys: Sequence[str], excluded_dir: Path
     docs_in = int(reader.get("documents", 0)) + sum(r["documents"] for r in read_rejected)
     bytes_in = int(stats.get(Meter.stats_name("read"), {}).get("bytes", 0)) + sum(r["bytes"] for r in read_rejected)
     steps = meter_steps(stats, keys, docs_in, bytes_in)
-    return {"steps": steps, "rejections": rejections, "totals": _totals(steps, rejections),
-            "planted_labels": int(reader.get("planted_labels", 0))}
+    return {
+        "steps": steps,
+        "rejections": rejections,
+        "totals": _totals(steps, rejections),
+        "planted_labels": int(reader.get("planted_labels", 0)),
+    }
 
 
-def meter_steps(stats: Mapping[str, Mapping[str, float]], keys: Sequence[str], docs_in: int,
-                bytes_in: int) -> list[dict[str, Any]]:
+def meter_steps(
+    stats: Mapping[str, Mapping[str, float]], keys: Sequence[str], docs_in: int, bytes_in: int
+) -> list[dict[str, Any]]:
     """One row per step: what its Meter saw come out, against what the previous one saw."""
     steps = []
     for key in keys:
         meter = stats.get(Meter.stats_name(key), {})
         docs_out, bytes_out = int(meter.get("documents", 0)), int(meter.get("bytes", 0))
-        steps.append({"step": key, "docs_in": docs_in, "docs_out": docs_out, "docs_dropped": docs_in - docs_out,
-                      "bytes_in": bytes_in, "bytes_out": bytes_out})
+        steps.append(
+            {
+                "step": key,
+                "docs_in": docs_in,
+                "docs_out": docs_out,
+                "docs_dropped": docs_in - docs_out,
+                "bytes_in": bytes_in,
+                "bytes_out": bytes_out,
+            }
+        )
         docs_in, bytes_in = docs_out, bytes_out
     return steps
 
@@ -290,11 +468,16 @@ def _totals(steps: Sequence[Mapping[str, Any]], rejections: Sequence[Mapping[str
         return {}
     excluded = sum(r["documents"] for r in rejections)
     docs_in, docs_out = steps[0]["docs_in"], steps[-1]["docs_out"]
-    return {"docs_in": docs_in, "docs_out": docs_out, "bytes_in": steps[0]["bytes_in"],
-            "bytes_out": steps[-1]["bytes_out"], "docs_excluded": excluded,
-            "bytes_excluded": sum(r["bytes"] for r in rejections),
-            # nothing silently lost: every input document is either kept or in an exclusion file
-            "all_accounted_for": docs_in == docs_out + excluded}
+    return {
+        "docs_in": docs_in,
+        "docs_out": docs_out,
+        "bytes_in": steps[0]["bytes_in"],
+        "bytes_out": steps[-1]["bytes_out"],
+        "docs_excluded": excluded,
+        "bytes_excluded": sum(r["bytes"] for r in rejections),
+        # nothing silently lost: every input document is either kept or in an exclusion file
+        "all_accounted_for": docs_in == docs_out + excluded,
+    }
 
 
 def _candidate_counts(logging_dir: Path) -> dict[str, int] | None:
@@ -305,8 +488,7 @@ def _candidate_counts(logging_dir: Path) -> dict[str, int] | None:
 def purity_from(logging_dir: Path) -> dict[str, Any]:
     meter = load_stage_stats(logging_dir).get(f"{PurityMeter.type}: {PurityMeter.name}", {})
     chars = int(meter.get("purity_chars", 0))
-    return {"language_purity": meter.get("purity_matched_chars", 0) / chars if chars else None,
-            "purity_chars": chars}
+    return {"language_purity": meter.get("purity_matched_chars", 0) / chars if chars else None, "purity_chars": chars}
 
 
 def exclusion_summary(excluded_dir: Path) -> list[dict[str, Any]]:
@@ -318,8 +500,10 @@ def exclusion_summary(excluded_dir: Path) -> list[dict[str, Any]]:
             key = (meta.get("excluded_by", path.parent.name), str(meta.get("filter_reason", path.parent.name)))
             counts[key][0] += 1
             counts[key][1] += len(record.get("text", "").encode("utf-8"))
-    return [{"step": step, "reason": reason, "documents": n, "bytes": b}
-            for (step, reason), (n, b) in sorted(counts.items())]
+    return [
+        {"step": step, "reason": reason, "documents": n, "bytes": b}
+        for (step, reason), (n, b) in sorted(counts.items())
+    ]
 
 
 def read_documents(folder: DataFolderLike) -> Iterator[dict[str, Any]]:
@@ -375,14 +559,27 @@ def planted_duplicates_report(input_records: Iterable[Mapping[str, Any]], docume
             not_reached += 1
             continue
         in_pairs |= {doc_id, original}
-        pairs.append({"id": doc_id, "duplicate_of": original, "kind": planted,
-                      "duplicate_kept": doc_id in kept, "original_kept": original in kept,
-                      "handled": (doc_id in kept) != (original in kept)})
-    false_removals = sorted(i for i, (planted, _) in inputs.items()
-                            if not planted and i not in in_pairs and i not in kept)
-    return {"pairs": pairs, "handled": sum(p["handled"] for p in pairs), "total": len(pairs),
-            "not_reached": not_reached, "false_removals": false_removals,
-            "passed": all(p["handled"] for p in pairs) and not false_removals}
+        pairs.append(
+            {
+                "id": doc_id,
+                "duplicate_of": original,
+                "kind": planted,
+                "duplicate_kept": doc_id in kept,
+                "original_kept": original in kept,
+                "handled": (doc_id in kept) != (original in kept),
+            }
+        )
+    false_removals = sorted(
+        i for i, (planted, _) in inputs.items() if not planted and i not in in_pairs and i not in kept
+    )
+    return {
+        "pairs": pairs,
+        "handled": sum(p["handled"] for p in pairs),
+        "total": len(pairs),
+        "not_reached": not_reached,
+        "false_removals": false_removals,
+        "passed": all(p["handled"] for p in pairs) and not false_removals,
+    }
 
 
 class _RunFolders:

@@ -23,8 +23,28 @@ import fsspec
 
 JSONL_SUFFIXES = (".jsonl", ".json")
 PARQUET_SUFFIXES = (".parquet",)
-TEXT_SUFFIXES = (".txt", ".md", ".py", ".js", ".ts", ".rs", ".go", ".c", ".h", ".cc", ".cpp", ".java",
-                 ".sh", ".sql", ".rb", ".kt", ".swift", ".toml", ".yaml", ".yml")
+TEXT_SUFFIXES = (
+    ".txt",
+    ".md",
+    ".py",
+    ".js",
+    ".ts",
+    ".rs",
+    ".go",
+    ".c",
+    ".h",
+    ".cc",
+    ".cpp",
+    ".java",
+    ".sh",
+    ".sql",
+    ".rb",
+    ".kt",
+    ".swift",
+    ".toml",
+    ".yaml",
+    ".yml",
+)
 TEXT_FIELD = "text"
 
 
@@ -53,9 +73,15 @@ class Manifest:
         return sum(f.size for f in self.files)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "uri": self.uri, "version": self.version,
-                "files": [{"relpath": f.relpath, "size": f.size, "fingerprint": f.fingerprint,
-                           "format": f.format} for f in self.files]}
+        return {
+            "source": self.source,
+            "uri": self.uri,
+            "version": self.version,
+            "files": [
+                {"relpath": f.relpath, "size": f.size, "fingerprint": f.fingerprint, "format": f.format}
+                for f in self.files
+            ],
+        }
 
 
 @dataclass(frozen=True)
@@ -90,18 +116,20 @@ def list_source_files(source: str, uri: str, storage_options: Mapping[str, Any] 
         raise CorpusSourceError(f"raw_corpus_{source}: {uri} is a file, expected a folder or prefix")
     files = []
     for path, info in sorted(fs.find(root, detail=True).items()):
-        rel = path[len(root):].lstrip("/")
+        rel = path[len(root) :].lstrip("/")
         if any(part.startswith(".") for part in rel.split("/")):
             continue  # hidden files and folders (editor swap files, .DS_Store) are not corpus
         fmt = file_format(path)
         if fmt is None:
             raise CorpusSourceError(
                 f"raw_corpus_{source}: {path}: unsupported file type (expected .jsonl/.json[.gz], "
-                ".parquet, .txt or source code)")
+                ".parquet, .txt or source code)"
+            )
         etag = info.get("ETag") or info.get("etag")
         fingerprint = etag.strip('"') if etag else _sha256(fs, path)
-        files.append(SourceFile(path=path, relpath=rel, size=int(info.get("size") or 0),
-                                fingerprint=fingerprint, format=fmt))
+        files.append(
+            SourceFile(path=path, relpath=rel, size=int(info.get("size") or 0), fingerprint=fingerprint, format=fmt)
+        )
     if not files:
         raise CorpusSourceError(f"raw_corpus_{source}: source folder {uri} contains no corpus files")
     return files
@@ -125,8 +153,9 @@ class BadRecord:
     raw: str  # the record's bytes decoded with replacement characters, so it can be kept for review
 
 
-def iter_documents(fs: fsspec.AbstractFileSystem, file: SourceFile,
-                   on_bad_record: Callable[[BadRecord], None] | None = None) -> Iterator[Document]:
+def iter_documents(
+    fs: fsspec.AbstractFileSystem, file: SourceFile, on_bad_record: Callable[[BadRecord], None] | None = None
+) -> Iterator[Document]:
     """Yield the documents of one file. Raises CorpusSourceError naming the file on bad input.
 
     With ``on_bad_record``, a bad *record* (invalid JSON or UTF-8 on a JSONL line, no string ``text`` in
@@ -159,6 +188,7 @@ def iter_documents(fs: fsspec.AbstractFileSystem, file: SourceFile,
 
 # -- helpers -----------------------------------------------------------------------------------
 
+
 def _sha256(fs: fsspec.AbstractFileSystem, path: str) -> str:
     digest = hashlib.sha256()
     with fs.open(path, "rb") as f:
@@ -185,8 +215,9 @@ def _decode(raw: bytes, file: SourceFile, where: str) -> str:
         raise CorpusSourceError(f"{file.path}{where}: invalid UTF-8 at byte {exc.start}") from exc
 
 
-def _iter_jsonl(raw: bytes, file: SourceFile,
-                on_bad_record: Callable[[BadRecord], None] | None = None) -> Iterator[Document]:
+def _iter_jsonl(
+    raw: bytes, file: SourceFile, on_bad_record: Callable[[BadRecord], None] | None = None
+) -> Iterator[Document]:
     for lineno, line in enumerate(io.BytesIO(raw), start=1):
         if not line.strip():
             continue
@@ -201,16 +232,20 @@ def _iter_jsonl(raw: bytes, file: SourceFile,
         except CorpusSourceError as exc:
             if on_bad_record is None:
                 raise
-            on_bad_record(BadRecord(f"{file.relpath}:{lineno}", file.relpath, str(exc),
-                                    line.decode("utf-8", "replace").rstrip("\n")))
+            on_bad_record(
+                BadRecord(
+                    f"{file.relpath}:{lineno}", file.relpath, str(exc), line.decode("utf-8", "replace").rstrip("\n")
+                )
+            )
             continue
         doc_id = str(record.get("id") or f"{file.relpath}:{lineno}")
         meta = {k: v for k, v in record.items() if k not in ("id", TEXT_FIELD)}
         yield Document(id=doc_id, text=record[TEXT_FIELD], source_file=file.relpath, meta=meta)
 
 
-def _iter_parquet(fs: fsspec.AbstractFileSystem, file: SourceFile,
-                  on_bad_record: Callable[[BadRecord], None] | None = None) -> Iterator[Document]:
+def _iter_parquet(
+    fs: fsspec.AbstractFileSystem, file: SourceFile, on_bad_record: Callable[[BadRecord], None] | None = None
+) -> Iterator[Document]:
     import pyarrow.parquet as pq
 
     try:
@@ -219,7 +254,8 @@ def _iter_parquet(fs: fsspec.AbstractFileSystem, file: SourceFile,
             names = pf.schema_arrow.names
             if TEXT_FIELD not in names:
                 raise CorpusSourceError(
-                    f"{file.path}: Parquet file has no '{TEXT_FIELD}' column (columns: {', '.join(names)})")
+                    f"{file.path}: Parquet file has no '{TEXT_FIELD}' column (columns: {', '.join(names)})"
+                )
             row = 0
             for batch in pf.iter_batches(batch_size=1024):
                 for record in batch.to_pylist():
@@ -229,12 +265,22 @@ def _iter_parquet(fs: fsspec.AbstractFileSystem, file: SourceFile,
                         problem = f"{file.path} row {row}: '{TEXT_FIELD}' is not a string"
                         if on_bad_record is None:
                             raise CorpusSourceError(problem)
-                        on_bad_record(BadRecord(f"{file.relpath}:{row}", file.relpath, problem,
-                                                json.dumps(record, default=str, ensure_ascii=False)))
+                        on_bad_record(
+                            BadRecord(
+                                f"{file.relpath}:{row}",
+                                file.relpath,
+                                problem,
+                                json.dumps(record, default=str, ensure_ascii=False),
+                            )
+                        )
                         continue
                     meta = {k: v for k, v in record.items() if k not in ("id", TEXT_FIELD)}
-                    yield Document(id=str(record.get("id") or f"{file.relpath}:{row}"), text=text,
-                                   source_file=file.relpath, meta=meta)
+                    yield Document(
+                        id=str(record.get("id") or f"{file.relpath}:{row}"),
+                        text=text,
+                        source_file=file.relpath,
+                        meta=meta,
+                    )
     except CorpusSourceError:
         raise
     except Exception as exc:  # pyarrow raises ArrowInvalid & co. for corrupt files

@@ -32,12 +32,13 @@ def source_stats(manifest: Manifest, storage_options: Mapping[str, Any] | None =
 
 
 def stats_markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| source | files | documents | text MB | mean chars/doc | formats |",
-             "|---|---:|---:|---:|---:|---|"]
+    lines = ["| source | files | documents | text MB | mean chars/doc | formats |", "|---|---:|---:|---:|---:|---|"]
     for r in rows:
         formats = ", ".join(f"{k}:{v}" for k, v in r["formats"].items())
-        lines.append(f"| {r['source']} | {r['files']} | {r['documents']} | {r['text_bytes'] / 1e6:.3f} | "
-                     f"{r['mean_document_chars']:.0f} | {formats} |")
+        lines.append(
+            f"| {r['source']} | {r['files']} | {r['documents']} | {r['text_bytes'] / 1e6:.3f} | "
+            f"{r['mean_document_chars']:.0f} | {formats} |"
+        )
     total_docs = sum(r["documents"] for r in rows)
     total_bytes = sum(r["text_bytes"] for r in rows)
     lines.append(f"| **total** | {sum(r['files'] for r in rows)} | {total_docs} | {total_bytes / 1e6:.3f} | | |")
@@ -48,14 +49,18 @@ def pipeline_markdown(summary: Mapping[str, Any]) -> str:
     """Docs and bytes in/out of every step of one corpus partition run (filtered or deduplicated)."""
     lines = ["| step | docs in | docs out | dropped | MB in | MB out |", "|---|---:|---:|---:|---:|---:|"]
     for s in summary["steps"]:
-        lines.append(f"| {s['step']} | {s['docs_in']} | {s['docs_out']} | {s['docs_dropped']} | "
-                     f"{s['bytes_in'] / 1e6:.3f} | {s['bytes_out'] / 1e6:.3f} |")
+        lines.append(
+            f"| {s['step']} | {s['docs_in']} | {s['docs_out']} | {s['docs_dropped']} | "
+            f"{s['bytes_in'] / 1e6:.3f} | {s['bytes_out'] / 1e6:.3f} |"
+        )
     totals = summary.get("totals", {})
     purity = summary.get("language_purity")
-    notes = [f"kept {totals.get('docs_out', 0)} of {totals.get('docs_in', 0)} documents",
-             f"{totals.get('docs_excluded', 0)} in the exclusion output",
-             "all accounted for" if totals.get("all_accounted_for") else "NOT all accounted for",
-             f"language purity {purity:.4f}" if purity is not None else "language purity n/a"]
+    notes = [
+        f"kept {totals.get('docs_out', 0)} of {totals.get('docs_in', 0)} documents",
+        f"{totals.get('docs_excluded', 0)} in the exclusion output",
+        "all accounted for" if totals.get("all_accounted_for") else "NOT all accounted for",
+        f"language purity {purity:.4f}" if purity is not None else "language purity n/a",
+    ]
     if "dedup_rate" in summary:
         notes.append(f"dedup rate {summary['dedup_rate']:.4f}")
     return "\n".join(lines) + "\n\n" + "; ".join(notes)

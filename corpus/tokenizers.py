@@ -92,8 +92,11 @@ class CodeTokenizer(_RegexTokenizer):
         super().__init__(language)
 
 
-TOKENIZERS = {"space_delimited": SpaceDelimitedTokenizer, "japanese_script": JapaneseScriptTokenizer,
-              "code": CodeTokenizer}
+TOKENIZERS = {
+    "space_delimited": SpaceDelimitedTokenizer,
+    "japanese_script": JapaneseScriptTokenizer,
+    "code": CodeTokenizer,
+}
 
 
 def make_tokenizer(kind: str, language: str) -> WordTokenizer:

@@ -74,6 +74,7 @@ _JOINER = {"ja": ""}
 
 # -- grid ---------------------------------------------------------------------------------------------
 
+
 def grid_lengths(min_len: int, max_len: int, n: int) -> list[int]:
     """``n`` prompt lengths spread evenly from ``min_len`` to ``max_len`` (both included, all distinct)."""
     if n < 1:
@@ -102,8 +103,31 @@ def stage_lengths(seq_length: int, n: int, min_len: int, reserve: int = ANSWER_R
 
 # -- keys, values, filler ---------------------------------------------------------------------------
 
-_ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "ch", "sh", "th", "br", "kr",
-           "tr", "dr", "gl", "pl")
+_ONSETS = (
+    "b",
+    "d",
+    "f",
+    "g",
+    "k",
+    "l",
+    "m",
+    "n",
+    "p",
+    "r",
+    "s",
+    "t",
+    "v",
+    "z",
+    "ch",
+    "sh",
+    "th",
+    "br",
+    "kr",
+    "tr",
+    "dr",
+    "gl",
+    "pl",
+)
 _VOWELS = ("a", "e", "i", "o", "u", "ai", "ou")
 _CODAS = ("", "", "n", "r", "l", "k", "s", "x")
 EVAL_KEY_SHARE = 4  # one key in 4 (by hash) is reserved for evaluation
@@ -123,8 +147,9 @@ def key_split(key: str) -> str:
 def draw_key(rng: random.Random, split: str, exclude: set[str] | frozenset[str] = frozenset()) -> str:
     """A made-up name of 2-3 syllables (``Zorvik``, ``Plaidex``) from the ``split`` half of the key space."""
     while True:
-        syllables = [rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS)
-                     for _ in range(rng.choice((2, 2, 3)))]
+        syllables = [
+            rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in range(rng.choice((2, 2, 3)))
+        ]
         key = "".join(syllables).capitalize()
         if key_split(key) == split and key not in exclude:
             return key
@@ -168,8 +193,9 @@ class FillerPool:
     def languages(self, wanted: Sequence[str] | None) -> list[str]:
         have = [lang for lang in (wanted or LANGUAGES) if lang in self.sentences and lang in TEMPLATES]
         if not have:
-            raise ValueError(f"no filler text for any of {list(wanted or LANGUAGES)} (filler given for "
-                             f"{sorted(self.sentences)})")
+            raise ValueError(
+                f"no filler text for any of {list(wanted or LANGUAGES)} (filler given for {sorted(self.sentences)})"
+            )
         return have
 
     def take(self, language: str, n_tokens: int, rng: random.Random) -> list[list[int]]:
@@ -229,6 +255,7 @@ def _needle_ids(encode: Encode, template: NeedleTemplate, key: str, value: str) 
 
 # -- cases, scoring, results ------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class NiahCase:
     length: int  # prompt tokens, exactly
@@ -242,9 +269,15 @@ class NiahCase:
     needle_index: int  # token index of the needle in prompt_ids
 
 
-def make_cases(tokenizer_encode: Encode, filler_texts_by_language: Mapping[str, Sequence[str]] | FillerPool,
-               lengths: Sequence[int], depths: Sequence[float], trials: int, seed: int,
-               languages: Sequence[str] | None = None) -> list[NiahCase]:
+def make_cases(
+    tokenizer_encode: Encode,
+    filler_texts_by_language: Mapping[str, Sequence[str]] | FillerPool,
+    lengths: Sequence[int],
+    depths: Sequence[float],
+    trials: int,
+    seed: int,
+    languages: Sequence[str] | None = None,
+) -> list[NiahCase]:
     """One case per (length, depth, trial); languages rotate over the cases, keys are distinct ``eval``
     keys. Raises ValueError when a length cannot hold the needle and the question."""
     if trials < 1:
@@ -255,7 +288,8 @@ def make_cases(tokenizer_encode: Encode, filler_texts_by_language: Mapping[str, 
     used: set[str] = set()
     cases = []
     for index, (length, depth, trial) in enumerate(
-            (length, depth, trial) for length in lengths for depth in depths for trial in range(trials)):
+        (length, depth, trial) for length in lengths for depth in depths for trial in range(trials)
+    ):
         language = langs[index % len(langs)]
         key = draw_key(rng, "eval", used)
         used.add(key)
@@ -263,24 +297,47 @@ def make_cases(tokenizer_encode: Encode, filler_texts_by_language: Mapping[str, 
         needle, question = _needle_ids(tokenizer_encode, TEMPLATES[language], key, value)
         n_filler = length - len(needle) - len(question)
         if n_filler < 0:
-            raise ValueError(f"length {length} is too short for a needle ({len(needle)} tokens) and its question "
-                             f"({len(question)} tokens)")
+            raise ValueError(
+                f"length {length} is too short for a needle ({len(needle)} tokens) and its question "
+                f"({len(question)} tokens)"
+            )
         body, (start,) = _insert(filler.take(language, n_filler, rng), [(depth, needle)])
         prompt = body + question
         assert len(prompt) == length
-        cases.append(NiahCase(length=length, depth=depth, trial=trial, language=language, key=key, value=value,
-                              prompt_ids=tuple(prompt), needle_ids=tuple(needle), needle_index=start))
+        cases.append(
+            NiahCase(
+                length=length,
+                depth=depth,
+                trial=trial,
+                language=language,
+                key=key,
+                value=value,
+                prompt_ids=tuple(prompt),
+                needle_ids=tuple(needle),
+                needle_index=start,
+            )
+        )
     return cases
 
 
-def stage_cases(tokenizer_encode: Encode, filler_texts_by_language: Mapping[str, Sequence[str]] | FillerPool, *,
-                seq_length: int, previous_length: int, num_lengths: int, num_depths: int, trials: int,
-                seed: int, languages: Sequence[str] | None = None) -> list[NiahCase]:
+def stage_cases(
+    tokenizer_encode: Encode,
+    filler_texts_by_language: Mapping[str, Sequence[str]] | FillerPool,
+    *,
+    seq_length: int,
+    previous_length: int,
+    num_lengths: int,
+    num_depths: int,
+    trials: int,
+    seed: int,
+    languages: Sequence[str] | None = None,
+) -> list[NiahCase]:
     """A context stage's gate grid: ``num_lengths`` lengths from the previous stage's length to this
     stage's (``stage_lengths``) x ``num_depths`` depths x ``trials`` cases, drawn with ``seed``."""
     lengths = stage_lengths(seq_length, num_lengths, previous_length)
-    return make_cases(tokenizer_encode, filler_texts_by_language, lengths, grid_depths(num_depths), trials, seed,
-                      languages)
+    return make_cases(
+        tokenizer_encode, filler_texts_by_language, lengths, grid_depths(num_depths), trials, seed, languages
+    )
 
 
 _DIGITS = re.compile(r"[0-9]+")
@@ -346,8 +403,10 @@ class NiahResults:
 
     def rows(self) -> list[dict]:
         """One row per cell (warehouse / metadata)."""
-        return [{"length": c.length, "depth": c.depth, "trials": c.trials, "correct": c.correct,
-                 "accuracy": c.accuracy} for c in self.cells]
+        return [
+            {"length": c.length, "depth": c.depth, "trials": c.trials, "correct": c.correct, "accuracy": c.accuracy}
+            for c in self.cells
+        ]
 
 
 def results_from_cases(case_results: Iterable[CaseResult]) -> NiahResults:
@@ -355,27 +414,42 @@ def results_from_cases(case_results: Iterable[CaseResult]) -> NiahResults:
     grouped: dict[tuple[int, float], list[CaseResult]] = {}
     for r in case_results:
         grouped.setdefault((r.length, r.depth), []).append(r)
-    cells = tuple(CellResult(length=length, depth=depth, trials=len(rs), correct=sum(r.correct for r in rs))
-                  for (length, depth), rs in sorted(grouped.items()))
+    cells = tuple(
+        CellResult(length=length, depth=depth, trials=len(rs), correct=sum(r.correct for r in rs))
+        for (length, depth), rs in sorted(grouped.items())
+    )
     return NiahResults(cells=cells, cases=case_results)
 
 
-def evaluate(cases: Sequence[NiahCase], generate_fn: GenerateFn,
-             progress: Callable[[int, int, CaseResult], None] | None = None) -> NiahResults:
+def evaluate(
+    cases: Sequence[NiahCase], generate_fn: GenerateFn, progress: Callable[[int, int, CaseResult], None] | None = None
+) -> NiahResults:
     """Run every case through ``generate_fn(prompt_ids) -> generated text`` and score it."""
     out = []
     for i, case in enumerate(cases):
         text = generate_fn(list(case.prompt_ids))
-        result = CaseResult(length=case.length, depth=case.depth, trial=case.trial, language=case.language,
-                            key=case.key, value=case.value, generated=text, correct=score_exact(text, case.value))
+        result = CaseResult(
+            length=case.length,
+            depth=case.depth,
+            trial=case.trial,
+            language=case.language,
+            key=case.key,
+            value=case.value,
+            generated=text,
+            correct=score_exact(text, case.value),
+        )
         out.append(result)
         if progress is not None:
             progress(i + 1, len(cases), result)
     return results_from_cases(out)
 
 
-def evaluate_batched(cases: Sequence[NiahCase], generate_many: Callable[[list[list[int]]], list[str]],
-                     batch_tokens: int, progress: Callable[[int, int, CaseResult], None] | None = None) -> NiahResults:
+def evaluate_batched(
+    cases: Sequence[NiahCase],
+    generate_many: Callable[[list[list[int]]], list[str]],
+    batch_tokens: int,
+    progress: Callable[[int, int, CaseResult], None] | None = None,
+) -> NiahResults:
     """``evaluate`` with ``generate_many(prompts) -> texts`` answering several cases at once: consecutive
     cases of one length (a grid is laid out length by length), at most ``batch_tokens`` prompt tokens per
     batch and always at least one case. The results are the same as one case at a time."""
@@ -390,9 +464,18 @@ def evaluate_batched(cases: Sequence[NiahCase], generate_many: Callable[[list[li
             end += 1
         texts = generate_many([list(c.prompt_ids) for c in cases[start:end]])
         for case, text in zip(cases[start:end], texts, strict=True):
-            out.append(CaseResult(length=case.length, depth=case.depth, trial=case.trial, language=case.language,
-                                  key=case.key, value=case.value, generated=text,
-                                  correct=score_exact(text, case.value)))
+            out.append(
+                CaseResult(
+                    length=case.length,
+                    depth=case.depth,
+                    trial=case.trial,
+                    language=case.language,
+                    key=case.key,
+                    value=case.value,
+                    generated=text,
+                    correct=score_exact(text, case.value),
+                )
+            )
             if progress is not None:
                 progress(len(out), len(cases), out[-1])
         start = end
@@ -410,16 +493,16 @@ def gate(results: NiahResults, threshold: float) -> tuple[bool, list[CellResult]
 def gate_message(failing: Sequence[CellResult], threshold: float) -> str:
     if not failing:
         return f"every NIAH cell reaches {threshold:.0%}"
-    return (f"{len(failing)} NIAH cell(s) below {threshold:.0%}: " + "; ".join(c.describe() for c in failing))
+    return f"{len(failing)} NIAH cell(s) below {threshold:.0%}: " + "; ".join(c.describe() for c in failing)
 
 
 # -- report -----------------------------------------------------------------------------------------
 
+
 def markdown_table(results: NiahResults) -> str:
     """Depths down, lengths across; each cell ``accuracy (correct/trials)``."""
     lengths, depths = results.lengths, results.depths
-    lines = ["| depth \\ length | " + " | ".join(str(n) for n in lengths) + " |",
-             "|---|" + "---|" * len(lengths)]
+    lines = ["| depth \\ length | " + " | ".join(str(n) for n in lengths) + " |", "|---|" + "---|" * len(lengths)]
     for depth in depths:
         cells = []
         for length in lengths:
@@ -432,8 +515,9 @@ def markdown_table(results: NiahResults) -> str:
     return "\n".join(lines) + "\n"
 
 
-def heatmap_png(results: NiahResults, path: str | Path, title: str = "NIAH exact match",
-                threshold: float | None = None) -> Path:
+def heatmap_png(
+    results: NiahResults, path: str | Path, title: str = "NIAH exact match", threshold: float | None = None
+) -> Path:
     """Accuracy heatmap (depth x length), each cell annotated; written to ``path``."""
     import matplotlib
 
@@ -464,6 +548,7 @@ def heatmap_png(results: NiahResults, path: str | Path, title: str = "NIAH exact
 
 # -- training documents -----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class RetrievalDocument:
     ids: list[int]  # exactly length_tokens (or the drawn length, see min_length_tokens)
@@ -472,12 +557,18 @@ class RetrievalDocument:
     copy_spans: tuple[tuple[int, int], ...] = ()  # [start, end) of each quote, less its first token
 
 
-def retrieval_training_documents(seed: int | random.Random,
-                                 filler_texts_by_language: Mapping[str, Sequence[str]] | FillerPool,
-                                 n_docs: int, length_tokens: int, tokenizer_encode: Encode, *,
-                                 tokens_per_needle: int = TOKENS_PER_NEEDLE, quote_share: float = 0.0,
-                                 languages: Sequence[str] | None = None,
-                                 min_length_tokens: int | None = None) -> list[RetrievalDocument]:
+def retrieval_training_documents(
+    seed: int | random.Random,
+    filler_texts_by_language: Mapping[str, Sequence[str]] | FillerPool,
+    n_docs: int,
+    length_tokens: int,
+    tokenizer_encode: Encode,
+    *,
+    tokens_per_needle: int = TOKENS_PER_NEEDLE,
+    quote_share: float = 0.0,
+    languages: Sequence[str] | None = None,
+    min_length_tokens: int | None = None,
+) -> list[RetrievalDocument]:
     """Synthetic retrieval documents for the context-extension mix: filler of one language with about
     ``length_tokens / tokens_per_needle`` needles (distinct ``train`` keys) at random places, and for each
     needle its question later in the document, answered (the question line continues with the value,
@@ -522,7 +613,7 @@ def retrieval_training_documents(seed: int | random.Random,
             items += [(u, 0, needle, -1), (v, 1, needle, len(question))]
         quote_target = int(budget * quote_share)
         sentences = filler.take(language, budget - quote_target, rng)
-        ends = [sum(len(x) for x in sentences[:i + 1]) for i in range(len(sentences))]
+        ends = [sum(len(x) for x in sentences[: i + 1]) for i in range(len(sentences))]
         order = list(range(len(sentences)))
         rng.shuffle(order)
         quoted, q = [], 0
@@ -543,8 +634,9 @@ def retrieval_training_documents(seed: int | random.Random,
             if kind:
                 spans[kind].append((start + first, start + len(item_ids)))
         assert len(ids) == doc_length
-        docs.append(RetrievalDocument(ids=ids, language=language, answer_spans=tuple(spans[1]),
-                                      copy_spans=tuple(spans[2])))
+        docs.append(
+            RetrievalDocument(ids=ids, language=language, answer_spans=tuple(spans[1]), copy_spans=tuple(spans[2]))
+        )
     return docs
 
 
@@ -565,8 +657,36 @@ def read_filler_texts(folder: str | Path, limit: int | None = None) -> list[str]
     return texts
 
 
-__all__ = ["ANSWER_RESERVE_TOKENS", "CaseResult", "CellResult", "FillerPool", "LANGUAGES", "MAX_NEW_TOKENS",
-           "NeedleTemplate", "NiahCase", "NiahResults", "RetrievalDocument", "TEMPLATES", "draw_key", "draw_value",
-           "evaluate", "evaluate_batched", "first_value", "gate", "gate_message", "grid_depths", "grid_lengths", "heatmap_png",
-           "key_split", "make_cases", "markdown_table", "read_filler_texts", "results_from_cases",
-           "retrieval_training_documents", "score_exact", "split_sentences", "stage_cases", "stage_lengths"]
+__all__ = [
+    "ANSWER_RESERVE_TOKENS",
+    "CaseResult",
+    "CellResult",
+    "FillerPool",
+    "LANGUAGES",
+    "MAX_NEW_TOKENS",
+    "NeedleTemplate",
+    "NiahCase",
+    "NiahResults",
+    "RetrievalDocument",
+    "TEMPLATES",
+    "draw_key",
+    "draw_value",
+    "evaluate",
+    "evaluate_batched",
+    "first_value",
+    "gate",
+    "gate_message",
+    "grid_depths",
+    "grid_lengths",
+    "heatmap_png",
+    "key_split",
+    "make_cases",
+    "markdown_table",
+    "read_filler_texts",
+    "results_from_cases",
+    "retrieval_training_documents",
+    "score_exact",
+    "split_sentences",
+    "stage_cases",
+    "stage_lengths",
+]

@@ -35,9 +35,10 @@ def held_out_windows(token_docs: Sequence[Sequence[int]], seq_length: int, max_w
     stream = np.fromiter((t for doc in token_docs for t in doc), dtype=np.int64)
     available = len(stream) // size
     if available == 0:
-        raise ValueError(f"the held-out documents hold {len(stream)} tokens, fewer than one window of"
-                         f" seq_length + 1 = {size}")
-    windows = stream[:available * size].reshape(available, size)
+        raise ValueError(
+            f"the held-out documents hold {len(stream)} tokens, fewer than one window of seq_length + 1 = {size}"
+        )
+    windows = stream[: available * size].reshape(available, size)
     if available > max_windows:
         windows = windows[np.linspace(0, available - 1, max_windows).round().astype(np.int64)]
     return windows.tolist()
@@ -68,11 +69,14 @@ def perplexity(model, windows: Sequence[Sequence[int]], batch_size: int) -> Perp
         raise ValueError(f"batch_size must be an integer >= 1 (got {batch_size!r})")
     tokens = torch.as_tensor(np.asarray(windows, dtype=np.int64))
     if tokens.ndim != 2 or tokens.shape[0] == 0 or tokens.shape[1] < 2:
-        raise ValueError(f"windows must be a non-empty [n, seq_length + 1] array with seq_length >= 1,"
-                         f" got shape {tuple(tokens.shape)}")
+        raise ValueError(
+            f"windows must be a non-empty [n, seq_length + 1] array with seq_length >= 1,"
+            f" got shape {tuple(tokens.shape)}"
+        )
     if int(tokens.min()) < 0 or int(tokens.max()) >= model.vocab_size:
-        raise ValueError(f"window token ids must lie in [0, {model.vocab_size}) (got"
-                         f" {int(tokens.min())}..{int(tokens.max())})")
+        raise ValueError(
+            f"window token ids must lie in [0, {model.vocab_size}) (got {int(tokens.min())}..{int(tokens.max())})"
+        )
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -80,7 +84,7 @@ def perplexity(model, windows: Sequence[Sequence[int]], batch_size: int) -> Perp
     try:
         with torch.no_grad():
             for start in range(0, tokens.shape[0], batch_size):
-                batch = batch_from_tokens(tokens[start:start + batch_size].to(device))
+                batch = batch_from_tokens(tokens[start : start + batch_size].to(device))
                 per_token = model(batch["input_ids"], batch["position_ids"], None, labels=batch["labels"])
                 total += float(per_token.double().sum())  # float64: long sums stay exact enough
                 count += per_token.numel()
@@ -108,17 +112,23 @@ def drift(baseline_ppl: Mapping[str, float], stage_ppl: Mapping[str, float], tol
         raise ValueError(f"tolerance must be a finite number >= 0 (got {tolerance!r})")
     only_base, only_now = sorted(set(baseline_ppl) - set(stage_ppl)), sorted(set(stage_ppl) - set(baseline_ppl))
     if only_base or only_now:
-        raise ValueError(f"baseline and stage perplexities must cover the same domains (only baseline:"
-                         f" {', '.join(only_base) or '-'}; only stage: {', '.join(only_now) or '-'})")
+        raise ValueError(
+            f"baseline and stage perplexities must cover the same domains (only baseline:"
+            f" {', '.join(only_base) or '-'}; only stage: {', '.join(only_now) or '-'})"
+        )
     for side, values in (("baseline", baseline_ppl), ("stage", stage_ppl)):
         bad = [d for d, v in values.items() if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0)]
         if bad:
             raise ValueError(f"{side} perplexity must be a finite number > 0 for every domain (bad: {', '.join(bad)})")
-    rows = [Drift(d, float(baseline_ppl[d]), float(stage_ppl[d]), stage_ppl[d] / baseline_ppl[d] - 1)
-            for d in baseline_ppl]
+    rows = [
+        Drift(d, float(baseline_ppl[d]), float(stage_ppl[d]), stage_ppl[d] / baseline_ppl[d] - 1) for d in baseline_ppl
+    ]
     # A rise equal to the tolerance passes, also when float rounding puts it a hair above (5.25 / 5 - 1).
-    return [r for r in rows if r.relative_rise > tolerance and not math.isclose(r.relative_rise, tolerance,
-                                                                                  rel_tol=1e-9, abs_tol=1e-12)]
+    return [
+        r
+        for r in rows
+        if r.relative_rise > tolerance and not math.isclose(r.relative_rise, tolerance, rel_tol=1e-9, abs_tol=1e-12)
+    ]
 
 
 __all__ = ["Drift", "PerplexityResult", "drift", "held_out_windows", "perplexity"]

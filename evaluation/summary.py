@@ -123,14 +123,27 @@ def _perplexity_by_checkpoint(rows: Iterable[Mapping]) -> dict[str, dict[str, fl
 def _corpus(stats: Sequence[CorpusStat]) -> list[str]:
     if not stats:
         return [NOT_AVAILABLE]
-    rows = [(s.source, _count(s.documents), _count(s.text_bytes), _count(s.filtered_documents),
-             _count(s.deduplicated_documents)) for s in stats]
+    rows = [
+        (
+            s.source,
+            _count(s.documents),
+            _count(s.text_bytes),
+            _count(s.filtered_documents),
+            _count(s.deduplicated_documents),
+        )
+        for s in stats
+    ]
+
     def total_of(values: list[int | None]) -> int | None:  # unknown anywhere -> unknown in total
         return None if any(v is None for v in values) else sum(values)
 
-    total = ("**total**", _count(sum(s.documents for s in stats)), _count(sum(s.text_bytes for s in stats)),
-             _count(total_of([s.filtered_documents for s in stats])),
-             _count(total_of([s.deduplicated_documents for s in stats])))
+    total = (
+        "**total**",
+        _count(sum(s.documents for s in stats)),
+        _count(sum(s.text_bytes for s in stats)),
+        _count(total_of([s.filtered_documents for s in stats])),
+        _count(total_of([s.deduplicated_documents for s in stats])),
+    )
     return _table(("source", "raw documents", "bytes", "after filters", "after dedup"), [*rows, total])
 
 
@@ -151,20 +164,27 @@ def _loss_curves(curves: Sequence[LossCurve]) -> list[str]:
     lines: list[str] = []
     for name in _checkpoint_order(by):
         c = by[name]
-        facts = [f"{c.steps} steps" if c.steps is not None else "",
-                 f"final LM loss {c.final_lm_loss:.3f}" if c.final_lm_loss is not None else ""]
+        facts = [
+            f"{c.steps} steps" if c.steps is not None else "",
+            f"final LM loss {c.final_lm_loss:.3f}" if c.final_lm_loss is not None else "",
+        ]
         facts = ", ".join(f for f in facts if f)
-        lines += [f"**{name}**" + (f" ({facts})" if facts else ""), "",
-                  f"![loss curve {name}]({_relative_image(c.image)})", ""]
+        lines += [
+            f"**{name}**" + (f" ({facts})" if facts else ""),
+            "",
+            f"![loss curve {name}]({_relative_image(c.image)})",
+            "",
+        ]
     return lines[:-1]
 
 
 def _niah(stages: Sequence[NiahStage]) -> list[str]:
     if not stages:
         return [NOT_AVAILABLE]
-    table = _table(("stage", "mean accuracy", "threshold", "gate"),
-                   [(s.stage, f"{s.accuracy:.3f}", f"{s.threshold:.2f}", "PASS" if s.passed else "FAIL")
-                    for s in stages])
+    table = _table(
+        ("stage", "mean accuracy", "threshold", "gate"),
+        [(s.stage, f"{s.accuracy:.3f}", f"{s.threshold:.2f}", "PASS" if s.passed else "FAIL") for s in stages],
+    )
     images: list[str] = []
     for s in stages:
         images += ["", f"![NIAH heatmap {s.stage}]({_relative_image(s.image)})"]
@@ -192,26 +212,40 @@ def _drift(section: DriftSection | None) -> list[str]:
         return text
 
     domains = list(dict.fromkeys(d for values in by.values() for d in values))
-    lines = [f"Held-out perplexity at the pre-training sequence length. Baseline: `{section.baseline}`;"
-             f" a rise above {section.tolerance * 100:g}% is flagged.", ""]
+    lines = [
+        f"Held-out perplexity at the pre-training sequence length. Baseline: `{section.baseline}`;"
+        f" a rise above {section.tolerance * 100:g}% is flagged.",
+        "",
+    ]
     lines += _table(("domain", *by), [(d, *(cell(c, d) for c in by)) for d in domains])
-    over = [f"`{c}` {d.domain} {d.baseline:.2f} -> {d.now:.2f} ({d.relative_rise:+.1%})"
-            for c in later for d in flagged[c].values()]
-    lines += ["", ("**Drift over tolerance:** " + "; ".join(over)) if over
-              else f"No domain rose more than {section.tolerance * 100:g}% over `{section.baseline}`."]
+    over = [
+        f"`{c}` {d.domain} {d.baseline:.2f} -> {d.now:.2f} ({d.relative_rise:+.1%})"
+        for c in later
+        for d in flagged[c].values()
+    ]
+    lines += [
+        "",
+        ("**Drift over tolerance:** " + "; ".join(over))
+        if over
+        else f"No domain rose more than {section.tolerance * 100:g}% over `{section.baseline}`.",
+    ]
     if section.image:
         lines += ["", f"![short-context perplexity per domain]({_relative_image(section.image)})"]
     return lines
 
 
-SECTION_TITLES = ("Corpus", "Tokenizer efficiency", "Training loss", "Needle in a haystack",
-                  "Short-context drift")
+SECTION_TITLES = ("Corpus", "Tokenizer efficiency", "Training loss", "Needle in a haystack", "Short-context drift")
 
 
 def evaluation_summary_markdown(sections: EvaluationSections) -> str:
     """The whole chain on one page; a section with no input says so instead of disappearing."""
-    bodies = (_corpus(sections.corpus), _tokenizer(sections.tokenizer), _loss_curves(sections.loss_curves),
-              _niah(sections.niah), _drift(sections.drift))
+    bodies = (
+        _corpus(sections.corpus),
+        _tokenizer(sections.tokenizer),
+        _loss_curves(sections.loss_curves),
+        _niah(sections.niah),
+        _drift(sections.drift),
+    )
     lines = [f"# {sections.title}", ""]
     if sections.notes:
         lines += [*sections.notes, ""]
@@ -249,5 +283,14 @@ def drift_plot_png(rows: Iterable[Mapping], path: Path | str, title: str = "Shor
     plt.close(fig)
 
 
-__all__ = ["CHAIN_ORDER", "CorpusStat", "DriftSection", "EvaluationSections", "LossCurve", "NiahStage",
-           "TokenizerEfficiency", "drift_plot_png", "evaluation_summary_markdown"]
+__all__ = [
+    "CHAIN_ORDER",
+    "CorpusStat",
+    "DriftSection",
+    "EvaluationSections",
+    "LossCurve",
+    "NiahStage",
+    "TokenizerEfficiency",
+    "drift_plot_png",
+    "evaluation_summary_markdown",
+]

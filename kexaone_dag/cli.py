@@ -19,9 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+from config import PRESET_ENV_VAR, PRESET_NAMES, PresetError, get_preset
 from corpus.sources import CorpusSourceError
 from kexaone_dag.executors import ExecutorConfigError
-from config import PRESET_ENV_VAR, PRESET_NAMES, PresetError, get_preset
 from resources.artifact_store import ArtifactStoreError
 from resources.warehouse import WarehouseError
 
@@ -43,8 +43,8 @@ def _prepare_dagster_home() -> Path:
 
 def preflight() -> dict:
     """Everything that can be checked without compute: preset, executor, stores, corpus folders."""
-    from kexaone_dag.definitions import build_definitions
     from config import CORPUS_DOMAINS
+    from kexaone_dag.definitions import build_definitions
 
     preset = get_preset()
     defs = build_definitions()
@@ -58,8 +58,7 @@ def preflight() -> dict:
 def cmd_validate(args: argparse.Namespace) -> int:
     info = preflight()
     files = sum(len(m.files) for m in info["manifests"].values())
-    print(f"ok: preset {info['preset']}, {len(info['manifests'])} corpus sources ({files} files), "
-          "definitions load")
+    print(f"ok: preset {info['preset']}, {len(info['manifests'])} corpus sources ({files} files), definitions load")
     return 0
 
 
@@ -108,8 +107,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         watcher.start()
         try:
             result = defs.resolve_job_def(job_name).execute_in_process(
-                instance=instance, raise_on_error=False, run_id=run_id, tags=run_tags(),
-                run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}})
+                instance=instance,
+                raise_on_error=False,
+                run_id=run_id,
+                tags=run_tags(),
+                run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            )
         finally:
             watcher.stop()
         if not result.success:
@@ -136,8 +139,10 @@ def failure_lines(result) -> list[str]:
             lines.append(f"failed: {event.step_key}: " + " ".join(message.splitlines()[:6]))
     for evaluation in result.get_asset_check_evaluations():
         if not evaluation.passed:
-            lines.append(f"check failed: {evaluation.asset_key.to_user_string()}.{evaluation.check_name}: "
-                         f"{evaluation.description or '(no description)'}")
+            lines.append(
+                f"check failed: {evaluation.asset_key.to_user_string()}.{evaluation.check_name}: "
+                f"{evaluation.description or '(no description)'}"
+            )
     return lines
 
 
@@ -174,21 +179,24 @@ def print_summary(defs, instance, seconds: float) -> None:
             name = key.to_user_string() + (f"[{partition}]" if partition else "")
             rows.append((name, status, version, where.value if where else ""))
     width = max(len(r[0]) for r in rows)
-    print(f"\nkexaone demo finished in {seconds:.0f}s: {len(graph.get_all_asset_keys())} assets, "
-          f"{len(rows)} artifacts and sources")
+    print(
+        f"\nkexaone demo finished in {seconds:.0f}s: {len(graph.get_all_asset_keys())} assets, "
+        f"{len(rows)} artifacts and sources"
+    )
     print(f"{'asset'.ljust(width)}  {'status':<8}  {'version':<16}  location")
     for name, status, version, where in rows:
         print(f"{name.ljust(width)}  {status:<8}  {version:<16}  {where}")
     print(f"\nartifacts: {store.root}")
-    print(f"warehouse: {defs.resources['warehouse'].path}  (query: .venv/bin/kexaone sql \"select * from artifacts\")")
+    print(f'warehouse: {defs.resources["warehouse"].path}  (query: .venv/bin/kexaone sql "select * from artifacts")')
     print(f"state:     {kexaone_home()}")
     print("open the UI: make ui   (or: DAGSTER_HOME=.kexaone/dagster_home .venv/bin/dagster dev -w workspace.yaml)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kexaone", description=__doc__.split("\n")[0])
-    parser.add_argument("--preset", choices=None, help=f"preset name ({', '.join(PRESET_NAMES)}); "
-                        f"default ${PRESET_ENV_VAR} or tiny")
+    parser.add_argument(
+        "--preset", choices=None, help=f"preset name ({', '.join(PRESET_NAMES)}); default ${PRESET_ENV_VAR} or tiny"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="materialize the whole DAG on embedded storage").set_defaults(fn=cmd_demo)
     sub.add_parser("validate", help="check configuration without compute").set_defaults(fn=cmd_validate)

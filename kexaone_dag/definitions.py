@@ -4,26 +4,35 @@ from __future__ import annotations
 
 from dagster import Definitions
 
+from assets.context import context_assets
 from assets.corpus import raw_corpus_sources, raw_corpus_stats
 from assets.corpus_pipeline import corpus_pipeline_assets
-from assets.context import context_assets
 from assets.evaluation import evaluation_assets
 from assets.pretraining import pretraining_assets
 from assets.synthetic import synthetic_assets
 from assets.tokenizer import base_tokenizer, superbpe_tokenizer, tokenizer_report
+from config import get_preset
 from kexaone_dag.automation import automation_sensor
 from kexaone_dag.executors import executor_for_env
 from kexaone_dag.jobs import data_job, demo_job, observe_raw_corpus_job, observe_raw_corpus_schedule, pretraining_job
-from config import get_preset
 from kexaone_dag.resources_by_env import build_resources
 
 
 def build_definitions() -> Definitions:
     get_preset()  # a bad $KEXAONE_PRESET fails the load with one clear line, before anything runs
     return Definitions(
-        assets=[*raw_corpus_sources, raw_corpus_stats, *corpus_pipeline_assets, base_tokenizer, superbpe_tokenizer,
-                tokenizer_report, *synthetic_assets, *pretraining_assets,
-                *context_assets, *evaluation_assets],
+        assets=[
+            *raw_corpus_sources,
+            raw_corpus_stats,
+            *corpus_pipeline_assets,
+            base_tokenizer,
+            superbpe_tokenizer,
+            tokenizer_report,
+            *synthetic_assets,
+            *pretraining_assets,
+            *context_assets,
+            *evaluation_assets,
+        ],
         jobs=[demo_job, data_job, pretraining_job, observe_raw_corpus_job],
         schedules=[observe_raw_corpus_schedule],
         sensors=[automation_sensor],

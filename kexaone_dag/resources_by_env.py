@@ -17,8 +17,8 @@ from dagster import EnvVar
 
 from kexaone_dag.config import PresetResource
 from kexaone_dag.executors import ExecutorConfigError
-from resources.corpus_pipeline import CorpusPipeline
 from resources.artifact_store import ArtifactStore, ArtifactStoreError
+from resources.corpus_pipeline import CorpusPipeline
 from resources.corpus_sources import DEMO_CORPUS_ROOT, CorpusSources
 from resources.teacher import TeacherLLM
 from resources.trainer import TrainerLauncher, trainer_backend_from_env
@@ -36,10 +36,14 @@ def _s3_settings(uri: str, what: str) -> dict[str, Any]:
     """EnvVar-backed credentials for an s3:// location; a clear error if they are not set."""
     missing = [v for v in S3_CREDENTIAL_VARS if not os.environ.get(v)]
     if missing:
-        raise ArtifactStoreError(f"{what} {uri} is on S3 but {' and '.join(missing)} "
-                                 f"{'is' if len(missing) == 1 else 'are'} not set in the environment")
-    settings: dict[str, Any] = {"access_key_id": EnvVar("AWS_ACCESS_KEY_ID"),
-                                "secret_access_key": EnvVar("AWS_SECRET_ACCESS_KEY")}
+        raise ArtifactStoreError(
+            f"{what} {uri} is on S3 but {' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not set in the environment"
+        )
+    settings: dict[str, Any] = {
+        "access_key_id": EnvVar("AWS_ACCESS_KEY_ID"),
+        "secret_access_key": EnvVar("AWS_SECRET_ACCESS_KEY"),
+    }
     if os.environ.get("KEXAONE_S3_ENDPOINT_URL"):
         settings["endpoint_url"] = EnvVar("KEXAONE_S3_ENDPOINT_URL")
     return settings
@@ -71,8 +75,10 @@ def trainer_from_env(home: Path) -> TrainerLauncher:
         work_root=os.environ.get("KEXAONE_TRAIN_WORK_ROOT") or str(home / "training"),
         nproc_per_node=int(nproc) if nproc else None,
         expert_parallel=int(expert_parallel) if expert_parallel else None,
-        image=os.environ.get("KEXAONE_TRAINER_IMAGE"), namespace=os.environ.get("KEXAONE_TRAINER_NAMESPACE"),
-        pvc_claim=os.environ.get("KEXAONE_TRAINER_PVC"))
+        image=os.environ.get("KEXAONE_TRAINER_IMAGE"),
+        namespace=os.environ.get("KEXAONE_TRAINER_NAMESPACE"),
+        pvc_claim=os.environ.get("KEXAONE_TRAINER_PVC"),
+    )
     launcher.check_config()
     return launcher
 
@@ -96,9 +102,14 @@ def teacher_from_env(home: Path) -> TeacherLLM:
         errs.append(f"KEXAONE_TEACHER_CONCURRENCY={concurrency!r} is not a positive integer")
     if errs:
         raise TeacherError(f"HTTP teacher at {base_url}: " + "; ".join(errs))
-    teacher = TeacherLLM(backend="http", base_url=base_url, model=EnvVar("KEXAONE_TEACHER_MODEL"),
-                         api_key=EnvVar(key_var), concurrency=int(concurrency),
-                         cache_path=os.environ.get("KEXAONE_TEACHER_CACHE") or str(home / "teacher_cache.sqlite"))
+    teacher = TeacherLLM(
+        backend="http",
+        base_url=base_url,
+        model=EnvVar("KEXAONE_TEACHER_MODEL"),
+        api_key=EnvVar(key_var),
+        concurrency=int(concurrency),
+        cache_path=os.environ.get("KEXAONE_TEACHER_CACHE") or str(home / "teacher_cache.sqlite"),
+    )
     return teacher
 
 
@@ -107,9 +118,12 @@ def corpus_pipeline_from_env() -> CorpusPipeline:
     workers = os.environ.get("KEXAONE_CORPUS_WORKERS") or "1"
     if not workers.isdigit():
         raise ExecutorConfigError(f"KEXAONE_CORPUS_WORKERS={workers!r} is not a positive integer")
-    resource = CorpusPipeline(executor=os.environ.get("KEXAONE_CORPUS_EXECUTOR") or "local", workers=int(workers),
-                              work_dir=os.environ.get("KEXAONE_CORPUS_WORK_DIR") or None,
-                              slurm_partition=os.environ.get("KEXAONE_SLURM_PARTITION") or None)
+    resource = CorpusPipeline(
+        executor=os.environ.get("KEXAONE_CORPUS_EXECUTOR") or "local",
+        workers=int(workers),
+        work_dir=os.environ.get("KEXAONE_CORPUS_WORK_DIR") or None,
+        slurm_partition=os.environ.get("KEXAONE_SLURM_PARTITION") or None,
+    )
     problems = resource.settings().problems()
     if problems:
         raise ExecutorConfigError("; ".join(problems))

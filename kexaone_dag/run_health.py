@@ -14,9 +14,9 @@ laptop) never ends: it stays STARTED and keeps its ``gpu`` slot, and every later
   log at INFO (Dagster's own "Step blocked by limit for pool" is DEBUG and names no holder).
 
 A run's processes are known from its events (each Dagster event carries the pid of the process that
-emitted it: the run worker, each step process) and from the ``kexaone/pid`` tag ``kexaone demo`` sets. It is *gone* when none of those
-processes is alive on this machine (a pid now used by a process started later is not the run's); a run
-with no recorded process is left alone. The embedded instance is one machine's.
+emitted it: the run worker, each step process) and from the ``kexaone/pid`` tag ``kexaone demo`` sets.
+It is *gone* when none of those processes is alive on this machine (a pid now used by a process started
+later is not the run's); a run with no recorded process is left alone. The embedded instance is one machine's.
 """
 
 from __future__ import annotations
@@ -27,8 +27,14 @@ import threading
 from typing import Callable
 
 import psutil
-from dagster import (DagsterEventType, DagsterInstance, DagsterRunStatus, DefaultRunLauncher, ExecutorDefinition,
-                     RunsFilter)
+from dagster import (
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRunStatus,
+    DefaultRunLauncher,
+    ExecutorDefinition,
+    RunsFilter,
+)
 from dagster._core.executor.base import Executor
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 
@@ -36,8 +42,10 @@ PID_TAG, HOST_TAG = "kexaone/pid", "kexaone/host"
 UNFINISHED = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 TERMINAL = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 POOL_WATCH_INTERVAL_S = 5.0  # how often a waiting run looks at who holds its pool
-HOW_TO_FREE = ("`kexaone demo` frees the slots of runs whose process is gone when it starts; `make ui` "
-               "(its daemon) does the same; to end a live run, terminate it in the UI")
+HOW_TO_FREE = (
+    "`kexaone demo` frees the slots of runs whose process is gone when it starts; `make ui` "
+    "(its daemon) does the same; to end a live run, terminate it in the UI"
+)
 
 
 def run_tags() -> dict[str, str]:
@@ -88,8 +96,10 @@ def reap_dead_runs(instance: DagsterInstance, *, exclude: str | None = None) -> 
             holder = instance.get_run_by_id(slot.run_id)
             if holder is None or holder.status in TERMINAL:
                 storage.free_concurrency_slots_for_run(slot.run_id)
-                lines.append(f"pool {pool}: freed the slot of run {slot.run_id}, which had ended "
-                             f"({holder.status.value if holder else 'deleted'})")
+                lines.append(
+                    f"pool {pool}: freed the slot of run {slot.run_id}, which had ended "
+                    f"({holder.status.value if holder else 'deleted'})"
+                )
     return lines
 
 
@@ -110,8 +120,10 @@ def pool_waits(instance: DagsterInstance, run_id: str) -> list[str]:
             if holder is not None and holder.status in UNFINISHED and process_gone(instance, holder):
                 state += ", its process is gone"
             described.append(f"run {slot.run_id} step {slot.step_key} ({state})")
-        lines.append(f"waiting for pool {pool} ({info.slot_count} slot(s)): {', '.join(waiting)} of this run "
-                     f"wait(s) on {'; '.join(described)}. {HOW_TO_FREE}")
+        lines.append(
+            f"waiting for pool {pool} ({info.slot_count} slot(s)): {', '.join(waiting)} of this run "
+            f"wait(s) on {'; '.join(described)}. {HOW_TO_FREE}"
+        )
     return lines
 
 
@@ -134,8 +146,13 @@ class LocalRunLauncher(DefaultRunLauncher):
 class PoolWatcher(threading.Thread):
     """Prints (once each) what ``pool_waits`` says about a run, every ``interval_s`` while it runs."""
 
-    def __init__(self, instance: DagsterInstance, run_id: str, emit: Callable[[str], None] = print,
-                 interval_s: float = POOL_WATCH_INTERVAL_S):
+    def __init__(
+        self,
+        instance: DagsterInstance,
+        run_id: str,
+        emit: Callable[[str], None] = print,
+        interval_s: float = POOL_WATCH_INTERVAL_S,
+    ):
         super().__init__(name="kexaone-pool-watcher", daemon=True)
         self.instance, self.run_id, self.emit, self.interval_s = instance, run_id, emit, interval_s
         self._stop_event = threading.Event()
@@ -166,8 +183,9 @@ class PoolWatchingExecutor(Executor):
 
     def execute(self, plan_context, execution_plan):
         instance, run = plan_context.instance, plan_context.dagster_run
-        watcher = PoolWatcher(instance, run.run_id, interval_s=self.interval_s,
-                              emit=lambda line: instance.report_engine_event(line, run))
+        watcher = PoolWatcher(
+            instance, run.run_id, interval_s=self.interval_s, emit=lambda line: instance.report_engine_event(line, run)
+        )
         watcher.start()
         try:
             yield from self.inner.execute(plan_context, execution_plan)
@@ -190,10 +208,21 @@ def watching_pools(executor_def: ExecutorDefinition) -> ExecutorDefinition:
     """The same executor (name, config, requirements) whose runs report their pool waits at INFO."""
     create = executor_def.executor_creation_fn
     return ExecutorDefinition(
-        name=executor_def.name, config_schema=executor_def.config_schema, description=executor_def.description,
+        name=executor_def.name,
+        config_schema=executor_def.config_schema,
+        description=executor_def.description,
         requirements=executor_def.get_requirements,
-        executor_creation_fn=lambda init_context: PoolWatchingExecutor(create(init_context)))
+        executor_creation_fn=lambda init_context: PoolWatchingExecutor(create(init_context)),
+    )
 
 
-__all__ = ["LocalRunLauncher", "PoolWatcher", "PoolWatchingExecutor", "pool_waits", "process_gone",
-           "reap_dead_runs", "run_tags", "watching_pools"]
+__all__ = [
+    "LocalRunLauncher",
+    "PoolWatcher",
+    "PoolWatchingExecutor",
+    "pool_waits",
+    "process_gone",
+    "reap_dead_runs",
+    "run_tags",
+    "watching_pools",
+]

@@ -56,8 +56,9 @@ def _cpu_core_attention() -> type:
 def _local_dense_layer_spec(config: Any) -> Any:
     from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
 
-    return get_gpt_layer_local_spec(num_experts=None, qk_layernorm=config.qk_layernorm,
-                                    normalization=config.normalization)
+    return get_gpt_layer_local_spec(
+        num_experts=None, qk_layernorm=config.qk_layernorm, normalization=config.normalization
+    )
 
 
 def _te_dense_layer_spec(config: Any) -> Any:
@@ -70,22 +71,31 @@ def _te_dense_layer_spec(config: Any) -> Any:
 CPU_CONFIG: dict[str, Any] = dict(
     transformer_impl="local",
     use_cpu_initialization=True,  # build weights on the host; the default allocates on the GPU
-    params_dtype=torch.float32, bf16=False,
+    params_dtype=torch.float32,
+    bf16=False,
     moe_token_dispatcher_type="allgather",  # alltoall creates a CUDA stream
     moe_grouped_gemm=False,  # SequentialMLP experts; grouped GEMM needs TE
-    gradient_accumulation_fusion=False, bias_activation_fusion=False, bias_dropout_fusion=False,
-    masked_softmax_fusion=False, apply_rope_fusion=False, persist_layer_norm=False,
-    moe_permute_fusion=False, moe_router_fusion=False, cross_entropy_loss_fusion=False,
+    gradient_accumulation_fusion=False,
+    bias_activation_fusion=False,
+    bias_dropout_fusion=False,
+    masked_softmax_fusion=False,
+    apply_rope_fusion=False,
+    persist_layer_norm=False,
+    moe_permute_fusion=False,
+    moe_router_fusion=False,
+    cross_entropy_loss_fusion=False,
 )
 
 # TransformerEngine modules in bf16; sliding window runs inside TE's fused attention (window_size).
 GPU_CONFIG: dict[str, Any] = dict(
     transformer_impl="transformer_engine",
     use_cpu_initialization=False,
-    params_dtype=torch.bfloat16, bf16=True,
+    params_dtype=torch.bfloat16,
+    bf16=True,
     moe_token_dispatcher_type="alltoall",  # expert parallelism over the node
     moe_grouped_gemm=True,  # TEGroupedMLP: all local experts in one grouped GEMM
-    moe_permute_fusion=True, cross_entropy_loss_fusion=True,
+    moe_permute_fusion=True,
+    cross_entropy_loss_fusion=True,
 )
 
 # FP8 "native" training (report §3.1) on Hopper: e4m3 everywhere with block-wise scaling (1x128 / 128x128),
@@ -94,8 +104,13 @@ GPU_CONFIG: dict[str, Any] = dict(
 FP8_CONFIG: dict[str, Any] = dict(fp8="e4m3", fp8_recipe="blockwise", moe_router_padding_for_quantization=True)
 
 BACKENDS: dict[BackendName, Backend] = {
-    "cpu": Backend("cpu", use_transformer_engine=False, config=CPU_CONFIG, dense_layer_spec=_local_dense_layer_spec,
-                   core_attention=_cpu_core_attention),
+    "cpu": Backend(
+        "cpu",
+        use_transformer_engine=False,
+        config=CPU_CONFIG,
+        dense_layer_spec=_local_dense_layer_spec,
+        core_attention=_cpu_core_attention,
+    ),
     "gpu": Backend("gpu", use_transformer_engine=True, config=GPU_CONFIG, dense_layer_spec=_te_dense_layer_spec),
 }
 
@@ -115,8 +130,9 @@ def select_backend(backend: BackendName | Literal["auto"] = "auto") -> Backend:
         raise ModelBuildError(f"unknown backend {backend!r} (known: auto, {', '.join(BACKENDS)})")
     if backend == "gpu" and not gpu_ready:
         missing = "no CUDA device" if not torch.cuda.is_available() else "no TransformerEngine"
-        raise ModelBuildError(f"backend 'gpu' needs CUDA and TransformerEngine, but this machine has {missing}; "
-                              "use backend='cpu'")
+        raise ModelBuildError(
+            f"backend 'gpu' needs CUDA and TransformerEngine, but this machine has {missing}; use backend='cpu'"
+        )
     return BACKENDS[backend]
 
 
@@ -128,8 +144,9 @@ def _passthrough_fields(m: ModelArgs) -> dict[str, Any]:
     return {f.name: getattr(m, f.name) for f in dataclasses.fields(ModelArgs) if f.name in config_fields}
 
 
-def transformer_config(preset: Preset, *, backend: BackendName | Literal["auto"] = "auto",
-                       fp8: bool | None = None, **overrides: Any) -> Any:
+def transformer_config(
+    preset: Preset, *, backend: BackendName | Literal["auto"] = "auto", fp8: bool | None = None, **overrides: Any
+) -> Any:
     """The preset's model section as a Megatron ``TransformerConfig`` for the chosen backend.
 
     ``fp8`` defaults to ``preset.pretrain.fp8`` on the GPU backend and to off on the CPU backend; asking
@@ -143,8 +160,7 @@ def transformer_config(preset: Preset, *, backend: BackendName | Literal["auto"]
     if fp8 is None:
         fp8 = preset.pretrain.fp8 and chosen.use_transformer_engine
     if fp8 and not chosen.use_transformer_engine:
-        raise ModelBuildError("fp8=True needs TransformerEngine on a GPU (backend 'gpu'); the CPU backend "
-                              "runs in fp32")
+        raise ModelBuildError("fp8=True needs TransformerEngine on a GPU (backend 'gpu'); the CPU backend runs in fp32")
     fields: dict[str, Any] = dict(
         _passthrough_fields(m),
         # Attention: GQA with QK RMSNorm; sliding window of `sliding_window` tokens including the query
@@ -176,8 +192,9 @@ def decoder_block_spec(config: Any, backend: Backend) -> Any:
     """Per-layer ModuleSpecs: dense or MoE as ``config.moe_layer_freq`` says, modules from the backend."""
     from megatron.core.models.gpt.gpt_layer_specs import get_gpt_decoder_block_spec
 
-    spec = get_gpt_decoder_block_spec(config, use_transformer_engine=backend.use_transformer_engine,
-                                      normalization=config.normalization)
+    spec = get_gpt_decoder_block_spec(
+        config, use_transformer_engine=backend.use_transformer_engine, normalization=config.normalization
+    )
     return _with_backend_attention(spec, backend)
 
 
@@ -193,8 +210,9 @@ def mtp_block_spec(config: Any, backend: Backend) -> Any:
 
     if not config.mtp_num_layers:
         return None
-    spec = get_gpt_mtp_block_spec(config, backend.dense_layer_spec(config),
-                                  use_transformer_engine=backend.use_transformer_engine)
+    spec = get_gpt_mtp_block_spec(
+        config, backend.dense_layer_spec(config), use_transformer_engine=backend.use_transformer_engine
+    )
     return _with_backend_attention(spec, backend)
 
 
@@ -203,13 +221,22 @@ def check_vocab(preset: Preset, vocab_size: int | None) -> int:
     m = preset.model
     vocab_size = preset.tokenizer.vocab_size if vocab_size is None else vocab_size
     if vocab_size > m.padded_vocab_size:
-        raise ModelBuildError(f"tokenizer vocabulary {vocab_size} exceeds model.padded_vocab_size="
-                              f"{m.padded_vocab_size} of preset {preset.name!r}")
+        raise ModelBuildError(
+            f"tokenizer vocabulary {vocab_size} exceeds model.padded_vocab_size="
+            f"{m.padded_vocab_size} of preset {preset.name!r}"
+        )
     return m.padded_vocab_size
 
 
-def build_model(preset: Preset, *, backend: BackendName | Literal["auto"] = "auto", fp8: bool | None = None,
-                vocab_size: int | None = None, seed: int | None = None, **config_overrides: Any) -> Any:
+def build_model(
+    preset: Preset,
+    *,
+    backend: BackendName | Literal["auto"] = "auto",
+    fp8: bool | None = None,
+    vocab_size: int | None = None,
+    seed: int | None = None,
+    **config_overrides: Any,
+) -> Any:
     """A Megatron ``GPTModel`` with the preset's K-EXAONE architecture.
 
     ``vocab_size`` is the tokenizer's (default ``preset.tokenizer.vocab_size``); the embedding has
@@ -240,5 +267,17 @@ def build_model(preset: Preset, *, backend: BackendName | Literal["auto"] = "aut
     )
 
 
-__all__ = ["BACKENDS", "Backend", "CPU_CONFIG", "FP8_CONFIG", "GPU_CONFIG", "ModelBuildError", "build_model",
-           "check_vocab", "decoder_block_spec", "mtp_block_spec", "select_backend", "transformer_config"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "CPU_CONFIG",
+    "FP8_CONFIG",
+    "GPU_CONFIG",
+    "ModelBuildError",
+    "build_model",
+    "check_vocab",
+    "decoder_block_spec",
+    "mtp_block_spec",
+    "select_backend",
+    "transformer_config",
+]

@@ -7,8 +7,8 @@ that is 67M scores per layer, and a window layer only needs 16 of each row's 409
 * a **sliding-window layer** (``window_size=(w-1, 0)``) runs ``scaled_dot_product_attention`` on chunks
   of ``CHUNK`` queries, each against only the keys from ``w-1`` before its first query to its last one:
   O(sq x (CHUNK + w)) work instead of O(sq x sk);
-* a **global layer** runs PyTorch's fused causal ``scaled_dot_product_attention`` (no mask tensor at all); one new token against a KV
-  cache (decoding) attends to every cached key, as Megatron does.
+* a **global layer** runs PyTorch's fused causal ``scaled_dot_product_attention`` (no mask tensor at all);
+  one new token against a KV cache (decoding) attends to every cached key, as Megatron does.
 
 Same semantics as ``DotProductAttention`` + ``FusedScaleMaskSoftmax`` (queries aligned to the end of the
 keys, window inclusive of the query, GQA, the layer's softmax scale); ``tests/unit/test_model_attention.py``
@@ -29,8 +29,10 @@ from megatron.core.transformer.utils import is_layer_window_attention
 # and 64 (against 64-row chunks, one whole-sequence masked call, and a gathered-window einsum).
 CHUNK = 128
 
-def windowed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, left: int, scale: float,
-                       chunk: int = CHUNK) -> torch.Tensor:
+
+def windowed_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, left: int, scale: float, chunk: int = CHUNK
+) -> torch.Tensor:
     """``q`` [b, h, sq, d], ``k``/``v`` [b, h, sk, d]: query i (at key position sk - sq + i) sees keys
     i - left .. i. Computed ``chunk`` queries at a time against only the keys those queries can see."""
     sq, sk = q.shape[2], k.shape[2]
@@ -42,8 +44,11 @@ def windowed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, left: 
         q_pos = torch.arange(offset + start, offset + end).unsqueeze(1)
         k_pos = torch.arange(k_start, k_end).unsqueeze(0)
         allowed = (k_pos <= q_pos) & (k_pos >= q_pos - left)
-        outs.append(F.scaled_dot_product_attention(q[:, :, start:end], k[:, :, k_start:k_end],
-                                                   v[:, :, k_start:k_end], attn_mask=allowed, scale=scale))
+        outs.append(
+            F.scaled_dot_product_attention(
+                q[:, :, start:end], k[:, :, k_start:k_end], v[:, :, k_start:k_end], attn_mask=allowed, scale=scale
+            )
+        )
     return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
 
 
@@ -63,24 +68,58 @@ class CpuCoreAttention(DotProductAttention):
     Anything it does not cover (an explicit mask, attention bias, softmax offsets, dropout, padding masks)
     goes to Megatron's own implementation."""
 
-    def __init__(self, config, layer_number: int, attn_mask_type: AttnMaskType, attention_type: str,
-                 attention_dropout: Optional[float] = None, softmax_scale: Optional[float] = None,
-                 cp_comm_type: Optional[str] = None, pg_collection=None):
-        super().__init__(config, layer_number, attn_mask_type, attention_type, attention_dropout=attention_dropout,
-                         softmax_scale=softmax_scale, cp_comm_type=cp_comm_type, pg_collection=pg_collection)
+    def __init__(
+        self,
+        config,
+        layer_number: int,
+        attn_mask_type: AttnMaskType,
+        attention_type: str,
+        attention_dropout: Optional[float] = None,
+        softmax_scale: Optional[float] = None,
+        cp_comm_type: Optional[str] = None,
+        pg_collection=None,
+    ):
+        super().__init__(
+            config,
+            layer_number,
+            attn_mask_type,
+            attention_type,
+            attention_dropout=attention_dropout,
+            softmax_scale=softmax_scale,
+            cp_comm_type=cp_comm_type,
+            pg_collection=pg_collection,
+        )
         windowed = is_layer_window_attention(config.window_size, config.window_attn_skip_freq, layer_number)
         self.window_left: int | None = config.window_size[0] if windowed else None
         dropout = config.attention_dropout if attention_dropout is None else attention_dropout
-        self._fallback = (dropout > 0 or self.softmax_offset is not None or config.window_size is not None
-                          and windowed and config.window_size[1] != 0)
+        self._fallback = (
+            dropout > 0
+            or self.softmax_offset is not None
+            or config.window_size is not None
+            and windowed
+            and config.window_size[1] != 0
+        )
 
-    def forward(self, query, key, value, attention_mask, attn_mask_type=None, attention_bias=None,
-                packed_seq_params=None):
+    def forward(
+        self, query, key, value, attention_mask, attn_mask_type=None, attention_bias=None, packed_seq_params=None
+    ):
         mask_type = self.attn_mask_type if attn_mask_type is None else attn_mask_type
-        if (self._fallback or attention_mask is not None or attention_bias is not None
-                or packed_seq_params is not None or mask_type != AttnMaskType.causal):
-            return super().forward(query, key, value, attention_mask, attn_mask_type=attn_mask_type,
-                                   attention_bias=attention_bias, packed_seq_params=packed_seq_params)
+        if (
+            self._fallback
+            or attention_mask is not None
+            or attention_bias is not None
+            or packed_seq_params is not None
+            or mask_type != AttnMaskType.causal
+        ):
+            return super().forward(
+                query,
+                key,
+                value,
+                attention_mask,
+                attn_mask_type=attn_mask_type,
+                attention_bias=attention_bias,
+                packed_seq_params=packed_seq_params,
+            )
         sq, b, heads, d = query.shape
         groups = heads // key.shape[2]
         # [s, b, n, d] -> [b, n, s, d]; GQA: each key/value head serves `groups` query heads

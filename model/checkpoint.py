@@ -47,9 +47,12 @@ def rng_state() -> dict[str, Any]:
     """Every random stream a training step can draw from."""
     from megatron.core import tensor_parallel
 
-    state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(),
-                             "torch_cpu": torch.get_rng_state(),
-                             "tracker": tensor_parallel.get_cuda_rng_tracker().get_states()}
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch_cpu": torch.get_rng_state(),
+        "tracker": tensor_parallel.get_cuda_rng_tracker().get_states(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state()
     return state
@@ -145,8 +148,14 @@ def _sharded_state(model: torch.nn.Module, optimizer: Any, *, with_rng: bool = T
     return state
 
 
-def save(directory: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, *,
-         data_position: Mapping[str, Any]) -> Path:
+def save(
+    directory: str | Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    *,
+    data_position: Mapping[str, Any],
+) -> Path:
     """Write a complete checkpoint into ``directory`` (created if missing; must be empty)."""
     from megatron.core import dist_checkpointing
 
@@ -165,9 +174,13 @@ def save(directory: str | Path, model: torch.nn.Module, optimizer: torch.optim.O
     if verdict[0]:
         raise CheckpointError(verdict[0])
     state = _sharded_state(model, optimizer)
-    model_part = {"model": state.pop("model"), "scheduler": scheduler.state_dict(),
-                  "data_position": dict(data_position), "tensor_shapes": _tensor_shapes(model),
-                  "world_size": _rank_and_world()[1]}
+    model_part = {
+        "model": state.pop("model"),
+        "scheduler": scheduler.state_dict(),
+        "data_position": dict(data_position),
+        "tensor_shapes": _tensor_shapes(model),
+        "world_size": _rank_and_world()[1],
+    }
     dist_checkpointing.save(model_part, str(directory))
     if torch.distributed.get_rank() == 0:
         (directory / OPTIMIZER_DIR).mkdir()
@@ -191,12 +204,12 @@ def check_compatible(directory: str | Path, model: torch.nn.Module) -> None:
     problems += [f"{k} is missing here" for k in sorted(set(saved) - set(here))]
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise CheckpointError(f"checkpoint {directory} was saved from a differently-shaped model: "
-                              f"{problems[0]}{more}")
+        raise CheckpointError(f"checkpoint {directory} was saved from a differently-shaped model: {problems[0]}{more}")
 
 
-def load(directory: str | Path, model: torch.nn.Module, optimizer: Any, scheduler: Any, *,
-         restore_rng: bool = True) -> dict[str, Any]:
+def load(
+    directory: str | Path, model: torch.nn.Module, optimizer: Any, scheduler: Any, *, restore_rng: bool = True
+) -> dict[str, Any]:
     """Restore model, optimizer, scheduler (and RNG) from ``directory``; returns the saved data position.
 
     ``scheduler`` must be freshly built (Megatron's scheduler adds the saved step count to its own).
@@ -211,8 +224,10 @@ def load(directory: str | Path, model: torch.nn.Module, optimizer: Any, schedule
     common = dist_checkpointing.load_common_state_dict(str(directory))
     world = _rank_and_world()[1]
     if restore_rng and common.get("world_size", world) != world:
-        raise CheckpointError(f"checkpoint {directory} was saved by {common.get('world_size')} processes, this run "
-                              f"has {world}; resume with the same world size (or load without its RNG state)")
+        raise CheckpointError(
+            f"checkpoint {directory} was saved by {common.get('world_size')} processes, this run "
+            f"has {world}; resume with the same world size (or load without its RNG state)"
+        )
     if not (optimizer_meta := Path(directory) / OPTIMIZER_DIR / "metadata.json").exists():
         raise CheckpointError(f"checkpoint {directory} has no optimizer state ({optimizer_meta} is missing)")
     load_model(directory, model)
@@ -241,4 +256,13 @@ def load_model(directory: str | Path, model: torch.nn.Module) -> None:
     model.load_state_dict(loaded["model"], strict=True)
 
 
-__all__ = ["CheckpointError", "OPTIMIZER_DIR", "check_compatible", "load", "load_model", "rng_state", "save", "set_rng_state"]
+__all__ = [
+    "CheckpointError",
+    "OPTIMIZER_DIR",
+    "check_compatible",
+    "load",
+    "load_model",
+    "rng_state",
+    "save",
+    "set_rng_state",
+]

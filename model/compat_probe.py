@@ -2,10 +2,10 @@
 
 Runs the tiny model through every stage a CPU run uses (seed the RNG tracker, build, one training step,
 save a checkpoint), then Megatron's own ``DotProductAttention`` on a sliding-window layer (the reference the
-CPU core attention is tested and benchmarked against), once with all patches, once with none, and once with each single patch left out, and
-prints a JSON report: for each configuration the first stage that failed and its error. Run it after
-upgrading megatron-core: a patch whose omission no longer fails can be deleted from model/cpu_compat.py.
-Needs a machine without CUDA (on a GPU the patches are never applied).
+CPU core attention is tested and benchmarked against), once with all patches, once with none, and once with
+each single patch left out, and prints a JSON report: for each configuration the first stage that failed and
+its error. Run it after upgrading megatron-core: a patch whose omission no longer fails can be deleted from
+model/cpu_compat.py. Needs a machine without CUDA (on a GPU the patches are never applied).
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ def _run_stages(preset) -> dict[str, str | None]:
         optimizer = training.adamw(model, preset)
         scheduler = training.wsd_scheduler(optimizer, preset)
         tokens = torch.arange(2 * 65).reshape(2, 65) % preset.tokenizer.vocab_size
-        training.train_step(model, optimizer, scheduler, training.batch_from_tokens(tokens),
-                            grad_clip=preset.pretrain.grad_clip)
+        training.train_step(
+            model, optimizer, scheduler, training.batch_from_tokens(tokens), grad_clip=preset.pretrain.grad_clip
+        )
         stage = "save"
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint.save(os.path.join(tmp, "ckpt"), model, optimizer, scheduler, data_position={})
@@ -67,8 +68,9 @@ def probe() -> dict[str, dict[str, str | None]]:
         raise SystemExit("compat_probe: this machine has CUDA; the CPU patches are never applied here")
     preset = get_preset("tiny")
     configurations = {"all": list(cpu_compat.PATCHES), "none": []}
-    configurations.update({f"without_{name}": [n for n in cpu_compat.PATCHES if n != name]
-                           for name in cpu_compat.PATCHES})
+    configurations.update(
+        {f"without_{name}": [n for n in cpu_compat.PATCHES if n != name] for name in cpu_compat.PATCHES}
+    )
     report = {}
     for label, names in configurations.items():
         cpu_compat.revert()

@@ -115,25 +115,45 @@ class ContextMixture:
         """JSON-ready numbers for the asset's metadata and the warehouse."""
         shares = self.effective_shares()
         return {
-            "seq_length": self.seq_length, "num_samples": self.num_samples, "token_budget": self.token_budget,
-            "document_tokens": self.document_tokens, "padding_fraction": self.padding_fraction,
-            "pools": {name: {"share": p.share, "effective_share": shares[name],
-                             "requested_tokens": p.requested_tokens, "effective_tokens": p.effective_tokens,
-                             "documents_used": p.documents_used, "unique_documents": p.unique_documents,
-                             "epochs": p.epochs, "passes": p.passes, "repeated": p.repeated,
-                             "skipped_too_long": [{"document": i, "length": n} for i, n in p.skipped_too_long]}
-                      for name, p in self.pools.items()},
+            "seq_length": self.seq_length,
+            "num_samples": self.num_samples,
+            "token_budget": self.token_budget,
+            "document_tokens": self.document_tokens,
+            "padding_fraction": self.padding_fraction,
+            "pools": {
+                name: {
+                    "share": p.share,
+                    "effective_share": shares[name],
+                    "requested_tokens": p.requested_tokens,
+                    "effective_tokens": p.effective_tokens,
+                    "documents_used": p.documents_used,
+                    "unique_documents": p.unique_documents,
+                    "epochs": p.epochs,
+                    "passes": p.passes,
+                    "repeated": p.repeated,
+                    "skipped_too_long": [{"document": i, "length": n} for i, n in p.skipped_too_long],
+                }
+                for name, p in self.pools.items()
+            },
         }
 
 
-def _validate(pools: Mapping[str, Sequence[Document]], mixture: Mapping[str, float], seq_length: int,
-              token_budget: int, pad_id: int, seed: int) -> None:
+def _validate(
+    pools: Mapping[str, Sequence[Document]],
+    mixture: Mapping[str, float],
+    seq_length: int,
+    token_budget: int,
+    pad_id: int,
+    seed: int,
+) -> None:
     if set(pools) != set(POOLS):
         raise ValueError(f"context mixture pools must be exactly {', '.join(POOLS)} (got {', '.join(sorted(pools))})")
     unknown, missing = sorted(set(mixture) - set(POOLS)), sorted(set(POOLS) - set(mixture))
     if unknown or missing:
-        raise ValueError(f"context mixture keys must be exactly {', '.join(POOLS)}"
-                         f" (unknown: {', '.join(unknown) or '-'}; missing: {', '.join(missing) or '-'})")
+        raise ValueError(
+            f"context mixture keys must be exactly {', '.join(POOLS)}"
+            f" (unknown: {', '.join(unknown) or '-'}; missing: {', '.join(missing) or '-'})"
+        )
     for name in POOLS:
         share = mixture[name]
         if not isinstance(share, (int, float)) or not math.isfinite(share) or not 0 <= share <= 1:
@@ -158,12 +178,15 @@ def _validate(pools: Mapping[str, Sequence[Document]], mixture: Mapping[str, flo
         if mixture[name] > 0 and not docs:
             raise ValueError(f"pool {name!r} is empty but its mixture share is {mixture[name]}")
         if mixture[name] > 0 and all(len(d) > capacity for d in docs):
-            raise ValueError(f"pool {name!r} has share {mixture[name]} but all {len(docs)} documents are longer"
-                             f" than seq_length + 1 = {capacity} tokens")
+            raise ValueError(
+                f"pool {name!r} has share {mixture[name]} but all {len(docs)} documents are longer"
+                f" than seq_length + 1 = {capacity} tokens"
+            )
 
 
-def _select(docs: Sequence[Document], fitting: list[int], target: int, seed: int, pool_index: int
-            ) -> tuple[list[int], int]:
+def _select(
+    docs: Sequence[Document], fitting: list[int], target: int, seed: int, pool_index: int
+) -> tuple[list[int], int]:
     """Document indices (repeats allowed) whose tokens land nearest ``target``, and the epochs started."""
     chosen: list[int] = []
     tokens, epoch = 0, 0
@@ -205,9 +228,17 @@ def _pack(items: list[tuple[str, int, int]], capacity: int) -> list[list[tuple[s
     return bins
 
 
-def context_mixture(rehearsal: Sequence[Document], synthetic_reasoning: Sequence[Document],
-                    long_documents: Sequence[Document], *, mixture: Mapping[str, float], seq_length: int,
-                    token_budget: int, pad_id: int, seed: int) -> ContextMixture:
+def context_mixture(
+    rehearsal: Sequence[Document],
+    synthetic_reasoning: Sequence[Document],
+    long_documents: Sequence[Document],
+    *,
+    mixture: Mapping[str, float],
+    seq_length: int,
+    token_budget: int,
+    pad_id: int,
+    seed: int,
+) -> ContextMixture:
     """Packed ``[n, seq_length + 1]`` samples of whole documents from the three pools, with the stats.
 
     ``token_budget`` is the stage's real (non-pad) tokens; ``mixture`` has exactly the three pool keys.
@@ -228,10 +259,17 @@ def context_mixture(rehearsal: Sequence[Document], synthetic_reasoning: Sequence
         effective = sum(len(docs[i]) for i in chosen)
         fitting_tokens = sum(len(docs[i]) for i in fitting)
         per_pool[name] = dict(
-            share=float(mixture[name]), requested_tokens=target, effective_tokens=effective,
-            documents_used=len(chosen), unique_documents=len(set(chosen)), epochs=epochs,
-            passes=effective / fitting_tokens if fitting_tokens else 0.0, fitting_documents=len(fitting),
-            longest_fitting=max((len(docs[i]) for i in fitting), default=0), skipped_too_long=too_long)
+            share=float(mixture[name]),
+            requested_tokens=target,
+            effective_tokens=effective,
+            documents_used=len(chosen),
+            unique_documents=len(set(chosen)),
+            epochs=epochs,
+            passes=effective / fitting_tokens if fitting_tokens else 0.0,
+            fitting_documents=len(fitting),
+            longest_fitting=max((len(docs[i]) for i in fitting), default=0),
+            skipped_too_long=too_long,
+        )
 
     bins = _pack(items, capacity)
     sample_order = np.random.default_rng([seed, len(POOLS)]).permutation(len(bins))
@@ -240,13 +278,18 @@ def context_mixture(rehearsal: Sequence[Document], synthetic_reasoning: Sequence
     for row, b in enumerate(sample_order):
         offset, placed = 0, []
         for name, index, length in bins[int(b)]:
-            samples[row, offset:offset + length] = pools[name][index]
+            samples[row, offset : offset + length] = pools[name][index]
             placed.append(Placement(name, index, offset, length))
             offset += length
         placements.append(tuple(placed))
-    return ContextMixture(samples=samples, placements=tuple(placements),
-                          pools={name: PoolStats(**per_pool[name]) for name in POOLS},
-                          seq_length=seq_length, pad_id=pad_id, token_budget=int(token_budget))
+    return ContextMixture(
+        samples=samples,
+        placements=tuple(placements),
+        pools={name: PoolStats(**per_pool[name]) for name in POOLS},
+        seq_length=seq_length,
+        pad_id=pad_id,
+        token_budget=int(token_budget),
+    )
 
 
 __all__ = ["POOLS", "ContextMixture", "Placement", "PoolStats", "context_mixture"]

@@ -75,10 +75,14 @@ def _patch_causal_masks() -> list[tuple[object, str, object]]:
     from megatron.core.fusions import fused_softmax
     from megatron.core.transformer import utils
 
-    return [(module, name, fn)
-            for module in (utils, fused_softmax)
-            for name, fn in (("get_default_causal_mask", _cpu_default_causal_mask),
-                             ("get_sliding_window_causal_mask", _cpu_sliding_window_causal_mask))]
+    return [
+        (module, name, fn)
+        for module in (utils, fused_softmax)
+        for name, fn in (
+            ("get_default_causal_mask", _cpu_default_causal_mask),
+            ("get_sliding_window_causal_mask", _cpu_sliding_window_causal_mask),
+        )
+    ]
 
 
 def _patch_synchronize() -> list[tuple[object, str, object]]:
@@ -90,8 +94,9 @@ def _patch_rng_tracker() -> list[tuple[object, str, object]]:
 
     original = mrandom.initialize_rng_tracker
 
-    def initialize_cpu_rng_tracker(use_te_rng_tracker=False, inference_rng_tracker=False,
-                                   use_cudagraphable_rng=False, force_reset=False):
+    def initialize_cpu_rng_tracker(
+        use_te_rng_tracker=False, inference_rng_tracker=False, use_cudagraphable_rng=False, force_reset=False
+    ):
         return original(use_te_rng_tracker, True, use_cudagraphable_rng, force_reset)
 
     initialize_cpu_rng_tracker.__wrapped__ = original  # type: ignore[attr-defined]
@@ -186,5 +191,15 @@ def ensure() -> bool:
     return is_applied()
 
 
-__all__ = ["ENV_VAR", "PATCHES", "applied", "apply", "cuda_available", "disabled_by_env", "ensure",
-           "inductor_keeps_vector_code", "is_applied", "revert"]
+__all__ = [
+    "ENV_VAR",
+    "PATCHES",
+    "applied",
+    "apply",
+    "cuda_available",
+    "disabled_by_env",
+    "ensure",
+    "inductor_keeps_vector_code",
+    "is_applied",
+    "revert",
+]

@@ -77,8 +77,9 @@ def token_dtype(vocab_size: int) -> type:
     return np.uint16 if vocab_size < 65_500 else np.int32
 
 
-def write_indexed_dataset(prefix: str | Path, token_docs: Iterable[Sequence[int]], *, vocab_size: int,
-                          eod_id: int) -> tuple[int, int, int]:
+def write_indexed_dataset(
+    prefix: str | Path, token_docs: Iterable[Sequence[int]], *, vocab_size: int, eod_id: int
+) -> tuple[int, int, int]:
     """Write ``<prefix>.bin/.idx`` with Megatron's builder, appending EOD to every document.
 
     Returns (documents, tokens, max token id). Empty documents are skipped (they would be a bare EOD).
@@ -103,10 +104,21 @@ def write_indexed_dataset(prefix: str | Path, token_docs: Iterable[Sequence[int]
     return docs, tokens, max_id
 
 
-def build_mixture(folder: str | Path, *, stage: str, weights: Mapping[str, float],
-                  texts: Mapping[str, Callable[[], Iterable[str]]], encode_batch: Callable[[list[str]], list[list[int]]],
-                  eod_id: int, pad_id: int, vocab_size: int, seq_length: int, num_samples: int, seed: int,
-                  batch_size: int = 256) -> MixtureManifest:
+def build_mixture(
+    folder: str | Path,
+    *,
+    stage: str,
+    weights: Mapping[str, float],
+    texts: Mapping[str, Callable[[], Iterable[str]]],
+    encode_batch: Callable[[list[str]], list[list[int]]],
+    eod_id: int,
+    pad_id: int,
+    vocab_size: int,
+    seq_length: int,
+    num_samples: int,
+    seed: int,
+    batch_size: int = 256,
+) -> MixtureManifest:
     """Tokenize every weighted source into ``<folder>/<source>.bin/.idx`` and write the manifest.
 
     ``texts[source]()`` yields the source's documents (already without held-out ones); ``weights`` are the
@@ -136,8 +148,16 @@ def build_mixture(folder: str | Path, *, stage: str, weights: Mapping[str, float
 
         docs, tokens, max_id = write_indexed_dataset(folder / name, encoded(), vocab_size=vocab_size, eod_id=eod_id)
         sources.append(SourceStats(name=name, weight=weights[name], documents=docs, tokens=tokens, max_token_id=max_id))
-    manifest = MixtureManifest(stage=stage, seq_length=seq_length, num_samples=num_samples, seed=seed, eod_id=eod_id,
-                               pad_id=pad_id, vocab_size=vocab_size, sources=tuple(sources))
+    manifest = MixtureManifest(
+        stage=stage,
+        seq_length=seq_length,
+        num_samples=num_samples,
+        seed=seed,
+        eod_id=eod_id,
+        pad_id=pad_id,
+        vocab_size=vocab_size,
+        sources=tuple(sources),
+    )
     write_manifest(folder, manifest)
     return manifest
 
@@ -187,8 +207,9 @@ def _write_rows(prefix: Path, rows: np.ndarray, dtype: type) -> None:
     builder.finalize(f"{prefix}.idx")
 
 
-def write_packed_samples(folder: str | Path, samples: np.ndarray, manifest: MixtureManifest,
-                         loss_weights: np.ndarray | None = None) -> None:
+def write_packed_samples(
+    folder: str | Path, samples: np.ndarray, manifest: MixtureManifest, loss_weights: np.ndarray | None = None
+) -> None:
     """``samples`` [n, seq_length + 1] -> ``<folder>/samples.bin/.idx`` (Megatron's builder) + the manifest;
     ``loss_weights`` (same shape, integers 0-255; ``manifest.loss_weights`` must say so) -> ``loss_weights``.
     Weight ``i`` of a row applies to predicting token ``i`` (label ``i - 1``)."""
@@ -196,10 +217,13 @@ def write_packed_samples(folder: str | Path, samples: np.ndarray, manifest: Mixt
     if samples.ndim != 2 or samples.shape[1] != manifest.seq_length + 1:
         raise DataError(f"packed samples must be [n, {manifest.seq_length + 1}], got {tuple(samples.shape)}")
     if (loss_weights is not None) != manifest.loss_weights:
-        raise DataError(f"manifest.loss_weights={manifest.loss_weights} but loss weights were "
-                        f"{'given' if loss_weights is not None else 'not given'}")
-    if loss_weights is not None and (loss_weights.shape != samples.shape or loss_weights.min() < 0
-                                     or loss_weights.max() > 255):
+        raise DataError(
+            f"manifest.loss_weights={manifest.loss_weights} but loss weights were "
+            f"{'given' if loss_weights is not None else 'not given'}"
+        )
+    if loss_weights is not None and (
+        loss_weights.shape != samples.shape or loss_weights.min() < 0 or loss_weights.max() > 255
+    ):
         raise DataError(f"loss weights must be integers 0-255 shaped like the samples {tuple(samples.shape)}")
     folder.mkdir(parents=True, exist_ok=True)
     _write_rows(folder / PACKED_SAMPLES, samples, token_dtype(manifest.vocab_size))
@@ -227,8 +251,12 @@ class PackedSamples:
         mask = (labels != self.manifest.pad_id).astype(np.float32)
         if self.weights is not None:
             mask *= np.asarray(self.weights[i % len(self.weights)], dtype=np.float32)[1:]
-        return {"tokens": tokens, "labels": labels, "loss_mask": mask,
-                "position_ids": np.arange(len(tokens), dtype=np.int64)}
+        return {
+            "tokens": tokens,
+            "labels": labels,
+            "loss_mask": mask,
+            "position_ids": np.arange(len(tokens), dtype=np.int64),
+        }
 
 
 def open_mixture(folder: str | Path, cache_dir: str | Path, *, num_samples: int | None = None) -> Any:
@@ -243,11 +271,18 @@ def open_mixture(folder: str | Path, cache_dir: str | Path, *, num_samples: int 
         return PackedSamples(folder, manifest)
     used = [s for s in manifest.sources if s.weight > 0]
     config = GPTDatasetConfig(
-        random_seed=manifest.seed, sequence_length=manifest.seq_length,
-        blend=([str(folder / s.name) for s in used], [s.weight for s in used]), split="100,0,0",
-        path_to_cache=str(cache_dir), tokenizer=_SpecialIds(manifest.eod_id, manifest.pad_id, manifest.vocab_size),
-        reset_position_ids=False, reset_attention_mask=False, eod_mask_loss=False, create_attention_mask=False,
-        mid_level_dataset_surplus=0.005)
+        random_seed=manifest.seed,
+        sequence_length=manifest.seq_length,
+        blend=([str(folder / s.name) for s in used], [s.weight for s in used]),
+        split="100,0,0",
+        path_to_cache=str(cache_dir),
+        tokenizer=_SpecialIds(manifest.eod_id, manifest.pad_id, manifest.vocab_size),
+        reset_position_ids=False,
+        reset_attention_mask=False,
+        eod_mask_loss=False,
+        create_attention_mask=False,
+        mid_level_dataset_surplus=0.005,
+    )
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     wanted = manifest.num_samples if num_samples is None else num_samples
     train, _, _ = BlendedMegatronDatasetBuilder(GPTDataset, [wanted, 0, 0], lambda: True, config).build()
@@ -272,12 +307,34 @@ def mixture_report(manifest: MixtureManifest, samples_by_source: Mapping[str, in
     rows = []
     for s in manifest.sources:
         drawn = samples_by_source.get(s.name, 0)
-        rows.append({"source": s.name, "requested": round(s.weight, 4), "effective": round(drawn / total, 4),
-                     "documents": s.documents, "tokens": s.tokens, "samples": drawn,
-                     "epochs": round(drawn * manifest.seq_length / s.tokens, 3) if s.tokens else 0.0})
+        rows.append(
+            {
+                "source": s.name,
+                "requested": round(s.weight, 4),
+                "effective": round(drawn / total, 4),
+                "documents": s.documents,
+                "tokens": s.tokens,
+                "samples": drawn,
+                "epochs": round(drawn * manifest.seq_length / s.tokens, 3) if s.tokens else 0.0,
+            }
+        )
     return rows
 
 
-__all__ = ["DataError", "LOSS_WEIGHTS", "MIXTURE_FILE", "MixtureManifest", "PackedSamples", "SourceStats", "build_mixture",
-           "mixture_report", "open_mixture", "read_manifest", "source_of_samples", "token_dtype",
-           "write_indexed_dataset", "write_manifest", "write_packed_samples"]
+__all__ = [
+    "DataError",
+    "LOSS_WEIGHTS",
+    "MIXTURE_FILE",
+    "MixtureManifest",
+    "PackedSamples",
+    "SourceStats",
+    "build_mixture",
+    "mixture_report",
+    "open_mixture",
+    "read_manifest",
+    "source_of_samples",
+    "token_dtype",
+    "write_indexed_dataset",
+    "write_manifest",
+    "write_packed_samples",
+]

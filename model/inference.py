@@ -31,21 +31,45 @@ def _logits(model: torch.nn.Module, ids: torch.Tensor, position_ids: torch.Tenso
     return model(ids, position_ids, None, inference_context=context, runtime_gather_output=True)
 
 
-def generate(model: torch.nn.Module, prompt_ids: Sequence[int], max_new_tokens: int, *,
-             eos_token_id: int | None = None, vocab_size: int | None = None, reasoning: bool = False,
-             prompt_template: PromptTemplate = raw_prompt, use_kv_cache: bool = True) -> list[int]:
+def generate(
+    model: torch.nn.Module,
+    prompt_ids: Sequence[int],
+    max_new_tokens: int,
+    *,
+    eos_token_id: int | None = None,
+    vocab_size: int | None = None,
+    reasoning: bool = False,
+    prompt_template: PromptTemplate = raw_prompt,
+    use_kv_cache: bool = True,
+) -> list[int]:
     """Greedy decoding; returns only the generated ids (stops after ``eos_token_id`` if given).
 
     ``vocab_size`` is the tokenizer's: rows of the padded embedding beyond it are never produced.
     """
-    return generate_batch(model, [prompt_ids], max_new_tokens, eos_token_id=eos_token_id, vocab_size=vocab_size,
-                          reasoning=reasoning, prompt_template=prompt_template, use_kv_cache=use_kv_cache)[0]
+    return generate_batch(
+        model,
+        [prompt_ids],
+        max_new_tokens,
+        eos_token_id=eos_token_id,
+        vocab_size=vocab_size,
+        reasoning=reasoning,
+        prompt_template=prompt_template,
+        use_kv_cache=use_kv_cache,
+    )[0]
 
 
 @torch.no_grad()
-def generate_batch(model: torch.nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int, *,
-                   eos_token_id: int | None = None, vocab_size: int | None = None, reasoning: bool = False,
-                   prompt_template: PromptTemplate = raw_prompt, use_kv_cache: bool = True) -> list[list[int]]:
+def generate_batch(
+    model: torch.nn.Module,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    *,
+    eos_token_id: int | None = None,
+    vocab_size: int | None = None,
+    reasoning: bool = False,
+    prompt_template: PromptTemplate = raw_prompt,
+    use_kv_cache: bool = True,
+) -> list[list[int]]:
     """Greedy decoding of several prompts of the same length at once (one forward per new token for the
     whole batch; no padding, so each row decodes exactly as it would alone). Returns each row's generated
     ids; a row stops after ``eos_token_id``."""

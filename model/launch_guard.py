@@ -78,10 +78,16 @@ def acquire(work_dir: Path, command: Sequence[str]) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise WorkDirBusyError(f"work dir {work_dir} is in use by a trainer, {describe(owner_of(work_dir))}: "
-                               "never two trainers on one work dir (wait for it or stop it)") from None
-    owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
-             "command": " ".join(command)[:500]}
+        raise WorkDirBusyError(
+            f"work dir {work_dir} is in use by a trainer, {describe(owner_of(work_dir))}: "
+            "never two trainers on one work dir (wait for it or stop it)"
+        ) from None
+    owner = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": time.time(),
+        "command": " ".join(command)[:500],
+    }
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(owner).encode(), 0)
     os.set_inheritable(fd, True)

@@ -21,8 +21,14 @@ class ParallelStateError(RuntimeError):
     """The process is already set up with a different parallel layout."""
 
 
-def initialize(*, tensor_parallel: int = 1, pipeline_parallel: int = 1, expert_parallel: int = 1,
-               context_parallel: int = 1, seed: int | None = None) -> None:
+def initialize(
+    *,
+    tensor_parallel: int = 1,
+    pipeline_parallel: int = 1,
+    expert_parallel: int = 1,
+    context_parallel: int = 1,
+    seed: int | None = None,
+) -> None:
     """torch.distributed (gloo on CPU, nccl on GPU) + Megatron parallel state (+ seeds if given)."""
     from megatron.core import parallel_state
 
@@ -34,21 +40,31 @@ def initialize(*, tensor_parallel: int = 1, pipeline_parallel: int = 1, expert_p
                 torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
             torch.distributed.init_process_group(backend=backend)
         else:
-            torch.distributed.init_process_group(backend=backend, store=torch.distributed.HashStore(),
-                                                 rank=0, world_size=1)
-    wanted = {"tensor": tensor_parallel, "pipeline": pipeline_parallel, "expert": expert_parallel,
-              "context": context_parallel}
+            torch.distributed.init_process_group(
+                backend=backend, store=torch.distributed.HashStore(), rank=0, world_size=1
+            )
+    wanted = {
+        "tensor": tensor_parallel,
+        "pipeline": pipeline_parallel,
+        "expert": expert_parallel,
+        "context": context_parallel,
+    }
     if parallel_state.model_parallel_is_initialized():
-        have = {"tensor": parallel_state.get_tensor_model_parallel_world_size(),
-                "pipeline": parallel_state.get_pipeline_model_parallel_world_size(),
-                "expert": parallel_state.get_expert_model_parallel_world_size(),
-                "context": parallel_state.get_context_parallel_world_size()}
+        have = {
+            "tensor": parallel_state.get_tensor_model_parallel_world_size(),
+            "pipeline": parallel_state.get_pipeline_model_parallel_world_size(),
+            "expert": parallel_state.get_expert_model_parallel_world_size(),
+            "context": parallel_state.get_context_parallel_world_size(),
+        }
         if have != wanted:
             raise ParallelStateError(f"parallel state is already initialized as {have}, asked for {wanted}")
     else:
         parallel_state.initialize_model_parallel(
-            tensor_model_parallel_size=tensor_parallel, pipeline_model_parallel_size=pipeline_parallel,
-            expert_model_parallel_size=expert_parallel, context_parallel_size=context_parallel)
+            tensor_model_parallel_size=tensor_parallel,
+            pipeline_model_parallel_size=pipeline_parallel,
+            expert_model_parallel_size=expert_parallel,
+            context_parallel_size=context_parallel,
+        )
     if seed is not None:
         seed_everything(seed)
 

@@ -81,9 +81,15 @@ def active_parameters(m: ModelArgs) -> int:
     """Parameters one token of the main model multiplies with (no embedding lookup, no MTP)."""
     b = parameter_breakdown(m)
     routed_per_layer = m.moe_router_topk * _swiglu(m.hidden_size, m.moe_ffn_hidden_size)
-    return (b["output_layer"] if m.untie_embeddings_and_output_weights else b["embedding"]) \
-        + b["attention"] + b["layer_norms"] + b["dense_mlp"] + b["router"] + b["shared_experts"] \
+    return (
+        (b["output_layer"] if m.untie_embeddings_and_output_weights else b["embedding"])
+        + b["attention"]
+        + b["layer_norms"]
+        + b["dense_mlp"]
+        + b["router"]
+        + b["shared_experts"]
         + (m.num_layers - m.num_dense_layers) * routed_per_layer
+    )
 
 
 def mean_keys_per_query(seq_length: int, window: int | None) -> float:
@@ -105,8 +111,11 @@ def layer_forward_flops_per_token(m: ModelArgs, layer: int, seq_length: int) -> 
     if layer < m.num_dense_layers:
         weights += _swiglu(m.hidden_size, m.ffn_hidden_size)
     else:
-        weights += m.moe_router_topk * _swiglu(m.hidden_size, m.moe_ffn_hidden_size) \
-            + _swiglu(m.hidden_size, m.moe_shared_expert_intermediate_size) + m.num_moe_experts * m.hidden_size
+        weights += (
+            m.moe_router_topk * _swiglu(m.hidden_size, m.moe_ffn_hidden_size)
+            + _swiglu(m.hidden_size, m.moe_shared_expert_intermediate_size)
+            + m.num_moe_experts * m.hidden_size
+        )
     core = 4 * m.num_attention_heads * m.kv_channels * mean_keys_per_query(seq_length, window)
     return 2 * weights + core
 
@@ -171,5 +180,13 @@ def format_plan(p: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["KV_CACHE_SEQ_LENGTH", "active_parameters", "format_plan", "kv_cache_bytes",
-           "layer_forward_flops_per_token", "mean_keys_per_query", "parameter_breakdown", "plan"]
+__all__ = [
+    "KV_CACHE_SEQ_LENGTH",
+    "active_parameters",
+    "format_plan",
+    "kv_cache_bytes",
+    "layer_forward_flops_per_token",
+    "mean_keys_per_query",
+    "parameter_breakdown",
+    "plan",
+]

@@ -93,10 +93,16 @@ def stage_plan(preset: Preset, stage: str) -> StagePlan:
     p = preset.pretrain
     if stage in bounds:
         first, end = bounds[stage]
-        return StagePlan(stage=stage, seq_length=p.seq_length, global_batch_size=p.global_batch_size,
-                         first_step=first, steps=end - first, checkpoint_every_steps=p.checkpoint_every_steps)
+        return StagePlan(
+            stage=stage,
+            seq_length=p.seq_length,
+            global_batch_size=p.global_batch_size,
+            first_step=first,
+            steps=end - first,
+            checkpoint_every_steps=p.checkpoint_every_steps,
+        )
     known = [*bounds, *(CONTEXT_PREFIX + k for k in preset.context.stages)]
-    if not stage.startswith(CONTEXT_PREFIX) or stage[len(CONTEXT_PREFIX):] not in preset.context.stages:
+    if not stage.startswith(CONTEXT_PREFIX) or stage[len(CONTEXT_PREFIX) :] not in preset.context.stages:
         raise TrainingSetupError(f"unknown stage {stage!r} (known: {', '.join(known)})")
     first = schedule(preset).total_steps
     for key, c in preset.context.stages.items():
@@ -105,8 +111,17 @@ def stage_plan(preset: Preset, stage: str) -> StagePlan:
         if CONTEXT_PREFIX + key == stage:
             warmup = min(steps - 1, round(p.warmup_fraction * steps))
             decay = max(1, min(steps - warmup, round(p.decay_fraction * steps)))
-            return StagePlan(stage=stage, seq_length=c.seq_length, global_batch_size=batch, first_step=first,
-                             steps=steps, checkpoint_every_steps=c.checkpoint_every_steps, peak_lr=c.lr,
-                             min_lr=c.lr * p.min_lr / p.max_lr, warmup_steps=warmup, decay_steps=decay)
+            return StagePlan(
+                stage=stage,
+                seq_length=c.seq_length,
+                global_batch_size=batch,
+                first_step=first,
+                steps=steps,
+                checkpoint_every_steps=c.checkpoint_every_steps,
+                peak_lr=c.lr,
+                min_lr=c.lr * p.min_lr / p.max_lr,
+                warmup_steps=warmup,
+                decay_steps=decay,
+            )
         first += steps
     raise AssertionError("unreachable")

@@ -46,6 +46,7 @@ PARTIAL = ".partial"
 
 # -- reporting: Dagster Pipes on rank 0 when launched by Dagster, plain stdout otherwise -----------------
 
+
 class Reporter:
     def __init__(self, pipes: Any | None, rank: int):
         self.pipes, self.rank = pipes, rank
@@ -79,34 +80,50 @@ def open_reporter(rank: int) -> Iterator[Reporter]:
 
 # -- validation before any compute ----------------------------------------------------------------------
 
-def validate_inputs(preset: Preset, plan: StagePlan, manifest: data.MixtureManifest, *, output: Path,
-                    init_from: Path | None, world_size: int, tensor_parallel: int, expert_parallel: int,
-                    context_parallel: int = 1) -> None:
+
+def validate_inputs(
+    preset: Preset,
+    plan: StagePlan,
+    manifest: data.MixtureManifest,
+    *,
+    output: Path,
+    init_from: Path | None,
+    world_size: int,
+    tensor_parallel: int,
+    expert_parallel: int,
+    context_parallel: int = 1,
+) -> None:
     problems = []
     if context_parallel != 1:
         # the launch config carries CP (the full preset's long stages); the sequence split, the CP loss and
         # gradient reductions and TE's windowed CP attention are not written yet, for want of a GPU to prove them
-        problems.append(f"context parallelism {context_parallel} is not supported by this trainer yet (it needs "
-                        "GPUs with TransformerEngine attention; run the stage with --context-parallel 1)")
+        problems.append(
+            f"context parallelism {context_parallel} is not supported by this trainer yet (it needs "
+            "GPUs with TransformerEngine attention; run the stage with --context-parallel 1)"
+        )
     try:
         check_vocab(preset, manifest.vocab_size)
     except ModelBuildError as exc:
         problems.append(f"tokenizer/model vocabulary mismatch: {exc}")
     biggest = max((s.max_token_id for s in manifest.sources), default=-1)
     if biggest >= preset.model.padded_vocab_size:
-        problems.append(f"mixture holds token id {biggest}, beyond the model's {preset.model.padded_vocab_size} "
-                        "embedding rows")
+        problems.append(
+            f"mixture holds token id {biggest}, beyond the model's {preset.model.padded_vocab_size} embedding rows"
+        )
     if manifest.seq_length != plan.seq_length:
-        problems.append(f"mixture {manifest.stage} is packed for sequence length {manifest.seq_length}, stage "
-                        f"{plan.stage} trains at {plan.seq_length}")
+        problems.append(
+            f"mixture {manifest.stage} is packed for sequence length {manifest.seq_length}, stage "
+            f"{plan.stage} trains at {plan.seq_length}"
+        )
     if manifest.kind == "blend" and manifest.num_samples < plan.num_samples:
         problems.append(f"mixture has {manifest.num_samples} samples, stage {plan.stage} needs {plan.num_samples}")
     if world_size % tensor_parallel or world_size % (tensor_parallel * expert_parallel):
         problems.append(f"{world_size} processes do not divide into TP={tensor_parallel} x EP={expert_parallel}")
     data_parallel = world_size // tensor_parallel
     if plan.global_batch_size % data_parallel:
-        problems.append(f"global batch {plan.global_batch_size} does not split over {data_parallel} data-parallel "
-                        "ranks")
+        problems.append(
+            f"global batch {plan.global_batch_size} does not split over {data_parallel} data-parallel ranks"
+        )
     if preset.model.num_moe_experts % expert_parallel:
         problems.append(f"expert parallelism {expert_parallel} does not divide {preset.model.num_moe_experts} experts")
     if output.exists() and any(output.iterdir()):
@@ -114,21 +131,25 @@ def validate_inputs(preset: Preset, plan: StagePlan, manifest: data.MixtureManif
     if init_from is not None and not (init_from / "metadata.json").exists():
         problems.append(f"--init-from {init_from} is not a finished dist checkpoint (no metadata.json)")
     if init_from is None and plan.first_step > 0:
-        problems.append(f"stage {plan.stage} starts at step {plan.first_step}; it needs --init-from (the "
-                        "previous stage's checkpoint)")
+        problems.append(
+            f"stage {plan.stage} starts at step {plan.first_step}; it needs --init-from (the "
+            "previous stage's checkpoint)"
+        )
     if problems:
         raise TrainingSetupError("; ".join(problems))
 
 
 # -- periodic checkpoints in the work directory ---------------------------------------------------------
 
+
 def complete_checkpoints(work_dir: Path) -> list[Path]:
     """Finished periodic checkpoints, oldest first (a ``.partial`` one was interrupted mid-write)."""
     folder = work_dir / CHECKPOINTS
     if not folder.exists():
         return []
-    done = [p for p in folder.iterdir() if p.is_dir() and not p.name.endswith(PARTIAL)
-            and (p / "metadata.json").exists()]
+    done = [
+        p for p in folder.iterdir() if p.is_dir() and not p.name.endswith(PARTIAL) and (p / "metadata.json").exists()
+    ]
     return sorted(done, key=lambda p: p.name)
 
 
@@ -153,8 +174,11 @@ def _rewrite_metrics(path: Path, before_global_step: int) -> None:
     """Keep the metric rows of steps already in the checkpoint we resume from (the rest are redone)."""
     if not path.exists():
         return
-    rows = [line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line)["step"] <= before_global_step]
+    rows = [
+        line
+        for line in path.read_text().splitlines()
+        if line.strip() and json.loads(line)["step"] <= before_global_step
+    ]
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(r + "\n" for r in rows))
     os.replace(tmp, path)
@@ -162,15 +186,18 @@ def _rewrite_metrics(path: Path, before_global_step: int) -> None:
 
 # -- the loop -------------------------------------------------------------------------------------------
 
+
 def _batch(dataset, plan: StagePlan, stage_step: int, dp_rank: int, dp_size: int) -> dict[str, torch.Tensor]:
     """This rank's slice of global batch ``stage_step``: samples are a pure function of the step."""
     local = plan.global_batch_size // dp_size
     first = stage_step * plan.global_batch_size + dp_rank * local
     items = [dataset[i] for i in range(first, first + local)]
-    return {"input_ids": torch.stack([torch.as_tensor(x["tokens"]) for x in items]).long(),
-            "labels": torch.stack([torch.as_tensor(x["labels"]) for x in items]).long(),
-            "position_ids": torch.stack([torch.as_tensor(x["position_ids"]) for x in items]).long(),
-            "loss_mask": torch.stack([torch.as_tensor(x["loss_mask"]) for x in items]).float()}
+    return {
+        "input_ids": torch.stack([torch.as_tensor(x["tokens"]) for x in items]).long(),
+        "labels": torch.stack([torch.as_tensor(x["labels"]) for x in items]).long(),
+        "position_ids": torch.stack([torch.as_tensor(x["position_ids"]) for x in items]).long(),
+        "loss_mask": torch.stack([torch.as_tensor(x["loss_mask"]) for x in items]).float(),
+    }
 
 
 def run_stage(args: argparse.Namespace, preset: Preset, plan: StagePlan, report: Reporter) -> dict[str, Any]:
@@ -179,8 +206,9 @@ def run_stage(args: argparse.Namespace, preset: Preset, plan: StagePlan, report:
     from model import parallel
 
     output, work = Path(args.output), Path(args.work_dir)
-    parallel.initialize(tensor_parallel=args.tensor_parallel, expert_parallel=args.expert_parallel,
-                        seed=preset.pretrain.seed)
+    parallel.initialize(
+        tensor_parallel=args.tensor_parallel, expert_parallel=args.expert_parallel, seed=preset.pretrain.seed
+    )
     rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
     manifest = data.read_manifest(args.data)
     model = build_model(preset, vocab_size=manifest.vocab_size)
@@ -198,8 +226,10 @@ def run_stage(args: argparse.Namespace, preset: Preset, plan: StagePlan, report:
     elif args.init_from:
         checkpoint.load(args.init_from, model, optimizer, scheduler, restore_rng=False)
         if scheduler.num_steps != plan.first_step:
-            raise TrainingSetupError(f"--init-from {args.init_from} ends at optimizer step {scheduler.num_steps}; "
-                                     f"stage {plan.stage} starts at step {plan.first_step}")
+            raise TrainingSetupError(
+                f"--init-from {args.init_from} ends at optimizer step {scheduler.num_steps}; "
+                f"stage {plan.stage} starts at step {plan.first_step}"
+            )
         report.info(f"{plan.stage}: initialised from {args.init_from}")
     if rank == 0:
         work.mkdir(parents=True, exist_ok=True)
@@ -209,9 +239,11 @@ def run_stage(args: argparse.Namespace, preset: Preset, plan: StagePlan, report:
     dataset = data.open_mixture(args.data, work / "index_cache")
     dp_rank, dp_size = parallel_state.get_data_parallel_rank(), parallel_state.get_data_parallel_world_size()
     tokens_per_step = plan.global_batch_size * plan.seq_length
-    report.info(f"{plan.stage}: {plan.steps} steps x {tokens_per_step} tokens, world {world} "
-                f"(TP {args.tensor_parallel}, EP {args.expert_parallel}, DP {dp_size}), optimizer "
-                f"{preset.pretrain.optimizer}")
+    report.info(
+        f"{plan.stage}: {plan.steps} steps x {tokens_per_step} tokens, world {world} "
+        f"(TP {args.tensor_parallel}, EP {args.expert_parallel}, DP {dp_size}), optimizer "
+        f"{preset.pretrain.optimizer}"
+    )
     wall_start = time.perf_counter()
     for stage_step in range(start, plan.steps):
         batch = _batch(dataset, plan, stage_step, dp_rank, dp_size)
@@ -222,16 +254,24 @@ def run_stage(args: argparse.Namespace, preset: Preset, plan: StagePlan, report:
         t0 = time.perf_counter()
         result = training.train_step(model, optimizer, scheduler, batch, grad_clip=preset.pretrain.grad_clip)
         seconds = time.perf_counter() - t0
-        row = {"stage": plan.stage, "step": plan.first_step + stage_step + 1, "stage_step": stage_step + 1,
-               **asdict(result), "tokens_per_s": tokens_per_step / seconds, "step_seconds": seconds}
+        row = {
+            "stage": plan.stage,
+            "step": plan.first_step + stage_step + 1,
+            "stage_step": stage_step + 1,
+            **asdict(result),
+            "tokens_per_s": tokens_per_step / seconds,
+            "step_seconds": seconds,
+        }
         if rank == 0:
             with open(work / METRICS, "a") as f:
                 f.write(json.dumps(row) + "\n")
         if (stage_step + 1) % preset.pretrain.log_every_steps == 0 or stage_step + 1 == plan.steps:
-            report.info(f"{plan.stage} step {stage_step + 1}/{plan.steps}: loss {result.lm_loss:.4f} "
-                        f"mtp {result.mtp_loss:.4f} aux {result.seq_aux_loss:.2e} lr {result.lr:.2e} "
-                        f"grad {result.grad_norm:.3f} imbalance {result.expert_load_imbalance:.2f} "
-                        f"{row['tokens_per_s']:.0f} tok/s")
+            report.info(
+                f"{plan.stage} step {stage_step + 1}/{plan.steps}: loss {result.lm_loss:.4f} "
+                f"mtp {result.mtp_loss:.4f} aux {result.seq_aux_loss:.2e} lr {result.lr:.2e} "
+                f"grad {result.grad_norm:.3f} imbalance {result.expert_load_imbalance:.2f} "
+                f"{row['tokens_per_s']:.0f} tok/s"
+            )
         done = stage_step + 1
         if done % plan.checkpoint_every_steps == 0 and done < plan.steps:
             position = {"stage": plan.stage, "stage_step": done, "consumed_samples": done * plan.global_batch_size}
@@ -251,8 +291,7 @@ def run_stage(args: argparse.Namespace, preset: Preset, plan: StagePlan, report:
     return summary
 
 
-def run_niah(model, args: argparse.Namespace, manifest: data.MixtureManifest, output: Path,
-             report: Reporter) -> float:
+def run_niah(model, args: argparse.Namespace, manifest: data.MixtureManifest, output: Path, report: Reporter) -> float:
     """Greedy NIAH over the cases the asset prepared; every answer goes to ``niah.json`` (the asset gates)."""
     from tokenizers import Tokenizer
 
@@ -276,27 +315,47 @@ def run_niah(model, args: argparse.Namespace, manifest: data.MixtureManifest, ou
     return results.accuracy
 
 
-def finish_outputs(output: Path, work: Path, plan: StagePlan, manifest: data.MixtureManifest,
-                   train_seconds: float, resumed_from: str | None, world: int, args: argparse.Namespace) -> dict:
+def finish_outputs(
+    output: Path,
+    work: Path,
+    plan: StagePlan,
+    manifest: data.MixtureManifest,
+    train_seconds: float,
+    resumed_from: str | None,
+    world: int,
+    args: argparse.Namespace,
+) -> dict:
     from model.plots import loss_curve_png
 
     rows = [json.loads(line) for line in (work / METRICS).read_text().splitlines() if line.strip()]
     rows = [r for r in rows if r["stage"] == plan.stage]
     shutil.copyfile(work / METRICS, output / METRICS)
-    loss_curve_png([r["step"] for r in rows], [r["lm_loss"] for r in rows], output / "loss_curve.png",
-                   title=f"{plan.stage} LM loss")
-    tail = rows[-max(1, len(rows) // 10):]
-    head = rows[:max(1, len(rows) // 10)]
+    loss_curve_png(
+        [r["step"] for r in rows],
+        [r["lm_loss"] for r in rows],
+        output / "loss_curve.png",
+        title=f"{plan.stage} LM loss",
+    )
+    tail = rows[-max(1, len(rows) // 10) :]
+    head = rows[: max(1, len(rows) // 10)]
     summary = {
-        "stage": plan.stage, "steps": plan.steps, "first_step": plan.first_step, "tokens": plan.tokens,
-        "seq_length": plan.seq_length, "global_batch_size": plan.global_batch_size, "world_size": world,
-        "tensor_parallel": args.tensor_parallel, "expert_parallel": args.expert_parallel,
+        "stage": plan.stage,
+        "steps": plan.steps,
+        "first_step": plan.first_step,
+        "tokens": plan.tokens,
+        "seq_length": plan.seq_length,
+        "global_batch_size": plan.global_batch_size,
+        "world_size": world,
+        "tensor_parallel": args.tensor_parallel,
+        "expert_parallel": args.expert_parallel,
         "loss_first": round(sum(r["lm_loss"] for r in head) / len(head), 4),
         "loss_final": round(sum(r["lm_loss"] for r in tail) / len(tail), 4),
-        "mtp_loss_final": round(tail[-1]["mtp_loss"], 4), "lr_final": tail[-1]["lr"],
+        "mtp_loss_final": round(tail[-1]["mtp_loss"], 4),
+        "lr_final": tail[-1]["lr"],
         "expert_load_imbalance_final": round(tail[-1]["expert_load_imbalance"], 3),
         "tokens_per_s": round(sum(r["tokens_per_s"] for r in rows) / len(rows), 1),
-        "train_seconds_this_run": round(train_seconds, 2), "resumed_from": resumed_from,
+        "train_seconds_this_run": round(train_seconds, 2),
+        "resumed_from": resumed_from,
         "mixture_sources": [s.name for s in manifest.sources if s.weight > 0],
     }
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -317,9 +376,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--context-parallel", type=int, default=1)
     ap.add_argument("--niah-cases", type=Path, default=None, help="NIAH cases (JSON) to answer after training")
     ap.add_argument("--tokenizer", type=Path, default=None, help="tokenizer.json (decodes NIAH answers)")
-    ap.add_argument("--max-steps", type=int, default=None,
-                    help="stop after this many steps of the stage (parity checks, benchmarks); the output is "
-                         "then a mid-stage checkpoint")
+    ap.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="stop after this many steps of the stage (parity checks, benchmarks); the output is "
+        "then a mid-stage checkpoint",
+    )
     return ap.parse_args(argv)
 
 
@@ -342,12 +405,26 @@ def main(argv: list[str] | None = None) -> int:
             manifest = data.read_manifest(args.data)
             if args.niah_cases is not None and (args.tokenizer is None or not args.niah_cases.exists()):
                 raise TrainingSetupError("--niah-cases needs an existing cases file and --tokenizer")
-            validate_inputs(preset, plan, manifest, output=args.output, init_from=args.init_from,
-                            world_size=world, tensor_parallel=args.tensor_parallel,
-                            expert_parallel=args.expert_parallel, context_parallel=args.context_parallel)
+            validate_inputs(
+                preset,
+                plan,
+                manifest,
+                output=args.output,
+                init_from=args.init_from,
+                world_size=world,
+                tensor_parallel=args.tensor_parallel,
+                expert_parallel=args.expert_parallel,
+                context_parallel=args.context_parallel,
+            )
             summary = run_stage(args, preset, plan, report)
-        except (TrainingSetupError, PresetError, data.DataError, checkpoint.CheckpointError,
-                training.OptimizerUnavailableError, json.JSONDecodeError) as exc:
+        except (
+            TrainingSetupError,
+            PresetError,
+            data.DataError,
+            checkpoint.CheckpointError,
+            training.OptimizerUnavailableError,
+            json.JSONDecodeError,
+        ) as exc:
             print(f"error: {exc}", file=sys.stderr, flush=True)
             if report.pipes is not None:
                 raise

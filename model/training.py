@@ -43,7 +43,11 @@ def adamw(model: torch.nn.Module, preset: Preset) -> torch.optim.AdamW:
     no_decay = [p for _, p in params if p.ndim < 2]
     return torch.optim.AdamW(
         [{"params": decay, "wd_mult": 1.0}, {"params": no_decay, "wd_mult": 0.0}],
-        lr=preset.pretrain.max_lr, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=preset.pretrain.weight_decay)
+        lr=preset.pretrain.max_lr,
+        betas=ADAM_BETAS,
+        eps=ADAM_EPS,
+        weight_decay=preset.pretrain.weight_decay,
+    )
 
 
 def _is_muon_matrix(param: torch.nn.Parameter) -> bool:
@@ -87,7 +91,8 @@ def muon(model: torch.nn.Module, preset: Preset) -> MuonWithAdamW:
     if not HAVE_EMERGING_OPTIMIZERS:
         raise OptimizerUnavailableError(
             "pretrain.optimizer='muon' needs the emerging-optimizers package (uv sync installs it); set "
-            "pretrain.optimizer='adam' to choose the AdamW fallback explicitly")
+            "pretrain.optimizer='adam' to choose the AdamW fallback explicitly"
+        )
     from megatron.core.optimizer.emerging_optimizers import TensorParallelMuon
 
     p, cfg = preset.pretrain, OptimizerConfig(optimizer="muon", lr=preset.pretrain.max_lr)
@@ -96,17 +101,32 @@ def muon(model: torch.nn.Module, preset: Preset) -> MuonWithAdamW:
     matrices = [q for _, q in params if _is_muon_matrix(q)]
     rest = [q for _, q in params if not _is_muon_matrix(q)]
     muon_opt = TensorParallelMuon(
-        [{"params": matrices, "wd_mult": 1.0}], lr=p.max_lr, momentum=cfg.muon_momentum, nesterov=cfg.muon_nesterov,
-        weight_decay=p.weight_decay, split_qkv=cfg.muon_split_qkv, is_qkv_fn=lambda q: getattr(q, "is_qkv", False),
+        [{"params": matrices, "wd_mult": 1.0}],
+        lr=p.max_lr,
+        momentum=cfg.muon_momentum,
+        nesterov=cfg.muon_nesterov,
+        weight_decay=p.weight_decay,
+        split_qkv=cfg.muon_split_qkv,
+        is_qkv_fn=lambda q: getattr(q, "is_qkv", False),
         qkv_split_shapes=[m.num_attention_heads // m.num_query_groups * m.kv_channels, m.kv_channels, m.kv_channels],
         # fp32 matmuls on CPU ("medium" would round through bf16 there); Megatron's default on GPU
         fp32_matmul_prec=cfg.muon_fp32_matmul_prec if torch.cuda.is_available() else "highest",
-        coefficient_type=cfg.muon_coefficient_type, num_ns_steps=cfg.muon_num_ns_steps,
-        scale_mode=cfg.muon_scale_mode, extra_scale_factor=p.muon_extra_scale_factor, tp_mode=cfg.muon_tp_mode)
+        coefficient_type=cfg.muon_coefficient_type,
+        num_ns_steps=cfg.muon_num_ns_steps,
+        scale_mode=cfg.muon_scale_mode,
+        extra_scale_factor=p.muon_extra_scale_factor,
+        tp_mode=cfg.muon_tp_mode,
+    )
     adam_opt = torch.optim.AdamW(
-        [{"params": [q for q in rest if q.ndim >= 2], "wd_mult": 1.0},
-         {"params": [q for q in rest if q.ndim < 2], "wd_mult": 0.0}],
-        lr=p.max_lr, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=p.weight_decay)
+        [
+            {"params": [q for q in rest if q.ndim >= 2], "wd_mult": 1.0},
+            {"params": [q for q in rest if q.ndim < 2], "wd_mult": 0.0},
+        ],
+        lr=p.max_lr,
+        betas=ADAM_BETAS,
+        eps=ADAM_EPS,
+        weight_decay=p.weight_decay,
+    )
     return MuonWithAdamW(muon_opt, adam_opt)
 
 
@@ -121,11 +141,20 @@ def wsd_scheduler(optimizer: torch.optim.Optimizer, preset: Preset):
 
     s, p = schedule(preset), preset.pretrain
     return OptimizerParamScheduler(
-        optimizer, init_lr=0.0, max_lr=p.max_lr, min_lr=p.min_lr,
-        lr_warmup_steps=s.warmup_steps, lr_decay_steps=s.total_steps, lr_decay_style="WSD",
-        wsd_decay_steps=s.decay_steps, lr_wsd_decay_style=WSD_DECAY_STYLE,
-        start_wd=p.weight_decay, end_wd=p.weight_decay, wd_incr_steps=s.total_steps,
-        wd_incr_style="constant")
+        optimizer,
+        init_lr=0.0,
+        max_lr=p.max_lr,
+        min_lr=p.min_lr,
+        lr_warmup_steps=s.warmup_steps,
+        lr_decay_steps=s.total_steps,
+        lr_decay_style="WSD",
+        wsd_decay_steps=s.decay_steps,
+        lr_wsd_decay_style=WSD_DECAY_STYLE,
+        start_wd=p.weight_decay,
+        end_wd=p.weight_decay,
+        wd_incr_steps=s.total_steps,
+        wd_incr_style="constant",
+    )
 
 
 def batch_from_tokens(tokens: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -134,8 +163,12 @@ def batch_from_tokens(tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         raise ValueError(f"expected token ids of shape [batch, seq+1] with seq >= 1, got {tuple(tokens.shape)}")
     input_ids, labels = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
     positions = torch.arange(input_ids.shape[1], device=tokens.device).unsqueeze(0).expand_as(input_ids)
-    return {"input_ids": input_ids, "labels": labels, "position_ids": positions,
-            "loss_mask": torch.ones_like(input_ids, dtype=torch.float32)}
+    return {
+        "input_ids": input_ids,
+        "labels": labels,
+        "position_ids": positions,
+        "loss_mask": torch.ones_like(input_ids, dtype=torch.float32),
+    }
 
 
 @dataclass(frozen=True)
@@ -245,8 +278,11 @@ def expert_load_imbalance(model: torch.nn.Module) -> float:
     """
     from megatron.core import parallel_state
 
-    counts = [m.local_tokens_per_expert.detach().double().clone() for m in model.modules()
-              if hasattr(m, "local_tokens_per_expert") and hasattr(m, "expert_bias")]
+    counts = [
+        m.local_tokens_per_expert.detach().double().clone()
+        for m in model.modules()
+        if hasattr(m, "local_tokens_per_expert") and hasattr(m, "expert_bias")
+    ]
     if not counts:
         return 1.0
     stacked = torch.stack(counts)
@@ -274,8 +310,9 @@ def update_expert_bias(model: torch.nn.Module) -> None:
     reset_model_temporary_tensors(config, [model])
 
 
-def train_step(model: torch.nn.Module, optimizer, scheduler, batch: dict[str, torch.Tensor],
-               *, grad_clip: float) -> StepResult:
+def train_step(
+    model: torch.nn.Module, optimizer, scheduler, batch: dict[str, torch.Tensor], *, grad_clip: float
+) -> StepResult:
     """One optimizer step on this rank's share of a global batch (``batch_from_tokens`` layout)."""
     model.train()
     optimizer.zero_grad(set_to_none=True)
@@ -295,10 +332,32 @@ def train_step(model: torch.nn.Module, optimizer, scheduler, batch: dict[str, to
     lm = _data_parallel_mean(lm_loss.item())
     mtp_loss, aux = _data_parallel_mean(mtp_loss), _data_parallel_mean(aux)
     total = lm + model.config.mtp_loss_scaling_factor * mtp_loss + aux
-    return StepResult(lm_loss=lm, mtp_loss=mtp_loss, seq_aux_loss=aux, loss=total,
-                      grad_norm=grad_norm, lr=lr, expert_load_imbalance=imbalance)
+    return StepResult(
+        lm_loss=lm,
+        mtp_loss=mtp_loss,
+        seq_aux_loss=aux,
+        loss=total,
+        grad_norm=grad_norm,
+        lr=lr,
+        expert_load_imbalance=imbalance,
+    )
 
 
-__all__ = ["MuonWithAdamW", "OptimizerUnavailableError", "Schedule", "StepResult", "adamw", "batch_from_tokens",
-           "build_optimizer", "clip_grad_norm", "expert_load_imbalance", "muon", "schedule", "stage_steps",
-           "sync_gradients", "train_step", "update_expert_bias", "wsd_scheduler"]
+__all__ = [
+    "MuonWithAdamW",
+    "OptimizerUnavailableError",
+    "Schedule",
+    "StepResult",
+    "adamw",
+    "batch_from_tokens",
+    "build_optimizer",
+    "clip_grad_norm",
+    "expert_load_imbalance",
+    "muon",
+    "schedule",
+    "stage_steps",
+    "sync_gradients",
+    "train_step",
+    "update_expert_bias",
+    "wsd_scheduler",
+]

@@ -53,15 +53,22 @@ class ArtifactRef:
     reused: bool
 
 
-def compute_version(asset: str, code_version: str | None, upstream_versions: Mapping[str, str],
-                    preset_slice: Mapping[str, Any]) -> str:
+def compute_version(
+    asset: str, code_version: str | None, upstream_versions: Mapping[str, str], preset_slice: Mapping[str, Any]
+) -> str:
     """Hash of everything that determines an artifact: its code, its inputs' versions, its config."""
     if code_version is None:
         raise ArtifactStoreError(f"asset {asset!r} has no code_version; versioned assets need one")
     payload = json.dumps(
-        {"asset": asset, "code_version": code_version, "upstream": dict(sorted(upstream_versions.items())),
-         "preset": preset_slice},
-        sort_keys=True, separators=(",", ":"), default=str,
+        {
+            "asset": asset,
+            "code_version": code_version,
+            "upstream": dict(sorted(upstream_versions.items())),
+            "preset": preset_slice,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:VERSION_LENGTH]
 
@@ -70,10 +77,16 @@ def git_commit() -> str:
     """The checkout's commit (with '-dirty' when the tree has changes), or 'unknown' outside git."""
     repo = Path(__file__).resolve().parent.parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -102,12 +115,13 @@ class ArtifactStore(ConfigurableResource):
 
     def check_config(self) -> None:
         if self.is_s3:
-            if not self.root[len("s3://"):].strip("/"):
+            if not self.root[len("s3://") :].strip("/"):
                 raise ArtifactStoreError(f"artifact store root {self.root!r} names no bucket")
             if not (self.access_key_id and self.secret_access_key):
                 raise ArtifactStoreError(
                     f"artifact store {self.root} has no S3 credentials: set AWS_ACCESS_KEY_ID and "
-                    "AWS_SECRET_ACCESS_KEY in the environment")
+                    "AWS_SECRET_ACCESS_KEY in the environment"
+                )
         elif "://" in self.root and not self.root.startswith("file://"):
             raise ArtifactStoreError(f"artifact store root {self.root!r}: only local paths and s3:// are supported")
 
@@ -121,8 +135,13 @@ class ArtifactStore(ConfigurableResource):
                     client_kwargs["endpoint_url"] = self.endpoint_url
                 if self.region_name:
                     client_kwargs["region_name"] = self.region_name
-                self._fs = fsspec.filesystem("s3", key=self.access_key_id, secret=self.secret_access_key,
-                                             client_kwargs=client_kwargs, skip_instance_cache=True)
+                self._fs = fsspec.filesystem(
+                    "s3",
+                    key=self.access_key_id,
+                    secret=self.secret_access_key,
+                    client_kwargs=client_kwargs,
+                    skip_instance_cache=True,
+                )
             else:
                 self._fs = fsspec.filesystem("file")
         return self._fs
@@ -130,7 +149,7 @@ class ArtifactStore(ConfigurableResource):
     @property
     def _base(self) -> str:
         if self.is_s3:
-            return self.root[len("s3://"):].rstrip("/")
+            return self.root[len("s3://") :].rstrip("/")
         return str(Path(self.root.removeprefix("file://")).expanduser().resolve())
 
     def path(self, asset: str, version: str, *parts: str) -> str:
@@ -242,8 +261,15 @@ class ArtifactStore(ConfigurableResource):
         return ArtifactRef(asset, version, self.uri(asset, version), reused=False)
 
 
-def base_provenance(*, asset: str, version: str, code_version: str, preset_name: str,
-                    preset_slice: Mapping[str, Any], upstream: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+def base_provenance(
+    *,
+    asset: str,
+    version: str,
+    code_version: str,
+    preset_name: str,
+    preset_slice: Mapping[str, Any],
+    upstream: Mapping[str, Mapping[str, str]],
+) -> dict[str, Any]:
     """The provenance.json record: what was built, from what, by which code, where and when."""
     return {
         "asset": asset,

@@ -35,12 +35,20 @@ class CorpusPipeline(ConfigurableResource):
 
     def settings(self) -> ExecutorSettings:
         return ExecutorSettings(
-            kind=self.executor, workers=self.workers, work_dir=self.work_dir,
-            slurm_partition=self.slurm_partition, slurm_time=self.slurm_time,
-            slurm_cpus_per_task=self.slurm_cpus_per_task, slurm_mem_per_cpu_gb=self.slurm_mem_per_cpu_gb,
-            slurm_qos=self.slurm_qos, slurm_venv_path=self.slurm_venv_path,
-            slurm_sbatch_args=dict(self.slurm_sbatch_args), ray_cpus_per_task=self.ray_cpus_per_task,
-            ray_mem_per_cpu_gb=self.ray_mem_per_cpu_gb, poll_interval_s=self.poll_interval_s)
+            kind=self.executor,
+            workers=self.workers,
+            work_dir=self.work_dir,
+            slurm_partition=self.slurm_partition,
+            slurm_time=self.slurm_time,
+            slurm_cpus_per_task=self.slurm_cpus_per_task,
+            slurm_mem_per_cpu_gb=self.slurm_mem_per_cpu_gb,
+            slurm_qos=self.slurm_qos,
+            slurm_venv_path=self.slurm_venv_path,
+            slurm_sbatch_args=dict(self.slurm_sbatch_args),
+            ray_cpus_per_task=self.ray_cpus_per_task,
+            ray_mem_per_cpu_gb=self.ray_mem_per_cpu_gb,
+            poll_interval_s=self.poll_interval_s,
+        )
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         """A wrong executor fails the run before any step computes, with one line."""

@@ -7,8 +7,8 @@ from typing import Any
 
 from dagster import ConfigurableResource
 
-from corpus.sources import CorpusSourceError, Manifest, content_manifest
 from config import CORPUS_DOMAINS
+from corpus.sources import CorpusSourceError, Manifest, content_manifest
 
 DEMO_CORPUS_ROOT = str(Path(__file__).resolve().parent.parent / "corpus" / "demo_data")
 
@@ -36,10 +36,15 @@ class CorpusSources(ConfigurableResource):
         if not uri.startswith("s3://"):
             return {}
         if not (self.access_key_id and self.secret_access_key):
-            raise CorpusSourceError(f"corpus source {uri} is on S3 but no credentials are set: set "
-                                    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment")
-        opts: dict[str, Any] = {"key": self.access_key_id, "secret": self.secret_access_key,
-                                "skip_instance_cache": True}
+            raise CorpusSourceError(
+                f"corpus source {uri} is on S3 but no credentials are set: set "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment"
+            )
+        opts: dict[str, Any] = {
+            "key": self.access_key_id,
+            "secret": self.secret_access_key,
+            "skip_instance_cache": True,
+        }
         if self.endpoint_url:
             opts["client_kwargs"] = {"endpoint_url": self.endpoint_url}
         return opts

@@ -45,22 +45,34 @@ class ResponseCache:
         self._lock = threading.Lock()
         self._con = sqlite3.connect(str(self.path), check_same_thread=False, timeout=60)
         self._con.execute("PRAGMA journal_mode=WAL")
-        self._con.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT, "
-                          "template_version TEXT, text TEXT NOT NULL, tokens_in INTEGER, tokens_out INTEGER, "
-                          "created_at REAL)")
+        self._con.execute(
+            "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT, "
+            "template_version TEXT, text TEXT NOT NULL, tokens_in INTEGER, tokens_out INTEGER, "
+            "created_at REAL)"
+        )
         self._con.commit()
 
     def get(self, key: str) -> Completion | None:
         with self._lock:
-            row = self._con.execute("SELECT text, tokens_in, tokens_out FROM responses WHERE key = ?",
-                                    (key,)).fetchone()
+            row = self._con.execute(
+                "SELECT text, tokens_in, tokens_out FROM responses WHERE key = ?", (key,)
+            ).fetchone()
         return Completion(row[0], row[1], row[2], cached=True) if row else None
 
     def put(self, key: str, model: str, template_version: str, completion: Completion) -> None:
         with self._lock:
-            self._con.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
-                              (key, model, template_version, completion.text, completion.tokens_in,
-                               completion.tokens_out, time.time()))
+            self._con.execute(
+                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    model,
+                    template_version,
+                    completion.text,
+                    completion.tokens_in,
+                    completion.tokens_out,
+                    time.time(),
+                ),
+            )
             self._con.commit()
 
     def count(self) -> int:
@@ -76,9 +88,21 @@ class HttpTeacher:
 
     needs_verifiable = False
 
-    def __init__(self, *, base_url: str, model: str, api_key: str, cache_path: str | Path, concurrency: int = 4,
-                 timeout_s: float = 120.0, max_retries: int = 5, backoff_s: float = 1.0,
-                 max_backoff_s: float = 60.0, max_tokens: int = 1024, temperature: float = 0.6) -> None:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        model: str,
+        api_key: str,
+        cache_path: str | Path,
+        concurrency: int = 4,
+        timeout_s: float = 120.0,
+        max_retries: int = 5,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 60.0,
+        max_tokens: int = 1024,
+        temperature: float = 0.6,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self._api_key = api_key
@@ -131,12 +155,18 @@ class HttpTeacher:
         return {"Content-Type": "application/json", "Authorization": f"Bearer {self._api_key}"}
 
     def _post(self, request: TeacherRequest) -> Completion:
-        body = json.dumps({"model": self.model, "stream": False, **self.params,
-                           "messages": [{"role": r, "content": c} for r, c in request.messages]}).encode()
+        body = json.dumps(
+            {
+                "model": self.model,
+                "stream": False,
+                **self.params,
+                "messages": [{"role": r, "content": c} for r, c in request.messages],
+            }
+        ).encode()
         url = f"{self.base_url}/chat/completions"
         problem = "no attempt"
         for attempt in range(self.max_retries + 1):
-            wait = min(self.max_backoff_s, self.backoff_s * 2 ** attempt)
+            wait = min(self.max_backoff_s, self.backoff_s * 2**attempt)
             try:
                 req = urllib.request.Request(url, data=body, headers=self._headers(), method="POST")
                 with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
@@ -209,8 +239,9 @@ class TeacherLLM(ConfigurableResource):
             return []
         if self.backend != "http":
             return [f"teacher backend {self.backend!r} is not offline/http"]
-        missing = [n for n, v in (("base_url", self.base_url), ("model", self.model), ("API key", self.api_key))
-                   if not v]
+        missing = [
+            n for n, v in (("base_url", self.base_url), ("model", self.model), ("API key", self.api_key)) if not v
+        ]
         errs = [f"HTTP teacher needs {', '.join(missing)}"] if missing else []
         if self.base_url and not self.base_url.startswith(("http://", "https://")):
             errs.append(f"teacher base URL {self.base_url!r} is not http(s)://")
@@ -227,11 +258,19 @@ class TeacherLLM(ConfigurableResource):
             return OfflineTeacher()
         from kexaone_dag.resources_by_env import kexaone_home
 
-        teacher = HttpTeacher(base_url=self.base_url or "", model=self.model or "", api_key=self.api_key or "",
-                              cache_path=self.cache_path or kexaone_home() / "teacher_cache.sqlite",
-                              concurrency=self.concurrency, timeout_s=self.timeout_s, max_retries=self.max_retries,
-                              backoff_s=self.backoff_s, max_backoff_s=self.max_backoff_s, max_tokens=max_tokens,
-                              temperature=temperature)
+        teacher = HttpTeacher(
+            base_url=self.base_url or "",
+            model=self.model or "",
+            api_key=self.api_key or "",
+            cache_path=self.cache_path or kexaone_home() / "teacher_cache.sqlite",
+            concurrency=self.concurrency,
+            timeout_s=self.timeout_s,
+            max_retries=self.max_retries,
+            backoff_s=self.backoff_s,
+            max_backoff_s=self.max_backoff_s,
+            max_tokens=max_tokens,
+            temperature=temperature,
+        )
         teacher.preflight()
         return teacher
 

@@ -62,10 +62,26 @@ class StageLaunch:
     def train_args(self) -> list[str]:
         import json
 
-        args = ["--preset", self.preset_name, "--overrides", json.dumps(dict(self.overrides)), "--stage", self.stage,
-                "--data", str(self.data), "--work-dir", str(self.work_dir), "--output", str(self.output),
-                "--tensor-parallel", str(self.tensor_parallel), "--expert-parallel", str(self.expert_parallel),
-                "--context-parallel", str(self.context_parallel)]
+        args = [
+            "--preset",
+            self.preset_name,
+            "--overrides",
+            json.dumps(dict(self.overrides)),
+            "--stage",
+            self.stage,
+            "--data",
+            str(self.data),
+            "--work-dir",
+            str(self.work_dir),
+            "--output",
+            str(self.output),
+            "--tensor-parallel",
+            str(self.tensor_parallel),
+            "--expert-parallel",
+            str(self.expert_parallel),
+            "--context-parallel",
+            str(self.context_parallel),
+        ]
         if self.init_from is not None:
             args += ["--init-from", str(self.init_from)]
         if self.niah_cases is not None:
@@ -74,12 +90,21 @@ class StageLaunch:
 
 
 def torchrun_command(nproc_per_node: int, train_args: list[str], python: str = sys.executable) -> list[str]:
-    return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc_per_node}",
-            "-m", "model.train", *train_args]
+    return [
+        python,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc_per_node}",
+        "-m",
+        "model.train",
+        *train_args,
+    ]
 
 
-def guarded_command(command: list[str], work_dir: Path, *, python: str = sys.executable,
-                    parent_pid: int | None = None) -> list[str]:
+def guarded_command(
+    command: list[str], work_dir: Path, *, python: str = sys.executable, parent_pid: int | None = None
+) -> list[str]:
     """``command`` behind ``model.launch_guard``: it dies with the process that launched it and holds the
     work dir's lock (one trainer per work dir), then execs ``command``."""
     guard = [python, "-m", "model.launch_guard", "--work-dir", str(work_dir)]
@@ -99,8 +124,10 @@ def gpu_placement(compute: ComputeArgs, gpus: int) -> tuple[dict[str, Any], dict
     """(container resources, pod spec fields) of a pod holding ``gpus`` GPUs: CPU/memory requests, the GPU
     request and limit, the GPU toleration and the node selector. The one place a GPU pod is described: the
     Dagster step pod (``kexaone_dag.executors.gpu_step_tags``) and the Pipes trainer pod (``k8s_pod_spec``)."""
-    resources: dict[str, Any] = {"requests": {"cpu": compute.cpu_request, "memory": compute.memory_request},
-                                 "limits": {"memory": compute.memory_request}}
+    resources: dict[str, Any] = {
+        "requests": {"cpu": compute.cpu_request, "memory": compute.memory_request},
+        "limits": {"memory": compute.memory_request},
+    }
     pod: dict[str, Any] = {}
     if gpus > 0:
         resources["requests"]["nvidia.com/gpu"] = str(gpus)
@@ -111,14 +138,17 @@ def gpu_placement(compute: ComputeArgs, gpus: int) -> tuple[dict[str, Any], dict
     return resources, pod
 
 
-def k8s_pod_spec(preset: Preset, *, nproc_per_node: int, pvc_claim: str | None, mount_path: str,
-                 service_account: str | None = None) -> dict[str, Any]:
+def k8s_pod_spec(
+    preset: Preset, *, nproc_per_node: int, pvc_claim: str | None, mount_path: str, service_account: str | None = None
+) -> dict[str, Any]:
     """The base pod spec of a training pod: GPUs, CPU/memory, node selector, GPU toleration, shared volume."""
     c = preset.compute
     resources, pod = gpu_placement(c, nproc_per_node if c.gpus_per_training_step > 0 else 0)
-    container: dict[str, Any] = {"resources": resources,
-                                 # NCCL and dataloaders need more shared memory than the default 64 MiB
-                                 "volume_mounts": [{"name": "dshm", "mount_path": "/dev/shm"}]}
+    container: dict[str, Any] = {
+        "resources": resources,
+        # NCCL and dataloaders need more shared memory than the default 64 MiB
+        "volume_mounts": [{"name": "dshm", "mount_path": "/dev/shm"}],
+    }
     volumes: list[dict[str, Any]] = [{"name": "dshm", "empty_dir": {"medium": "Memory"}}]
     if pvc_claim:
         container["volume_mounts"].append({"name": "kexaone-data", "mount_path": mount_path})
@@ -145,14 +175,24 @@ def work_dir_label(work_dir: Path | str) -> str:
 
 def k8s_pod_meta(work_dir: Path, run_id: str) -> dict[str, Any]:
     """Labels and annotations of a training pod: which work dir it trains and which Dagster run started it."""
-    return {"labels": {WORK_DIR_LABEL: work_dir_label(work_dir)},
-            "annotations": {RUN_ANNOTATION: run_id, WORK_DIR_ANNOTATION: str(work_dir)}}
+    return {
+        "labels": {WORK_DIR_LABEL: work_dir_label(work_dir)},
+        "annotations": {RUN_ANNOTATION: run_id, WORK_DIR_ANNOTATION: str(work_dir)},
+    }
 
 
-def clear_previous_training_pods(core_api, namespace: str, work_dir: Path, run_id: str,
-                                 run_state: Callable[[str], str | None], log: Callable[[str], None], *,
-                                 grace_period_s: int = 30, timeout_s: float = 600.0,
-                                 poll_s: float = 2.0) -> list[str]:
+def clear_previous_training_pods(
+    core_api,
+    namespace: str,
+    work_dir: Path,
+    run_id: str,
+    run_state: Callable[[str], str | None],
+    log: Callable[[str], None],
+    *,
+    grace_period_s: int = 30,
+    timeout_s: float = 600.0,
+    poll_s: float = 2.0,
+) -> list[str]:
     """Delete (and wait out) the live training pods of ``work_dir`` whose Dagster run has ended or is this
     run (an earlier attempt of the step); raise ``TrainerBusyError`` if another live run owns one.
     ``run_state(run_id)`` is the run's status name, None for a run the instance does not know.
@@ -166,12 +206,16 @@ def clear_previous_training_pods(core_api, namespace: str, work_dir: Path, run_i
         owner = (pod.metadata.annotations or {}).get(RUN_ANNOTATION, "")
         state = run_state(owner) if owner else None
         if owner and owner != run_id and state is not None and state not in FINISHED_RUN_STATES:
-            raise TrainerBusyError(f"work dir {work_dir} is being trained by pod {pod.metadata.name} of run {owner} "
-                                   f"({state}); wait for that run or terminate it, then materialize again")
+            raise TrainerBusyError(
+                f"work dir {work_dir} is being trained by pod {pod.metadata.name} of run {owner} "
+                f"({state}); wait for that run or terminate it, then materialize again"
+            )
         orphans.append((pod.metadata.name, owner or "unknown", state or "not in this instance"))
     for name, owner, state in orphans:
-        log(f"training pod {name} of run {owner} ({state}) still trains {work_dir}: deleting it (grace "
-            f"{grace_period_s} s); this run resumes from its last checkpoint")
+        log(
+            f"training pod {name} of run {owner} ({state}) still trains {work_dir}: deleting it (grace "
+            f"{grace_period_s} s); this run resumes from its last checkpoint"
+        )
         try:
             core_api.delete_namespaced_pod(name, namespace, grace_period_seconds=grace_period_s)
         except ApiException as exc:
@@ -187,8 +231,10 @@ def clear_previous_training_pods(core_api, namespace: str, work_dir: Path, run_i
                     break
                 raise
             if time.monotonic() > deadline:
-                raise TrainerBusyError(f"training pod {name} was deleted but still exists after {timeout_s:.0f} s; "
-                                       f"check `kubectl -n {namespace} get pod {name}`")
+                raise TrainerBusyError(
+                    f"training pod {name} was deleted but still exists after {timeout_s:.0f} s; "
+                    f"check `kubectl -n {namespace} get pod {name}`"
+                )
             time.sleep(poll_s)
     return [name for name, _, _ in orphans]
 
@@ -220,18 +266,22 @@ class TrainerLauncher(ConfigurableResource):
     def work_dir(self, asset: str, version: str) -> Path:
         return Path(self.work_root) / asset / version
 
-    def launch(self, context: AssetExecutionContext, preset: Preset, launch: StageLaunch, *,
-               extras: Mapping[str, Any]):
+    def launch(self, context: AssetExecutionContext, preset: Preset, launch: StageLaunch, *, extras: Mapping[str, Any]):
         """Run the stage to completion; returns the Pipes invocation (its materialization report)."""
         self.check_config()
         nproc, _, _ = self.layout(preset)
         python = sys.executable if self.backend == "subprocess" else "python"
-        command = guarded_command(torchrun_command(nproc, launch.train_args(), python=python), launch.work_dir,
-                                  python=python, parent_pid=os.getpid() if self.backend == "subprocess" else None)
+        command = guarded_command(
+            torchrun_command(nproc, launch.train_args(), python=python),
+            launch.work_dir,
+            python=python,
+            parent_pid=os.getpid() if self.backend == "subprocess" else None,
+        )
         if self.backend == "subprocess":
             env = {"PYTHONUNBUFFERED": "1"}
-            client = PipesSubprocessClient(env=env, cwd=str(Path(__file__).resolve().parent.parent),
-                                           forward_termination=True)
+            client = PipesSubprocessClient(
+                env=env, cwd=str(Path(__file__).resolve().parent.parent), forward_termination=True
+            )
             return client.run(context=context, command=command, extras=dict(extras))
         from dagster_k8s import PipesK8sClient
         from dagster_k8s.client import DagsterKubernetesClient
@@ -245,15 +295,44 @@ class TrainerLauncher(ConfigurableResource):
             run = context.instance.get_run_by_id(run_id)
             return run.status.value if run else None
 
-        clear_previous_training_pods(DagsterKubernetesClient.production_client().core_api, namespace,
-                                     launch.work_dir, context.run_id, run_state, context.log.info)
+        clear_previous_training_pods(
+            DagsterKubernetesClient.production_client().core_api,
+            namespace,
+            launch.work_dir,
+            context.run_id,
+            run_state,
+            context.log.info,
+        )
         return client.run(
-            context=context, image=self.image, command=command, namespace=namespace, extras=dict(extras),
+            context=context,
+            image=self.image,
+            command=command,
+            namespace=namespace,
+            extras=dict(extras),
             base_pod_meta=k8s_pod_meta(launch.work_dir, context.run_id),
             env={"PYTHONUNBUFFERED": "1", "KEXAONE_HOME": os.environ.get("KEXAONE_HOME", self.mount_path)},
-            base_pod_spec=k8s_pod_spec(preset, nproc_per_node=nproc, pvc_claim=self.pvc_claim,
-                                       mount_path=self.mount_path, service_account=self.service_account))
+            base_pod_spec=k8s_pod_spec(
+                preset,
+                nproc_per_node=nproc,
+                pvc_claim=self.pvc_claim,
+                mount_path=self.mount_path,
+                service_account=self.service_account,
+            ),
+        )
 
 
-__all__ = ["BACKENDS", "TRAINER_ENV_VAR", "StageLaunch", "gpu_placement", "trainer_backend_from_env", "TrainerBusyError", "TrainerConfigError", "TrainerLauncher",
-           "clear_previous_training_pods", "guarded_command", "k8s_pod_meta", "k8s_pod_spec", "torchrun_command"]
+__all__ = [
+    "BACKENDS",
+    "TRAINER_ENV_VAR",
+    "StageLaunch",
+    "gpu_placement",
+    "trainer_backend_from_env",
+    "TrainerBusyError",
+    "TrainerConfigError",
+    "TrainerLauncher",
+    "clear_previous_training_pods",
+    "guarded_command",
+    "k8s_pod_meta",
+    "k8s_pod_spec",
+    "torchrun_command",
+]

@@ -210,8 +210,10 @@ class Warehouse(ConfigurableResource):
                 for key in {tuple(r[k] for k in replace_keys) for r in rows}:
                     con.execute(f"DELETE FROM {table} WHERE {where}", list(key))
             placeholders = ", ".join("?" for _ in columns)
-            con.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})",
-                            [[r.get(c) for c in columns] for r in rows])
+            con.executemany(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})",
+                [[r.get(c) for c in columns] for r in rows],
+            )
             con.execute("COMMIT")
         return len(rows)
 

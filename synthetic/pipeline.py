@@ -43,12 +43,20 @@ def _think_block(text: str, think: tuple[str, str]) -> tuple[str, str] | None:
     m = re.search(re.escape(think[0]) + r"(.*?)" + re.escape(think[1]), text, re.S)
     if not m or not m.group(1).strip():
         return None
-    return m.group(1).strip(), text[m.end():].strip()
+    return m.group(1).strip(), text[m.end() :].strip()
 
 
-def thinking_samples(sources: Mapping[str, tuple[str, Iterable[Doc]]], teacher: Teacher, *,
-                     template_version: str, think: tuple[str, str], min_chars: int, max_chars: int,
-                     max_docs_per_source: int, language_of: LanguageOf) -> SynthesisResult:
+def thinking_samples(
+    sources: Mapping[str, tuple[str, Iterable[Doc]]],
+    teacher: Teacher,
+    *,
+    template_version: str,
+    think: tuple[str, str],
+    min_chars: int,
+    max_chars: int,
+    max_docs_per_source: int,
+    language_of: LanguageOf,
+) -> SynthesisResult:
     """``sources``: partition -> (its language, documents). One sample per selected document: the
     document, a question (a verifiable problem where the document has quantities), the teacher's
     trajectory between the think tags, and the answer. Filters: language of the trajectory = source
@@ -60,8 +68,13 @@ def thinking_samples(sources: Mapping[str, tuple[str, Iterable[Doc]]], teacher: 
             for n, (doc_id, text) in enumerate(docs):
                 if n >= max_docs_per_source:
                     break
-                base = {"source": source, "source_doc_id": doc_id, "language": language,
-                        "teacher": teacher.identity, "template_version": template_version}
+                base = {
+                    "source": source,
+                    "source_doc_id": doc_id,
+                    "language": language,
+                    "teacher": teacher.identity,
+                    "template_version": template_version,
+                }
                 problem = pick_problem(doc_id, text)
                 if len(text) > max_chars:
                     result.rejected.append({**base, "reason": "too_long", "chars": len(text)})
@@ -70,20 +83,43 @@ def thinking_samples(sources: Mapping[str, tuple[str, Iterable[Doc]]], teacher: 
                     result.rejected.append({**base, "reason": "no_verifiable_quantity"})
                     continue
                 messages = thinking_messages(text, problem, language, think)
-                yield ({**base, "document": text, "problem": problem},
-                       TeacherRequest("thinking", tuple((m["role"], m["content"]) for m in messages),
-                                      template_version, (problem,) if problem else (), language, think))
+                yield (
+                    {**base, "document": text, "problem": problem},
+                    TeacherRequest(
+                        "thinking",
+                        tuple((m["role"], m["content"]) for m in messages),
+                        template_version,
+                        (problem,) if problem else (),
+                        language,
+                        think,
+                    ),
+                )
 
     for batch in _batches(pending(), BATCH):
         completions = teacher.complete_many([req for _, req in batch])
         for (item, _), completion in zip(batch, completions):
-            _judge_thinking(item, completion.text, result, think=think, min_chars=min_chars,
-                            max_chars=max_chars, language_of=language_of)
+            _judge_thinking(
+                item,
+                completion.text,
+                result,
+                think=think,
+                min_chars=min_chars,
+                max_chars=max_chars,
+                language_of=language_of,
+            )
     return result
 
 
-def _judge_thinking(item: dict, text: str, result: SynthesisResult, *, think: tuple[str, str],
-                    min_chars: int, max_chars: int, language_of: LanguageOf) -> None:
+def _judge_thinking(
+    item: dict,
+    text: str,
+    result: SynthesisResult,
+    *,
+    think: tuple[str, str],
+    min_chars: int,
+    max_chars: int,
+    language_of: LanguageOf,
+) -> None:
     problem: Problem | None = item.pop("problem")
     document = item.pop("document")
     base = {**item, "problem_kind": problem.kind if problem else "open", "completion": text}
@@ -97,12 +133,18 @@ def _judge_thinking(item: dict, text: str, result: SynthesisResult, *, think: tu
         got = parse_answer(rest)
         answer = f"{fmt(got)} {problem.unit}".strip() if got is not None else rest
         if not answer_matches(problem.answer, got):
-            result.rejected.append({**base, "reason": "answer_mismatch", "expected": fmt(problem.answer),
-                                    "got": None if got is None else fmt(got)})
+            result.rejected.append(
+                {
+                    **base,
+                    "reason": "answer_mismatch",
+                    "expected": fmt(problem.answer),
+                    "got": None if got is None else fmt(got),
+                }
+            )
             return
         verified: bool | None = True
     else:  # an open question the teacher asked itself: grounded, not checkable
-        q = re.search(r"Question:\s*(.+)", text[:text.find(think[0])] if think[0] in text else text)
+        q = re.search(r"Question:\s*(.+)", text[: text.find(think[0])] if think[0] in text else text)
         if not q or not rest:
             result.rejected.append({**base, "reason": "malformed_trajectory"})
             return
@@ -113,12 +155,21 @@ def _judge_thinking(item: dict, text: str, result: SynthesisResult, *, think: tu
         return
     sample = render_sample(document, question, trajectory, answer, think)
     if not min_chars <= len(sample) <= max_chars:
-        result.rejected.append({**base, "reason": "too_short" if len(sample) < min_chars else "too_long",
-                                "chars": len(sample)})
+        result.rejected.append(
+            {**base, "reason": "too_short" if len(sample) < min_chars else "too_long", "chars": len(sample)}
+        )
         return
-    result.samples.append({"id": f"{item['source_doc_id']}-think", "text": sample, **item,
-                           "question": question, "answer": answer, "verified": verified,
-                           "problem_kind": base["problem_kind"]})
+    result.samples.append(
+        {
+            "id": f"{item['source_doc_id']}-think",
+            "text": sample,
+            **item,
+            "question": question,
+            "answer": answer,
+            "verified": verified,
+            "problem_kind": base["problem_kind"],
+        }
+    )
 
 
 def fact_problems(doc_id: str, text: str) -> list[Problem]:
@@ -146,11 +197,19 @@ class Direction:
     docs: Sequence[Doc]
 
 
-def multilingual_documents(directions: Mapping[str, Direction], targets: Mapping[str, Sequence[str]],
-                           teacher: Teacher, *, template_version: str, target_chars: Mapping[str, int],
-                           min_chars: int, max_chars: int, max_docs_per_source: int,
-                           language_of: LanguageOf, concurrency: int = 4
-                           ) -> tuple[SynthesisResult, list[dict]]:
+def multilingual_documents(
+    directions: Mapping[str, Direction],
+    targets: Mapping[str, Sequence[str]],
+    teacher: Teacher,
+    *,
+    template_version: str,
+    target_chars: Mapping[str, int],
+    min_chars: int,
+    max_chars: int,
+    max_docs_per_source: int,
+    language_of: LanguageOf,
+    concurrency: int = 4,
+) -> tuple[SynthesisResult, list[dict]]:
     """Propagate knowledge documents into target languages until each target language reaches its
     character target (or the sources run out). ``targets``: source partition -> target languages.
     Returns the documents (and rejections) and one balance row per target language."""
@@ -163,18 +222,33 @@ def multilingual_documents(directions: Mapping[str, Direction], targets: Mapping
 
         def requests() -> Iterator[tuple[dict, TeacherRequest]]:
             for direction, (doc_id, text) in candidates:
-                base = {"id": f"{doc_id}-{target}", "language": target, "source": direction.source,
-                        "source_language": direction.source_language, "source_doc_id": doc_id,
-                        "teacher": teacher.identity, "template_version": template_version,
-                        "rendering": "template" if teacher.needs_verifiable else "llm"}
+                base = {
+                    "id": f"{doc_id}-{target}",
+                    "language": target,
+                    "source": direction.source,
+                    "source_language": direction.source_language,
+                    "source_doc_id": doc_id,
+                    "teacher": teacher.identity,
+                    "template_version": template_version,
+                    "rendering": "template" if teacher.needs_verifiable else "llm",
+                }
                 problems = fact_problems(doc_id, text)
                 if not problems and teacher.needs_verifiable:
                     result.rejected.append({**base, "reason": "no_verifiable_fact"})
                     continue
-                messages = crosslingual_messages(text[:max_chars], direction.source_language, target,
-                                                 fact_values(problems))
-                yield base, TeacherRequest("crosslingual", tuple((m["role"], m["content"]) for m in messages),
-                                           template_version, tuple(problems), target)
+                messages = crosslingual_messages(
+                    text[:max_chars], direction.source_language, target, fact_values(problems)
+                )
+                yield (
+                    base,
+                    TeacherRequest(
+                        "crosslingual",
+                        tuple((m["role"], m["content"]) for m in messages),
+                        template_version,
+                        tuple(problems),
+                        target,
+                    ),
+                )
 
         stream = requests()
         while achieved < target_chars[target]:
@@ -190,14 +264,22 @@ def multilingual_documents(directions: Mapping[str, Direction], targets: Mapping
                 result.samples.append({**base, "text": text, "facts": fact_values(req.problems)})
                 achieved += len(text)
                 docs_out += 1
-        balance.append({"language": target, "target_chars": target_chars[target], "achieved_chars": achieved,
-                        "documents": docs_out, "rejected": len(result.rejected) - rejected_before,
-                        "achieved_share": round(achieved / target_chars[target], 4)})
+        balance.append(
+            {
+                "language": target,
+                "target_chars": target_chars[target],
+                "achieved_chars": achieved,
+                "documents": docs_out,
+                "rejected": len(result.rejected) - rejected_before,
+                "achieved_share": round(achieved / target_chars[target], 4),
+            }
+        )
     return result, balance
 
 
-def _judge_crosslingual(text: str, target: str, problems: Sequence[Problem], min_chars: int, max_chars: int,
-                        language_of: LanguageOf) -> str | None:
+def _judge_crosslingual(
+    text: str, target: str, problems: Sequence[Problem], min_chars: int, max_chars: int, language_of: LanguageOf
+) -> str | None:
     if not text:
         return "empty_output"
     if language_of(text) != target:
@@ -224,9 +306,13 @@ def _round_robin(lists: list[list]) -> Iterator:
 
 
 def balance_markdown(rows: list[dict]) -> str:
-    lines = ["| language | target chars | achieved chars | achieved / target | documents | rejected |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| language | target chars | achieved chars | achieved / target | documents | rejected |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['language']} | {r['target_chars']:,} | {r['achieved_chars']:,} | "
-                     f"{100 * r['achieved_share']:.0f} % | {r['documents']} | {r['rejected']} |")
+        lines.append(
+            f"| {r['language']} | {r['target_chars']:,} | {r['achieved_chars']:,} | "
+            f"{100 * r['achieved_share']:.0f} % | {r['documents']} | {r['rejected']} |"
+        )
     return "\n".join(lines)

@@ -13,12 +13,22 @@ from decimal import Decimal, InvalidOperation
 
 # unit -> (target unit, exact factor)
 CONVERSIONS: dict[str, tuple[str, Decimal]] = {
-    "m/s": ("km/h", Decimal("3.6")), "km/h": ("m/s", Decimal(1) / Decimal("3.6")),
-    "km": ("m", Decimal(1000)), "m": ("cm", Decimal(100)), "cm": ("mm", Decimal(10)),
-    "kg": ("g", Decimal(1000)), "g": ("mg", Decimal(1000)), "s": ("ms", Decimal(1000)),
-    "h": ("min", Decimal(60)), "min": ("s", Decimal(60)), "L": ("mL", Decimal(1000)),
-    "N": ("kN", Decimal("0.001")), "J": ("kJ", Decimal("0.001")), "W": ("kW", Decimal("0.001")),
-    "kJ": ("J", Decimal(1000)), "kW": ("W", Decimal(1000)),
+    "m/s": ("km/h", Decimal("3.6")),
+    "km/h": ("m/s", Decimal(1) / Decimal("3.6")),
+    "km": ("m", Decimal(1000)),
+    "m": ("cm", Decimal(100)),
+    "cm": ("mm", Decimal(10)),
+    "kg": ("g", Decimal(1000)),
+    "g": ("mg", Decimal(1000)),
+    "s": ("ms", Decimal(1000)),
+    "h": ("min", Decimal(60)),
+    "min": ("s", Decimal(60)),
+    "L": ("mL", Decimal(1000)),
+    "N": ("kN", Decimal("0.001")),
+    "J": ("kJ", Decimal("0.001")),
+    "W": ("kW", Decimal("0.001")),
+    "kJ": ("J", Decimal(1000)),
+    "kW": ("W", Decimal(1000)),
 }
 _UNITS = sorted({*CONVERSIONS, "m/s²", "mL", "mm", "mg", "ms", "kN"}, key=len, reverse=True)
 QUANTITY_RE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s?(" + "|".join(re.escape(u) for u in _UNITS) + r")(?![\w/²³])")
@@ -71,24 +81,37 @@ def problems_for(doc_id: str, text: str) -> list[Problem]:
     for q in qs:
         if q.unit in CONVERSIONS:
             target, factor = CONVERSIONS[q.unit]
-            out.append(Problem("convert", f"Convert {fmt(q.value)} {q.unit} to {target}.", q.value * factor,
-                               target, (fmt(q.value), q.unit, target)))
+            out.append(
+                Problem(
+                    "convert",
+                    f"Convert {fmt(q.value)} {q.unit} to {target}.",
+                    q.value * factor,
+                    target,
+                    (fmt(q.value), q.unit, target),
+                )
+            )
     by_unit: dict[str, list[Quantity]] = {}
     for q in qs:
         by_unit.setdefault(q.unit, []).append(q)
     for unit, group in by_unit.items():
         if len(group) >= 2:
             a, b = group[0], group[1]
-            out.append(Problem("add", f"What is {fmt(a.value)} {unit} + {fmt(b.value)} {unit}?",
-                               a.value + b.value, unit, (fmt(a.value), fmt(b.value), unit)))
+            out.append(
+                Problem(
+                    "add",
+                    f"What is {fmt(a.value)} {unit} + {fmt(b.value)} {unit}?",
+                    a.value + b.value,
+                    unit,
+                    (fmt(a.value), fmt(b.value), unit),
+                )
+            )
     if qs:
         seed = _seed(doc_id)
         a = qs[0].value
         x = Decimal(seed % 9 + 2)
         k = Decimal(seed // 9 % 40 + 1)
         c = a * x + k
-        out.append(Problem("linear", f"Solve {fmt(a)}·x + {fmt(k)} = {fmt(c)} for x.", x, "",
-                           (fmt(a), fmt(k), fmt(c))))
+        out.append(Problem("linear", f"Solve {fmt(a)}·x + {fmt(k)} = {fmt(c)} for x.", x, "", (fmt(a), fmt(k), fmt(c))))
     return out
 
 

@@ -33,8 +33,11 @@ class TeacherRequest:
 
     def cache_key(self, model: str, params: dict[str, Any]) -> str:
         """Keyed by (model, template version, input, sampling parameters)."""
-        body = json.dumps({"model": model, "template_version": self.template_version,
-                           "messages": self.messages, "params": params}, sort_keys=True, ensure_ascii=False)
+        body = json.dumps(
+            {"model": model, "template_version": self.template_version, "messages": self.messages, "params": params},
+            sort_keys=True,
+            ensure_ascii=False,
+        )
         return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
@@ -57,9 +60,14 @@ class TeacherStats:
     extra: dict[str, int] = field(default_factory=dict)
 
     def as_metadata(self) -> dict[str, int]:
-        return {"teacher_requests": self.requests, "teacher_requests_sent": self.sent,
-                "teacher_cache_hits": self.cache_hits, "teacher_retries": self.retries,
-                "teacher_tokens_in": self.tokens_in, "teacher_tokens_out": self.tokens_out}
+        return {
+            "teacher_requests": self.requests,
+            "teacher_requests_sent": self.sent,
+            "teacher_cache_hits": self.cache_hits,
+            "teacher_retries": self.retries,
+            "teacher_tokens_in": self.tokens_in,
+            "teacher_tokens_out": self.tokens_out,
+        }
 
 
 class Teacher(Protocol):
@@ -93,13 +101,16 @@ class OfflineTeacher:
 
     def _answer(self, request: TeacherRequest) -> str:
         if not request.problems:
-            raise TeacherError(f"{OFFLINE_TEACHER} answers only verifiable requests (got a {request.kind} "
-                               "request without a problem)")
+            raise TeacherError(
+                f"{OFFLINE_TEACHER} answers only verifiable requests (got a {request.kind} request without a problem)"
+            )
         if request.kind == "thinking":
             problem = request.problems[0]
             unit = f" {problem.unit}" if problem.unit else ""
-            return (f"{request.think[0]}\n{offline_trajectory(problem)}\n{request.think[1]}\n"
-                    f"Answer: {fmt(problem.answer)}{unit}")
+            return (
+                f"{request.think[0]}\n{offline_trajectory(problem)}\n{request.think[1]}\n"
+                f"Answer: {fmt(problem.answer)}{unit}"
+            )
         if request.kind == "crosslingual":
             return render_facts(request.target_language, list(request.problems))
         raise TeacherError(f"{OFFLINE_TEACHER}: unknown request kind {request.kind!r}")

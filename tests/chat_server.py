@@ -37,8 +37,11 @@ class ChatServer:
                 with server.lock:
                     server.attempts += 1
                     fault = server.faults.pop(0) if server.faults else None
-                    if fault is None and server.refuse_after is not None and \
-                            len(server.answered) >= server.refuse_after:
+                    if (
+                        fault is None
+                        and server.refuse_after is not None
+                        and len(server.answered) >= server.refuse_after
+                    ):
                         fault = "400"
                 if fault == "429":
                     return self._send(429, b'{"error": "rate limited"}', {"Retry-After": "0.2"})
@@ -55,10 +58,15 @@ class ChatServer:
                 user = next(m["content"] for m in body["messages"] if m["role"] == "user")
                 with server.lock:
                     server.answered.append(user)
-                payload = {"id": "x", "object": "chat.completion", "model": body["model"],
-                           "choices": [{"index": 0, "finish_reason": "stop",
-                                        "message": {"role": "assistant", "content": content}}],
-                           "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
+                payload = {
+                    "id": "x",
+                    "object": "chat.completion",
+                    "model": body["model"],
+                    "choices": [
+                        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+                    ],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+                }
                 self._send(200, json.dumps(payload).encode())
 
             def _send(self, status, data, headers=None):

@@ -69,8 +69,9 @@ def s3_server():
     """moto's S3-compatible HTTP server in a separate process; yields its endpoint URL."""
     port = free_port()
     log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"moto-{port}.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         wait_for_port(port, proc)
         yield f"http://127.0.0.1:{port}"
@@ -113,8 +114,12 @@ def s3_bucket(s3_server, monkeypatch):
     for k, v in S3_CREDS.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    fs = s3fs.S3FileSystem(key=S3_CREDS["AWS_ACCESS_KEY_ID"], secret=S3_CREDS["AWS_SECRET_ACCESS_KEY"],
-                           client_kwargs={"endpoint_url": s3_server}, skip_instance_cache=True)
+    fs = s3fs.S3FileSystem(
+        key=S3_CREDS["AWS_ACCESS_KEY_ID"],
+        secret=S3_CREDS["AWS_SECRET_ACCESS_KEY"],
+        client_kwargs={"endpoint_url": s3_server},
+        skip_instance_cache=True,
+    )
     bucket = f"kexaone-{uuid.uuid4().hex[:10]}"
     fs.mkdir(bucket)
     return {"endpoint": s3_server, "bucket": bucket, "fs": fs}
@@ -131,7 +136,12 @@ def kexaone_env(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     (tmp_path / "dagster_home").mkdir()
     shutil.copy(REPO / "deploy" / "local" / "dagster.yaml", tmp_path / "dagster_home" / "dagster.yaml")
-    for var in ("KEXAONE_PRESET", "KEXAONE_ARTIFACT_ROOT", "KEXAONE_WAREHOUSE", "KEXAONE_EXECUTOR",
-                "KEXAONE_S3_ENDPOINT_URL"):
+    for var in (
+        "KEXAONE_PRESET",
+        "KEXAONE_ARTIFACT_ROOT",
+        "KEXAONE_WAREHOUSE",
+        "KEXAONE_EXECUTOR",
+        "KEXAONE_S3_ENDPOINT_URL",
+    ):
         monkeypatch.delenv(var, raising=False)
     return {"home": home, "corpus": corpus, "dagster_home": tmp_path / "dagster_home", "tmp": tmp_path}

@@ -55,8 +55,10 @@ def write_documents(folder: Path, shards: list[list[dict]]) -> Path:
     """datatrove JSONL files ``00000.jsonl.gz`` ... (one per task), as the filter stage writes them."""
     folder.mkdir(parents=True, exist_ok=True)
     for rank, docs in enumerate(shards):
-        lines = [json.dumps({"text": d["text"], "id": d["id"], "metadata": d.get("metadata", {})},
-                            ensure_ascii=False) for d in docs]
+        lines = [
+            json.dumps({"text": d["text"], "id": d["id"], "metadata": d.get("metadata", {})}, ensure_ascii=False)
+            for d in docs
+        ]
         (folder / f"{rank:05d}.jsonl.gz").write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
     return folder
 
@@ -73,6 +75,13 @@ def filter_source(source: str, folder: Path, out: Path, settings: ExecutorSettin
     preset = get_preset("tiny")
     args = preset.data.filters[source]
     return run_filter_partition(
-        partition=source, source_uri=manifest.uri, files=manifest.files, storage_options=None, args=args,
+        partition=source,
+        source_uri=manifest.uri,
+        files=manifest.files,
+        storage_options=None,
+        args=args,
         language_threshold=preset.data.language_score_threshold.get(args.lid_language or "", None),
-        pipeline=preset.data.pipeline, out_dir=out, settings=settings or ExecutorSettings())
+        pipeline=preset.data.pipeline,
+        out_dir=out,
+        settings=settings or ExecutorSettings(),
+    )

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -17,9 +16,11 @@ def random_tokens(n: int, seq: int, vocab: int, seed: int = 0) -> torch.Tensor:
 
 
 # Megatron-Core speaks up about its CPU fallbacks (no Apex/TE) and its own deprecations; not our findings.
-MEGATRON_QUIET = [pytest.mark.filterwarnings("ignore::UserWarning:megatron.*"),
-                  pytest.mark.filterwarnings("ignore::DeprecationWarning:megatron.*"),
-                  pytest.mark.filterwarnings("ignore::FutureWarning:megatron.*"),
-                  pytest.mark.filterwarnings("ignore::SyntaxWarning"),
-                  pytest.mark.filterwarnings("ignore::UserWarning:torch.distributed.*"),
-                  pytest.mark.filterwarnings("ignore::FutureWarning:torch.distributed.*")]
+MEGATRON_QUIET = [
+    pytest.mark.filterwarnings("ignore::UserWarning:megatron.*"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:megatron.*"),
+    pytest.mark.filterwarnings("ignore::FutureWarning:megatron.*"),
+    pytest.mark.filterwarnings("ignore::SyntaxWarning"),
+    pytest.mark.filterwarnings("ignore::UserWarning:torch.distributed.*"),
+    pytest.mark.filterwarnings("ignore::FutureWarning:torch.distributed.*"),
+]

@@ -37,26 +37,52 @@ class SlurmCluster:
             (self.root / d).mkdir(parents=True, exist_ok=True)
         (self.root / "plugstack.conf").write_text("")
         user = getpass.getuser()
-        self.conf.write_text("\n".join([
-            "ClusterName=kexaone-test", f"SlurmctldHost={self.node}(127.0.0.1)", f"SlurmctldPort={_free_port()}",
-            f"SlurmdPort={_free_port()}", f"SlurmUser={user}", f"SlurmdUser={user}",
-            "AuthType=auth/none", "CredType=cred/none", "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none",
-            "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core", "MpiDefault=none",
-            f"StateSaveLocation={self.root}/state", f"SlurmdSpoolDir={self.root}/spool/%n",
-            f"SlurmctldPidFile={self.root}/slurmctld.pid", f"SlurmdPidFile={self.root}/slurmd.pid",
-            f"SlurmctldLogFile={self.root}/log/slurmctld.log", f"SlurmdLogFile={self.root}/log/slurmd.log",
-            f"PlugStackConfig={self.root}/plugstack.conf", "ReturnToService=2",
-            "AccountingStorageType=accounting_storage/none", "JobAcctGatherType=jobacct_gather/none",
-            "JobCompType=jobcomp/none", "MinJobAge=300",
-            *(["DependencyParameters=kill_invalid_depend"] if kill_invalid_depend else []),
-            f"NodeName={self.node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=8000 State=UNKNOWN",
-            "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP", ""]))
+        self.conf.write_text(
+            "\n".join(
+                [
+                    "ClusterName=kexaone-test",
+                    f"SlurmctldHost={self.node}(127.0.0.1)",
+                    f"SlurmctldPort={_free_port()}",
+                    f"SlurmdPort={_free_port()}",
+                    f"SlurmUser={user}",
+                    f"SlurmdUser={user}",
+                    "AuthType=auth/none",
+                    "CredType=cred/none",
+                    "ProctrackType=proctrack/linuxproc",
+                    "TaskPlugin=task/none",
+                    "SelectType=select/cons_tres",
+                    "SelectTypeParameters=CR_Core",
+                    "MpiDefault=none",
+                    f"StateSaveLocation={self.root}/state",
+                    f"SlurmdSpoolDir={self.root}/spool/%n",
+                    f"SlurmctldPidFile={self.root}/slurmctld.pid",
+                    f"SlurmdPidFile={self.root}/slurmd.pid",
+                    f"SlurmctldLogFile={self.root}/log/slurmctld.log",
+                    f"SlurmdLogFile={self.root}/log/slurmd.log",
+                    f"PlugStackConfig={self.root}/plugstack.conf",
+                    "ReturnToService=2",
+                    "AccountingStorageType=accounting_storage/none",
+                    "JobAcctGatherType=jobacct_gather/none",
+                    "JobCompType=jobcomp/none",
+                    "MinJobAge=300",
+                    *(["DependencyParameters=kill_invalid_depend"] if kill_invalid_depend else []),
+                    f"NodeName={self.node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=8000 State=UNKNOWN",
+                    "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
+                    "",
+                ]
+            )
+        )
         self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
 
     def start(self, timeout_s: float = 60) -> "SlurmCluster":
         for daemon in DAEMONS:
-            subprocess.run([shutil.which(daemon) or f"/usr/sbin/{daemon}", "-f", str(self.conf)], env=self.env,
-                           check=True, start_new_session=True, timeout=60)
+            subprocess.run(
+                [shutil.which(daemon) or f"/usr/sbin/{daemon}", "-f", str(self.conf)],
+                env=self.env,
+                check=True,
+                start_new_session=True,
+                timeout=60,
+            )
         deadline = time.monotonic() + timeout_s
         while self.run("sinfo", "-h", "-o", "%T").stdout.strip() != "idle":
             if time.monotonic() > deadline:

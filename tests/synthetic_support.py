@@ -6,10 +6,24 @@ from __future__ import annotations
 import re
 
 # written independently of synthetic/stem.py: how many target units one source unit is
-FACTORS = {("m/s", "km/h"): 3.6, ("km/h", "m/s"): 1 / 3.6, ("km", "m"): 1000, ("m", "cm"): 100, ("cm", "mm"): 10,
-           ("kg", "g"): 1000, ("g", "mg"): 1000, ("s", "ms"): 1000, ("h", "min"): 60, ("min", "s"): 60,
-           ("L", "mL"): 1000, ("N", "kN"): 0.001, ("J", "kJ"): 0.001, ("W", "kW"): 0.001, ("kJ", "J"): 1000,
-           ("kW", "W"): 1000}
+FACTORS = {
+    ("m/s", "km/h"): 3.6,
+    ("km/h", "m/s"): 1 / 3.6,
+    ("km", "m"): 1000,
+    ("m", "cm"): 100,
+    ("cm", "mm"): 10,
+    ("kg", "g"): 1000,
+    ("g", "mg"): 1000,
+    ("s", "ms"): 1000,
+    ("h", "min"): 60,
+    ("min", "s"): 60,
+    ("L", "mL"): 1000,
+    ("N", "kN"): 0.001,
+    ("J", "kJ"): 0.001,
+    ("W", "kW"): 0.001,
+    ("kJ", "J"): 1000,
+    ("kW", "W"): 1000,
+}
 
 
 def recompute(question: str) -> float:

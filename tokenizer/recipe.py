@@ -27,8 +27,13 @@ from tokenizer.superbpe import (
 
 DocStream = Callable[[], Iterator[tuple[str, str]]]
 # The report's efficiency domains (Fig. 3): English, Korean, the other languages, STEM, code.
-REPORT_DOMAINS = {"en": ("en",), "ko": ("ko",), "multilingual": ("es", "de", "ja", "vi"), "stem": ("stem",),
-                  "code": ("code",)}
+REPORT_DOMAINS = {
+    "en": ("en",),
+    "ko": ("ko",),
+    "multilingual": ("es", "de", "ja", "vi"),
+    "stem": ("stem",),
+    "code": ("code",),
+}
 
 
 def is_held_out(doc_id: str, fraction: float) -> bool:
@@ -52,6 +57,7 @@ def training_texts(domains: Mapping[str, DocStream], names: Sequence[str], held_
 
 def held_out_texts(domains: Mapping[str, DocStream], names: Sequence[str], held_out_fraction: float) -> TextStream:
     """The held-out documents of the named domains, as a re-iterable stream (never a list in memory)."""
+
     def texts() -> Iterator[str]:
         for name in names:
             for doc_id, text in domains[name]():
@@ -63,16 +69,23 @@ def held_out_texts(domains: Mapping[str, DocStream], names: Sequence[str], held_
 
 def superbpe_plan(preset: Preset) -> SuperBPEPlan:
     t = preset.tokenizer
-    return SuperBPEPlan(vocab_size=t.vocab_size, special_tokens=tuple(t.special_tokens),
-                        padded_vocab_size=preset.model.padded_vocab_size, keep_base_fraction=t.keep_base_fraction,
-                        superword_fraction=t.superword_fraction, superword_allocation=t.superword_allocation,
-                        max_superword_words=t.max_superword_words, normalization=t.normalization)
+    return SuperBPEPlan(
+        vocab_size=t.vocab_size,
+        special_tokens=tuple(t.special_tokens),
+        padded_vocab_size=preset.model.padded_vocab_size,
+        keep_base_fraction=t.keep_base_fraction,
+        superword_fraction=t.superword_fraction,
+        superword_allocation=t.superword_allocation,
+        max_superword_words=t.max_superword_words,
+        normalization=t.normalization,
+    )
 
 
 def build_base_tokenizer(preset: Preset, domains: Mapping[str, DocStream]) -> Tokenizer:
     t = preset.tokenizer
-    return train_base_tokenizer(training_texts(domains, t.base_domains, t.held_out_fraction), t.base_vocab_size,
-                                t.special_tokens)
+    return train_base_tokenizer(
+        training_texts(domains, t.base_domains, t.held_out_fraction), t.base_vocab_size, t.special_tokens
+    )
 
 
 def build_superbpe_tokenizer(preset: Preset, base: Tokenizer, domains: Mapping[str, DocStream]) -> SuperBPEResult:
@@ -81,7 +94,8 @@ def build_superbpe_tokenizer(preset: Preset, base: Tokenizer, domains: Mapping[s
     other = tuple(d for d in languages if d not in ("en", "ko"))
     groups = {"en": ("en",), "ko": ("ko",), "other": other}
     return train_superbpe(
-        superbpe_plan(preset), base,
+        superbpe_plan(preset),
+        base,
         all_texts=training_texts(domains, languages, t.held_out_fraction),
         reallocation_texts=training_texts(domains, t.reallocation_domains, t.held_out_fraction),
         superword_texts={g: training_texts(domains, names, t.held_out_fraction) for g, names in groups.items()},
@@ -90,12 +104,14 @@ def build_superbpe_tokenizer(preset: Preset, base: Tokenizer, domains: Mapping[s
 
 def build_plain_bpe(preset: Preset, domains: Mapping[str, DocStream]) -> Tokenizer:
     """The control for the report: same data and vocabulary size as SuperBPE, no superwords."""
-    return train_plain_bpe(training_texts(domains, preset.data.domains, preset.tokenizer.held_out_fraction),
-                           superbpe_plan(preset))
+    return train_plain_bpe(
+        training_texts(domains, preset.data.domains, preset.tokenizer.held_out_fraction), superbpe_plan(preset)
+    )
 
 
-def efficiency_rows(tokenizers: Mapping[str, Tokenizer], domains: Mapping[str, DocStream],
-                    held_out_fraction: float) -> list[dict]:
+def efficiency_rows(
+    tokenizers: Mapping[str, Tokenizer], domains: Mapping[str, DocStream], held_out_fraction: float
+) -> list[dict]:
     """Bytes per token on held-out text for every tokenizer x report domain (+ superword usage)."""
     rows = []
     for report_domain, names in REPORT_DOMAINS.items():
@@ -105,9 +121,16 @@ def efficiency_rows(tokenizers: Mapping[str, Tokenizer], domains: Mapping[str, D
             n_docs += 1
             n_bytes += len(text.encode("utf-8"))
         for name, tok in tokenizers.items():
-            rows.append({"tokenizer": name, "domain": report_domain, "documents": n_docs,
-                         "bytes": n_bytes, "bytes_per_token": bytes_per_token(tok, texts()),
-                         "superword_token_share": superword_usage(tok, texts())})
+            rows.append(
+                {
+                    "tokenizer": name,
+                    "domain": report_domain,
+                    "documents": n_docs,
+                    "bytes": n_bytes,
+                    "bytes_per_token": bytes_per_token(tok, texts()),
+                    "superword_token_share": superword_usage(tok, texts()),
+                }
+            )
     return rows
 
 

@@ -65,13 +65,16 @@ class TokenizerTrainingError(ValueError):
 
 # -- building blocks ----------------------------------------------------------------------------
 
+
 def _byte_level(split_regex: str, normalization: str) -> Tokenizer:
     tok = Tokenizer(models.BPE())
     tok.normalizer = getattr(normalizers, normalization)()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(split_regex), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(split_regex), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     return tok
 
@@ -98,16 +101,24 @@ def merges_of(tok: Tokenizer) -> list[tuple[str, str]]:
 def train_bpe(texts: TextStream, vocab_size: int, split_regex: str, normalization: str) -> Tokenizer:
     """Ordinary byte-level BPE with the given pre-tokenizer (no special tokens: added at the end)."""
     tok = _byte_level(split_regex, normalization)
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, show_progress=False,
-                                  initial_alphabet=_BYTE_TO_UNICODE)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=2, show_progress=False, initial_alphabet=_BYTE_TO_UNICODE
+    )
     tok.train_from_iterator(texts(), trainer=trainer)
     # Re-create from the merge list so vocabulary ids follow merge order (deterministic, comparable).
     return _from_merges(merges_of(tok), split_regex, normalization)
 
 
-def continue_bpe(start_merges: Sequence[tuple[str, str]], texts: TextStream, new_merges: int, *,
-                 piece_regex: str, normalization: str, superwords_only: bool = False,
-                 max_words: int | None = None) -> list[tuple[str, str]]:
+def continue_bpe(
+    start_merges: Sequence[tuple[str, str]],
+    texts: TextStream,
+    new_merges: int,
+    *,
+    piece_regex: str,
+    normalization: str,
+    superwords_only: bool = False,
+    max_words: int | None = None,
+) -> list[tuple[str, str]]:
     """Learn up to ``new_merges`` merges on top of ``start_merges``, over pieces cut by ``piece_regex``.
 
     Each piece is encoded with the start merges and rewritten as one private code point per token, so a
@@ -136,8 +147,13 @@ def continue_bpe(start_merges: Sequence[tuple[str, str]], texts: TextStream, new
     budget = new_merges
     while True:
         learner = Tokenizer(models.BPE())  # no normalizer, no pre-tokenizer: each yielded piece is one word
-        trainer = trainers.BpeTrainer(vocab_size=len(alphabet) + budget, min_frequency=2, show_progress=False,
-                                      initial_alphabet=alphabet, limit_alphabet=len(alphabet))
+        trainer = trainers.BpeTrainer(
+            vocab_size=len(alphabet) + budget,
+            min_frequency=2,
+            show_progress=False,
+            initial_alphabet=alphabet,
+            limit_alphabet=len(alphabet),
+        )
         learner.train_from_iterator(mapped(), trainer=trainer)
         learned = merges_of(learner)
         out: list[tuple[str, str]] = []
@@ -148,8 +164,9 @@ def continue_bpe(start_merges: Sequence[tuple[str, str]], texts: TextStream, new
                 dropped.add(a + b)
                 continue
             left, right = decode(a), decode(b)
-            if superwords_only and not (is_superword(left + right) and
-                                        (max_words is None or word_count(left + right) <= max_words)):
+            if superwords_only and not (
+                is_superword(left + right) and (max_words is None or word_count(left + right) <= max_words)
+            ):
                 dropped.add(a + b)
                 continue
             if left + right in existing:
@@ -184,6 +201,7 @@ def _mapped_pieces(encoder: Tokenizer, texts: list[str]) -> Iterator[str]:
 
 # -- superwords --------------------------------------------------------------------------------
 
+
 def token_text(token: str) -> str:
     """A byte-level token as the text it stands for (partial UTF-8 sequences shown as U+FFFD)."""
     byte_decoder = {c: b for b, c in enumerate(_BYTE_TO_UNICODE_ORDERED)}
@@ -192,8 +210,9 @@ def token_text(token: str) -> str:
 
 def _bytes_to_unicode() -> list[str]:
     # GPT-2's byte -> printable-character table (what ByteLevel uses), indexed by byte value.
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     chars, n = {}, 0
     for b in range(256):
         if b in printable:
@@ -218,6 +237,7 @@ def is_superword(token: str) -> bool:
 
 
 # -- the K-EXAONE recipe ------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class SuperBPEPlan:
@@ -291,25 +311,43 @@ class SuperBPEResult:
     fill_merges: int  # ordinary merges that took the superword budget the corpus could not use
 
 
-def train_superbpe(plan: SuperBPEPlan, base: Tokenizer, *, all_texts: TextStream,
-                   reallocation_texts: TextStream, superword_texts: Mapping[str, TextStream]) -> SuperBPEResult:
+def train_superbpe(
+    plan: SuperBPEPlan,
+    base: Tokenizer,
+    *,
+    all_texts: TextStream,
+    reallocation_texts: TextStream,
+    superword_texts: Mapping[str, TextStream],
+) -> SuperBPEResult:
     """Stage 1 (kept base merges + reallocated merges) then stage 2 (superwords per language group)."""
     n_special = len(plan.special_tokens)
     stage1_merge_budget = plan.transition_vocab_size - 256 - n_special
     kept = kept_base_merges(base, base_token_frequencies(base, all_texts), plan.keep_base_fraction)
     if len(kept) > stage1_merge_budget:
         raise TokenizerTrainingError(
-            f"keeping {len(kept)} base merges exceeds the stage-1 budget of {stage1_merge_budget} merges")
-    realloc = continue_bpe(kept, reallocation_texts, stage1_merge_budget - len(kept),
-                           piece_regex=MULTILINGUAL_REGEX, normalization=plan.normalization)
+            f"keeping {len(kept)} base merges exceeds the stage-1 budget of {stage1_merge_budget} merges"
+        )
+    realloc = continue_bpe(
+        kept,
+        reallocation_texts,
+        stage1_merge_budget - len(kept),
+        piece_regex=MULTILINGUAL_REGEX,
+        normalization=plan.normalization,
+    )
     stage1_merges = kept + realloc
 
     # Stage 2 per language group; interleave group merge lists so each keeps its internal order.
     per_group = {}
     for group, budget in plan.superword_budget().items():
-        per_group[group] = continue_bpe(stage1_merges, superword_texts[group], budget,
-                                        piece_regex=SUPERWORD_BOUNDARY_REGEX, normalization=plan.normalization,
-                                        superwords_only=True, max_words=plan.max_superword_words)
+        per_group[group] = continue_bpe(
+            stage1_merges,
+            superword_texts[group],
+            budget,
+            piece_regex=SUPERWORD_BOUNDARY_REGEX,
+            normalization=plan.normalization,
+            superwords_only=True,
+            max_words=plan.max_superword_words,
+        )
     stage2: list[tuple[str, str]] = []
     seen = {a + b for a, b in stage1_merges}
     for merge in _interleave(list(per_group.values())):
@@ -319,8 +357,17 @@ def train_superbpe(plan: SuperBPEPlan, base: Tokenizer, *, all_texts: TextStream
     # A corpus too small to give the whole superword budget would leave vocabulary slots unused; spend
     # the shortfall on ordinary (within-word) merges, appended last so they never pre-empt superwords.
     shortfall = plan.superword_merges - len(stage2)
-    fill = continue_bpe(stage1_merges + stage2, all_texts, shortfall, piece_regex=MULTILINGUAL_REGEX,
-                        normalization=plan.normalization) if shortfall > 0 else []
+    fill = (
+        continue_bpe(
+            stage1_merges + stage2,
+            all_texts,
+            shortfall,
+            piece_regex=MULTILINGUAL_REGEX,
+            normalization=plan.normalization,
+        )
+        if shortfall > 0
+        else []
+    )
     final = _from_merges(stage1_merges + stage2 + fill, SUPERWORD_BOUNDARY_REGEX, plan.normalization)
     finish_vocabulary(final, plan.special_tokens, plan.padded_vocab_size)
     return SuperBPEResult(final, stage1_merges, len(kept), {g: len(m) for g, m in per_group.items()}, len(fill))
@@ -339,8 +386,9 @@ def finish_vocabulary(tok: Tokenizer, special_tokens: Sequence[str], padded_voca
     size = tok.get_vocab_size(with_added_tokens=True)
     if size > padded_vocab_size:
         raise TokenizerTrainingError(f"vocabulary of {size} tokens exceeds the padded size {padded_vocab_size}")
-    reserved = [AddedToken(f"<|reserved_{i}|>", special=True, normalized=False)
-                for i in range(padded_vocab_size - size)]
+    reserved = [
+        AddedToken(f"<|reserved_{i}|>", special=True, normalized=False) for i in range(padded_vocab_size - size)
+    ]
     if reserved:
         tok.add_special_tokens(reserved)
 
@@ -360,6 +408,7 @@ def train_plain_bpe(texts: TextStream, plan: SuperBPEPlan) -> Tokenizer:
 
 
 # -- measurement ---------------------------------------------------------------------------------
+
 
 def bytes_per_token(tok: Tokenizer, texts: Iterable[str]) -> float:
     n_bytes = n_tokens = 0

@@ -55,8 +55,13 @@ def context(trained):
     """The context-extension and evaluation assets on top of ``trained`` (same instance and stores). Not
     asserted here: a failed gate is reported by the tests, with its cells."""
     defs = trained["defs"]
-    result = materialize(list(defs.assets), instance=trained["instance"], resources=defs.resources,
-                         selection=AssetSelection.groups("context", "evaluation"), raise_on_error=False)
+    result = materialize(
+        list(defs.assets),
+        instance=trained["instance"],
+        resources=defs.resources,
+        selection=AssetSelection.groups("context", "evaluation"),
+        raise_on_error=False,
+    )
     return {**trained, "result": result, "pretraining_result": trained["result"]}
 
 
@@ -83,10 +88,19 @@ def metrics(path: Path) -> list[dict]:
 
 
 def train_cli(*args: str, nproc: int = 1, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "model.train", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO,
-                          env={**os.environ, **(env or {})})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "model.train",
+        *args,
+    ]
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, cwd=REPO, env={**os.environ, **(env or {})}
+    )
 
 
 def test_three_stages_chain_and_each_lowers_the_loss(trained):
@@ -98,8 +112,10 @@ def test_three_stages_chain_and_each_lowers_the_loss(trained):
         assert summary["loss_final"] < summary["loss_first"] - 0.2, summary
         assert (folder / "checkpoint" / "metadata.json").exists() and (folder / "loss_curve.png").stat().st_size > 0
         provenance = json.loads((folder / "provenance.json").read_text())
-        assert provenance["upstream"]["mixture"]["version"] == \
-            mat(trained["result"], f"tokenized_mixture_{stage}").metadata["artifact_version"].value
+        assert (
+            provenance["upstream"]["mixture"]["version"]
+            == mat(trained["result"], f"tokenized_mixture_{stage}").metadata["artifact_version"].value
+        )
         if previous:  # stage N starts from stage N-1's checkpoint and continues its schedule
             assert provenance["upstream"]["init"]["version"] == previous
         previous = provenance["version"]
@@ -128,11 +144,14 @@ def test_mixtures_and_training_metrics_land_in_the_warehouse(trained):
         rows = wh.query("select source, requested, effective, tokens from mixture_composition where asset = ?", [name])
         assert rows and all(r["tokens"] > 0 for r in rows)
         assert all(abs(r["requested"] - r["effective"]) < 0.02 for r in rows), rows
-        curve = wh.query("select step, value from metrics where asset = ? and metric = 'lm_loss' order by step",
-                         [f"pretrain_{stage}"])
+        curve = wh.query(
+            "select step, value from metrics where asset = ? and metric = 'lm_loss' order by step",
+            [f"pretrain_{stage}"],
+        )
         assert len(curve) == 64 and curve[0]["value"] > curve[-1]["value"]
-    stage3 = {r["source"] for r in wh.query("select source from mixture_composition where asset = "
-                                             "'tokenized_mixture_stage3'")}
+    stage3 = {
+        r["source"] for r in wh.query("select source from mixture_composition where asset = 'tokenized_mixture_stage3'")
+    }
     assert {"thinking_augmented", "multilingual_synthetic", "code", "stem"} <= stage3
     names = {r["metric"] for r in wh.query("select distinct metric from metrics where asset = 'pretrain_stage2'")}
     assert {"lm_loss", "lr", "tokens_per_s", "seq_aux_loss", "expert_load_imbalance"} <= names
@@ -144,10 +163,14 @@ def _kill_training_when(work_glob: str, home: Path, min_rows: int, killed: dict)
     while time.time() < deadline:
         for work in home.glob(work_glob):
             rows = work / "metrics.jsonl"
-            if (work / "checkpoints" / "step_000020").exists() and rows.exists() and \
-                    len(rows.read_text().splitlines()) >= min_rows:
-                victims = [p for p in psutil.Process().children(recursive=True)
-                           if "model.train" in " ".join(p.cmdline())]
+            if (
+                (work / "checkpoints" / "step_000020").exists()
+                and rows.exists()
+                and len(rows.read_text().splitlines()) >= min_rows
+            ):
+                victims = [
+                    p for p in psutil.Process().children(recursive=True) if "model.train" in " ".join(p.cmdline())
+                ]
                 for p in victims:
                     p.send_signal(signal.SIGKILL)
                 killed.update(rows=len(rows.read_text().splitlines()), processes=len(victims), work=work)
@@ -158,17 +181,29 @@ def _kill_training_when(work_glob: str, home: Path, min_rows: int, killed: dict)
 def test_killed_stage_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(trained, tmp_path):
     overrides = {"model.norm_eps": 2e-5}  # a new pretrain_stage1 version; its mixture is reused
     mixture = artifact(trained, "tokenized_mixture_stage1")
-    reference = train_cli("--preset", "tiny", "--overrides", json.dumps(overrides), "--stage", "stage1",
-                          "--data", str(mixture), "--work-dir", str(tmp_path / "ref-work"),
-                          "--output", str(tmp_path / "ref-out"))
+    reference = train_cli(
+        "--preset",
+        "tiny",
+        "--overrides",
+        json.dumps(overrides),
+        "--stage",
+        "stage1",
+        "--data",
+        str(mixture),
+        "--work-dir",
+        str(tmp_path / "ref-work"),
+        "--output",
+        str(tmp_path / "ref-out"),
+    )
     assert reference.returncode == 0, reference.stderr[-3000:]
 
     defs, instance = trained["defs"], trained["instance"]
     resources = {**defs.resources, "preset": PresetResource(overrides=overrides)}
     stage1 = defs.get_assets_def(AssetKey("pretrain_stage1"))
     killed: dict = {}
-    watcher = threading.Thread(target=_kill_training_when,
-                               args=("training/pretrain_stage1/*", trained["home"], 26, killed))
+    watcher = threading.Thread(
+        target=_kill_training_when, args=("training/pretrain_stage1/*", trained["home"], 26, killed)
+    )
     watcher.start()
     first = materialize([stage1], instance=instance, resources=resources, raise_on_error=False)
     watcher.join()
@@ -196,9 +231,25 @@ def test_two_process_expert_parallel_matches_one_process(trained, tmp_path):
     init = artifact(trained, "pretrain_stage1") / "checkpoint"
     curves = {}
     for nproc in (1, 2):
-        run = train_cli("--preset", "tiny", "--stage", "stage2", "--data", str(mixture), "--init-from", str(init),
-                        "--work-dir", str(tmp_path / f"w{nproc}"), "--output", str(tmp_path / f"o{nproc}"),
-                        "--expert-parallel", str(nproc), "--max-steps", "8", nproc=nproc)
+        run = train_cli(
+            "--preset",
+            "tiny",
+            "--stage",
+            "stage2",
+            "--data",
+            str(mixture),
+            "--init-from",
+            str(init),
+            "--work-dir",
+            str(tmp_path / f"w{nproc}"),
+            "--output",
+            str(tmp_path / f"o{nproc}"),
+            "--expert-parallel",
+            str(nproc),
+            "--max-steps",
+            "8",
+            nproc=nproc,
+        )
         assert run.returncode == 0, run.stderr[-3000:]
         curves[nproc] = metrics(tmp_path / f"o{nproc}" / "metrics.jsonl")
     assert json.loads((tmp_path / "o2" / "summary.json").read_text())["expert_parallel"] == 2
@@ -212,13 +263,29 @@ def test_bad_inputs_fail_before_the_first_step(trained, tmp_path):
     init = artifact(trained, "pretrain_stage1") / "checkpoint"
     base = ["--preset", "tiny", "--stage", "stage2", "--data", str(mixture), "--init-from", str(init)]
 
-    vocab = train_cli(*base, "--overrides", json.dumps({"model.padded_vocab_size": 1920}),
-                      "--work-dir", str(tmp_path / "w1"), "--output", str(tmp_path / "o1"))
+    vocab = train_cli(
+        *base,
+        "--overrides",
+        json.dumps({"model.padded_vocab_size": 1920}),
+        "--work-dir",
+        str(tmp_path / "w1"),
+        "--output",
+        str(tmp_path / "o1"),
+    )
     assert vocab.returncode != 0 and "tokenizer/model vocabulary mismatch" in vocab.stderr
-    shape = train_cli(*base, "--overrides", json.dumps({"model.ffn_hidden_size": 256}),
-                      "--work-dir", str(tmp_path / "w2"), "--output", str(tmp_path / "o2"))
+    shape = train_cli(
+        *base,
+        "--overrides",
+        json.dumps({"model.ffn_hidden_size": 256}),
+        "--work-dir",
+        str(tmp_path / "w2"),
+        "--output",
+        str(tmp_path / "o2"),
+    )
     assert shape.returncode != 0 and "differently-shaped model" in shape.stderr
-    cp = train_cli(*base, "--context-parallel", "2", "--work-dir", str(tmp_path / "w4"), "--output", str(tmp_path / "o4"))
+    cp = train_cli(
+        *base, "--context-parallel", "2", "--work-dir", str(tmp_path / "w4"), "--output", str(tmp_path / "o4")
+    )
     assert cp.returncode != 0 and "context parallelism 2 is not supported" in cp.stderr
     for run in (vocab, shape, cp):
         assert "step 1/" not in run.stdout
@@ -232,16 +299,23 @@ def test_bad_inputs_fail_before_the_first_step(trained, tmp_path):
 def test_mixture_without_its_corpus_partition_names_it(kexaone_env):
     defs = build_definitions()
     with DagsterInstance.ephemeral() as instance:
-        result = materialize([defs.get_assets_def(AssetKey("tokenized_mixture_stage1"))], instance=instance,
-                             resources=defs.resources, raise_on_error=False)
+        result = materialize(
+            [defs.get_assets_def(AssetKey("tokenized_mixture_stage1"))],
+            instance=instance,
+            resources=defs.resources,
+            raise_on_error=False,
+        )
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    message = failure.step_failure_data.error.cause.message if failure.step_failure_data.error.cause else \
-        failure.step_failure_data.error.message
+    message = (
+        failure.step_failure_data.error.cause.message
+        if failure.step_failure_data.error.cause
+        else failure.step_failure_data.error.message
+    )
     assert "deduplicated_corpus partition 'code' has not been materialized" in message
 
 
-TERMINATION_SCRIPT = '''
+TERMINATION_SCRIPT = """
 import sys
 from pathlib import Path
 from dagster import AssetExecutionContext, asset, materialize
@@ -257,18 +331,23 @@ def training_stage(context: AssetExecutionContext):
     TrainerLauncher(work_root=str(work.parent)).launch(context, get_preset("tiny"), launch, extras={})
 
 materialize([training_stage], raise_on_error=False)
-'''
+"""
 
 
 def test_terminating_the_dagster_run_stops_the_training_processes(trained, tmp_path):
     script = tmp_path / "run_stage.py"
     script.write_text(TERMINATION_SCRIPT)
     work, out = tmp_path / "work", tmp_path / "out"
-    run = subprocess.Popen([sys.executable, str(script), str(artifact(trained, "tokenized_mixture_stage1")),
-                            str(work), str(out)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = subprocess.Popen(
+        [sys.executable, str(script), str(artifact(trained, "tokenized_mixture_stage1")), str(work), str(out)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
-    while time.time() < deadline and not ((work / "metrics.jsonl").exists() and
-                                          len((work / "metrics.jsonl").read_text().splitlines()) >= 2):
+    while time.time() < deadline and not (
+        (work / "metrics.jsonl").exists() and len((work / "metrics.jsonl").read_text().splitlines()) >= 2
+    ):
         time.sleep(0.2)
     trainers = [p for p in psutil.Process(run.pid).children(recursive=True) if "model.train" in " ".join(p.cmdline())]
     assert len(trainers) >= 2  # torchrun and its worker
@@ -281,9 +360,10 @@ def test_terminating_the_dagster_run_stops_the_training_processes(trained, tmp_p
 
 # -- context extension, NIAH gate, evaluation ------------------------------------------------------------
 
+
 def test_context_stages_pass_their_niah_gate_over_the_configured_grid(context):
-    from evaluation.niah import grid_depths, stage_lengths
     from config import get_preset
+    from evaluation.niah import grid_depths, stage_lengths
 
     p = get_preset("tiny")
     wh = Warehouse(path=str(context["home"] / "warehouse.duckdb"))
@@ -292,8 +372,9 @@ def test_context_stages_pass_their_niah_gate_over_the_configured_grid(context):
         name = f"context_ext_{stage}"
         checks = [e for e in context["result"].get_asset_check_evaluations() if e.asset_key == AssetKey(name)]
         assert checks, f"{name} was not evaluated:\n{chain_failures(context)}"
-        assert [(c.check_name, c.passed) for c in checks] == [("niah_green_light", True)], \
+        assert [(c.check_name, c.passed) for c in checks] == [("niah_green_light", True)], (
             f"{name}: {checks[0].description}"
+        )
         cs = p.context.stages[stage]
         rows = wh.query("select length, depth, trials, accuracy from niah_results where checkpoint = ?", [name])
         assert sorted({r["length"] for r in rows}) == stage_lengths(cs.seq_length, p.eval.niah_num_lengths, previous)
@@ -310,8 +391,11 @@ def test_context_mixtures_pack_whole_documents(context):
     stages = ["stage1"] + (["stage2"] if context["result"].success else [])  # stage 2's waits for stage 1's gate
     for stage in stages:
         event = mat(context["result"], f"context_mixture_{stage}")
-        checks = [e for e in context["result"].get_asset_check_evaluations()
-                  if e.asset_key == AssetKey(f"context_mixture_{stage}")]
+        checks = [
+            e
+            for e in context["result"].get_asset_check_evaluations()
+            if e.asset_key == AssetKey(f"context_mixture_{stage}")
+        ]
         assert [(c.check_name, c.passed) for c in checks] == [("documents_whole", True)]
         folder = artifact(context, f"context_mixture_{stage}")
         stats = json.loads((folder / "stats.json").read_text())
@@ -333,15 +417,15 @@ def test_short_context_eval_and_summary_cover_the_chain(context):
     by = {(r["checkpoint"], r["domain"]): r["perplexity"] for r in rows}
     assert all(0 < v < float("inf") for v in by.values())  # (code can exceed the vocabulary size: confidently wrong)
     assert by[("pretrain_stage3", "en")] < by[("pretrain_stage1", "en")]  # training lowered held-out perplexity
-    checks = [e for e in context["result"].get_asset_check_evaluations()
-              if e.asset_key == AssetKey("short_context_eval")]
+    checks = [
+        e for e in context["result"].get_asset_check_evaluations() if e.asset_key == AssetKey("short_context_eval")
+    ]
     assert [c.check_name for c in checks] == ["short_context_drift"]
     assert (artifact(context, "short_context_eval") / "perplexity.png").stat().st_size > 0
 
     page = (artifact(context, "evaluation_summary") / "evaluation_summary.md").read_text()
     images = artifact(context, "evaluation_summary") / "images"
-    for link in ("pretrain_stage1_loss.png", "niah_report_stage1.png", "niah_report_stage2.png",
-                 "short_context.png"):
+    for link in ("pretrain_stage1_loss.png", "niah_report_stage1.png", "niah_report_stage2.png", "short_context.png"):
         assert f"images/{link}" in page and (images / link).stat().st_size > 0
     assert "PASS" in page
 
@@ -350,8 +434,10 @@ def test_an_under_trained_stage_fails_its_gate_and_blocks_downstream(context):
     overrides = {"context.stages.stage1.tokens": 2 * 2 * 512}  # two optimizer steps at 512 tokens
     defs, instance = context["defs"], context["instance"]
     resources = {**defs.resources, "preset": PresetResource(overrides=overrides)}
-    chain = [defs.get_assets_def(AssetKey(n)) for n in ("context_mixture_stage1", "context_ext_stage1",
-                                                        "context_mixture_stage2", "context_ext_stage2")]
+    chain = [
+        defs.get_assets_def(AssetKey(n))
+        for n in ("context_mixture_stage1", "context_ext_stage1", "context_mixture_stage2", "context_ext_stage2")
+    ]
     result = materialize(chain, instance=instance, resources=resources, raise_on_error=False)
     assert not result.success
     gate = [e for e in result.get_asset_check_evaluations() if e.asset_key == AssetKey("context_ext_stage1")]
@@ -363,8 +449,7 @@ def test_an_under_trained_stage_fails_its_gate_and_blocks_downstream(context):
     error = failure.step_failure_data.user_failure_data.description
     assert "niah_green_light failed" in error and "NIAH cell(s) below 95%" in error and "length 128 depth" in error
     assert "context.stages.stage1.tokens" in error  # and what to try
-    assert any("check failed: context_ext_stage1.niah_green_light" in line for line in
-               failure_lines(result))
+    assert any("check failed: context_ext_stage1.niah_green_light" in line for line in failure_lines(result))
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "context_ext_stage1" in materialized
     assert "context_mixture_stage2" not in materialized and "context_ext_stage2" not in materialized
@@ -376,10 +461,10 @@ KEXAONE = str(Path(sys.executable).parent / "kexaone")
 
 
 def summary_rows(stdout: str) -> dict[str, list[str]]:
-    lines = stdout[stdout.index("kexaone demo finished"):].splitlines()
+    lines = stdout[stdout.index("kexaone demo finished") :].splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("asset"))
     rows = {}
-    for line in lines[header + 1:]:
+    for line in lines[header + 1 :]:
         if not line.strip():
             break
         name, status, version, *where = line.split()
@@ -396,8 +481,11 @@ def test_kexaone_demo_reuses_every_artifact_the_run_built(context, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = summary_rows(proc.stdout)
     assert sum(1 for r in rows.values() if r[0] == "observed") == 8
-    events = [e.step_materialization_data.materialization for run in (context["pretraining_result"], context["result"])
-              for e in run.get_asset_materialization_events()]
+    events = [
+        e.step_materialization_data.materialization
+        for run in (context["pretraining_result"], context["result"])
+        for e in run.get_asset_materialization_events()
+    ]
     built = {str(m.metadata["dagster/uri"].value) for m in events if "dagster/uri" in m.metadata}
     for name, (status, version, *where) in rows.items():
         if status != "observed":
@@ -407,7 +495,9 @@ def test_kexaone_demo_reuses_every_artifact_the_run_built(context, tmp_path):
     assert stats_uri.parent == context["home"] / "artifacts" / "raw_corpus_stats"
     provenance = json.loads((stats_uri / "provenance.json").read_text())
     assert provenance["version"] == rows["raw_corpus_stats"][1]
-    assert set(provenance["upstream"]) == {f"raw_corpus_{s}" for s in ("en", "ko", "es", "de", "ja", "vi", "code", "stem")}
+    assert set(provenance["upstream"]) == {
+        f"raw_corpus_{s}" for s in ("en", "ko", "es", "de", "ja", "vi", "code", "stem")
+    }
     wh = Warehouse(path=str(context["home"] / "warehouse.duckdb"))
     assert wh.query("select count(*) as n from artifacts where asset = 'raw_corpus_stats'") == [{"n": 1}]
     assert "context_ext_stage2" in rows and "evaluation_summary" in rows
@@ -435,8 +525,15 @@ def crash_home(context, tmp_path_factory):
 def _demo(home: Path, dagster_home: Path) -> subprocess.Popen:
     env = {**os.environ, "KEXAONE_HOME": str(home), "DAGSTER_HOME": str(dagster_home)}
     env.pop("KEXAONE_PRESET", None)
-    return subprocess.Popen([KEXAONE, "demo"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    return subprocess.Popen(
+        [KEXAONE, "demo"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _trainers(work_root: Path) -> list[psutil.Process]:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -24,8 +24,12 @@ def store(request, tmp_path):
     if request.param == "local":
         return ArtifactStore(root=str(tmp_path / "artifacts"))
     bucket = request.getfixturevalue("s3_bucket")
-    return ArtifactStore(root=f"s3://{bucket['bucket']}/prefix", endpoint_url=bucket["endpoint"],
-                         access_key_id="testing-key", secret_access_key="testing-secret")
+    return ArtifactStore(
+        root=f"s3://{bucket['bucket']}/prefix",
+        endpoint_url=bucket["endpoint"],
+        access_key_id="testing-key",
+        secret_access_key="testing-secret",
+    )
 
 
 def build_once(store: ArtifactStore, asset: str, upstream: dict, calls: list, payload: str = "data"):
@@ -38,9 +42,14 @@ def build_once(store: ArtifactStore, asset: str, upstream: dict, calls: list, pa
         (staging / "out.txt").write_text(payload)
         (staging / "sub").mkdir()
         (staging / "sub" / "nested.json").write_text(json.dumps({"x": 1}))
-        prov = base_provenance(asset=asset, version=version, code_version="1", preset_name="tiny",
-                               preset_slice={"model.hidden_size": 64},
-                               upstream={k: {"version": v, "uri": f"mem://{k}"} for k, v in upstream.items()})
+        prov = base_provenance(
+            asset=asset,
+            version=version,
+            code_version="1",
+            preset_name="tiny",
+            preset_slice={"model.hidden_size": 64},
+            upstream={k: {"version": v, "uri": f"mem://{k}"} for k, v in upstream.items()},
+        )
         ref = store.commit(staging, asset, version, prov)
     return version, ref.reused
 
@@ -148,8 +157,12 @@ KILL_SCRIPT = textwrap.dedent("""
 
 
 def run_killed_writer(store: ArtifactStore, when: str) -> None:
-    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, store.root, store.endpoint_url or "", when],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, store.root, store.endpoint_url or "", when],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 9, proc.stderr
 
 
@@ -160,8 +173,12 @@ def test_a_writer_killed_mid_build_leaves_no_visible_artifact(store):
 
 def test_a_writer_killed_mid_upload_leaves_no_visible_artifact(s3_bucket):
     # S3 has no rename: data objects land before provenance.json; dying in between must not publish.
-    store = ArtifactStore(root=f"s3://{s3_bucket['bucket']}/p", endpoint_url=s3_bucket["endpoint"],
-                          access_key_id="testing-key", secret_access_key="testing-secret")
+    store = ArtifactStore(
+        root=f"s3://{s3_bucket['bucket']}/p",
+        endpoint_url=s3_bucket["endpoint"],
+        access_key_id="testing-key",
+        secret_access_key="testing-secret",
+    )
     run_killed_writer(store, "during-commit")
     assert store.fs.exists(store.path("thing", "v1", "big.bin"))  # the upload really was cut short
     assert not store.has("thing", "v1") and store.versions("thing") == []

@@ -13,9 +13,14 @@ STATS = AssetKey("raw_corpus_stats")
 def observe(defs, instance):
     result = defs.resolve_job_def("observe_raw_corpus").execute_in_process(instance=instance)
     assert result.success
-    return {e.asset_observation_data.asset_observation.asset_key.to_user_string():
-            e.asset_observation_data.asset_observation.data_version
-            for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"}
+    return {
+        obs.asset_key.to_user_string(): obs.data_version
+        for obs in (
+            e.asset_observation_data.asset_observation
+            for e in result.all_events
+            if e.event_type_value == "ASSET_OBSERVATION"
+        )
+    }
 
 
 def test_changed_corpus_requests_downstream_and_unchanged_requests_nothing(kexaone_env):

@@ -32,9 +32,15 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, expected: str) -> N
     ("env", "expected"),
     [
         ({"KEXAONE_PRESET": "k-exaone-7b"}, "unknown preset 'k-exaone-7b' (known: tiny, k-exaone-236b)"),
-        ({"KEXAONE_CORPUS_ROOT": "/nonexistent/corpus"}, "raw_corpus_en: source folder /nonexistent/corpus/en does not exist"),
-        ({"KEXAONE_ARTIFACT_ROOT": "s3://kexaone-artifacts/prod"},
-         "artifact store s3://kexaone-artifacts/prod is on S3 but AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set"),
+        (
+            {"KEXAONE_CORPUS_ROOT": "/nonexistent/corpus"},
+            "raw_corpus_en: source folder /nonexistent/corpus/en does not exist",
+        ),
+        (
+            {"KEXAONE_ARTIFACT_ROOT": "s3://kexaone-artifacts/prod"},
+            "artifact store s3://kexaone-artifacts/prod is on S3 but AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+            "are not set",
+        ),
         ({"KEXAONE_EXECUTOR": "slurm"}, "KEXAONE_EXECUTOR='slurm' is not one of multiprocess, in_process, k8s"),
     ],
 )
@@ -52,12 +58,14 @@ def test_invalid_shapes_in_run_config_fail_before_the_asset_computes(kexaone_env
     run_config = {"resources": {"preset": {"config": {"overrides": {"model.moe_router_topk": 64}}}}}
     with DagsterInstance.ephemeral() as instance:
         result = defs.resolve_job_def("data").execute_in_process(
-            instance=instance, run_config=run_config, raise_on_error=False)
+            instance=instance, run_config=run_config, raise_on_error=False
+        )
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE")
     assert failure.event_specific_data.error.message.strip() == (
         "config.schema.PresetError: preset 'tiny' is invalid: "
-        "model.moe_router_topk=64 must be between 1 and model.num_moe_experts=8")
+        "model.moe_router_topk=64 must be between 1 and model.num_moe_experts=8"
+    )
     assert not any(e.event_type_value == "STEP_START" for e in result.all_events)  # nothing computed
     assert not (kexaone_env["home"] / "artifacts").exists()
 
@@ -93,9 +101,13 @@ def test_a_tokenizer_without_its_corpus_fails_before_training_naming_the_missing
     job = define_asset_job("only_base_tokenizer", selection=AssetSelection.assets("base_tokenizer"))
     single = Definitions.merge(build_definitions(), Definitions(jobs=[job]))
     with DagsterInstance.ephemeral() as instance:
-        result = single.resolve_job_def("only_base_tokenizer").execute_in_process(instance=instance, raise_on_error=False)
+        result = single.resolve_job_def("only_base_tokenizer").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    assert ("deduplicated_corpus partition 'en' has not been materialized yet; materialize it first"
-            in failure.event_specific_data.error.cause.message)
+    assert (
+        "deduplicated_corpus partition 'en' has not been materialized yet; materialize it first"
+        in failure.event_specific_data.error.cause.message
+    )
     assert not (kexaone_env["home"] / "artifacts" / "base_tokenizer").exists()

@@ -11,8 +11,8 @@ from dagster import AssetKey, DagsterInstance, materialize
 
 from assets.corpus import raw_corpus_sources
 from assets.corpus_pipeline import deduplicated_corpus, filtered_corpus
-from kexaone_dag.definitions import build_definitions
 from config import CORPUS_DOMAINS
+from kexaone_dag.definitions import build_definitions
 from kexaone_dag.resources_by_env import build_resources
 from resources.warehouse import Warehouse
 from tests.conftest import S3_CREDS, edit_first_document
@@ -30,8 +30,9 @@ def run_data(defs, instance):
 
 
 def partition_metadata(result, asset: str) -> dict[str, dict]:
-    return {m.partition: {k: v.value for k, v in m.metadata.items()}
-            for m in result.asset_materializations_for_node(asset)}
+    return {
+        m.partition: {k: v.value for k, v in m.metadata.items()} for m in result.asset_materializations_for_node(asset)
+    }
 
 
 def committed(home, asset: str, partition: str) -> list[str]:
@@ -45,16 +46,24 @@ def test_demo_corpus_checks_pass_rerun_reuses_and_a_changed_source_rebuilds_only
     home = kexaone_env["home"]
     with DagsterInstance.ephemeral() as instance:
         first = run_data(defs, instance)
-        checks = {(e.event_specific_data.asset_key.to_user_string(), e.event_specific_data.check_name):
-                  e.event_specific_data.passed for e in first.all_events
-                  if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+        checks = {
+            (
+                e.event_specific_data.asset_key.to_user_string(),
+                e.event_specific_data.check_name,
+            ): e.event_specific_data.passed
+            for e in first.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        }
         assert {k: v for k, v in checks.items() if k[0] in CORPUS_ASSETS} == {
-            ("filtered_corpus", "non_empty_output"): True, ("filtered_corpus", "language_purity"): True,
+            ("filtered_corpus", "non_empty_output"): True,
+            ("filtered_corpus", "language_purity"): True,
             ("filtered_corpus", "every_document_accounted_for"): True,
             ("filtered_corpus", "planted_noise_removed"): True,
-            ("deduplicated_corpus", "non_empty_output"): True, ("deduplicated_corpus", "language_purity"): True,
+            ("deduplicated_corpus", "non_empty_output"): True,
+            ("deduplicated_corpus", "language_purity"): True,
             ("deduplicated_corpus", "every_document_accounted_for"): True,
-            ("deduplicated_corpus", "planted_duplicates_removed"): True}
+            ("deduplicated_corpus", "planted_duplicates_removed"): True,
+        }
         built = {a: partition_metadata(first, a) for a in CORPUS_ASSETS}
         for asset in CORPUS_ASSETS:
             assert set(built[asset]) == set(CORPUS_DOMAINS)
@@ -64,27 +73,54 @@ def test_demo_corpus_checks_pass_rerun_reuses_and_a_changed_source_rebuilds_only
                 assert committed(home, asset, partition) == [md["artifact_version"]]
         dedup_en = built["deduplicated_corpus"]["en"]
         assert (dedup_en["exact_duplicates_removed"], dedup_en["near_duplicates_removed"]) == (2, 2)
-        provenance = json.loads((home / "artifacts" / "deduplicated_corpus__en" / dedup_en["artifact_version"] /
-                                 "provenance.json").read_text())
-        assert provenance["upstream"] == {"filtered_corpus__en": {
-            "version": built["filtered_corpus"]["en"]["artifact_version"],
-            "uri": built["filtered_corpus"]["en"]["dagster/uri"]}}
-        assert json.loads((home / "artifacts" / "filtered_corpus__code" / built["filtered_corpus"]["code"]
-                           ["artifact_version"] / "provenance.json").read_text())["upstream"]["planted_labels"]
+        provenance = json.loads(
+            (
+                home / "artifacts" / "deduplicated_corpus__en" / dedup_en["artifact_version"] / "provenance.json"
+            ).read_text()
+        )
+        assert provenance["upstream"] == {
+            "filtered_corpus__en": {
+                "version": built["filtered_corpus"]["en"]["artifact_version"],
+                "uri": built["filtered_corpus"]["en"]["dagster/uri"],
+            }
+        }
+        assert json.loads(
+            (
+                home
+                / "artifacts"
+                / "filtered_corpus__code"
+                / built["filtered_corpus"]["code"]["artifact_version"]
+                / "provenance.json"
+            ).read_text()
+        )["upstream"]["planted_labels"]
 
         wh = Warehouse(path=str(home / "warehouse.duckdb"))
-        rows = wh.query("select asset, partition, docs_in, docs_out, language_purity, all_accounted_for "
-                        "from corpus_partition_stats")
+        rows = wh.query(
+            "select asset, partition, docs_in, docs_out, language_purity, all_accounted_for from corpus_partition_stats"
+        )
         assert len(rows) == 16 and all(r["all_accounted_for"] and r["docs_out"] > 0 for r in rows)
         assert all(r["language_purity"] >= 0.95 for r in rows if r["partition"] != "code")
-        steps = wh.query("select step, docs_in, docs_out from corpus_filter_stats where asset = 'filtered_corpus' "
-                         "and partition = 'ja' order by step_index")
-        assert [s["step"] for s in steps] == ["read", "url", "language_id", "gopher_repetition", "gopher_quality",
-                                              "fineweb_quality", "pii"]
-        reasons = wh.query("select step, reason, documents from corpus_rejections where partition = 'ko' "
-                           "and asset = 'deduplicated_corpus' order by step")
-        assert reasons == [{"step": "exact_dedup", "reason": "exact_duplicate", "documents": 2},
-                           {"step": "minhash_dedup", "reason": "near_duplicate", "documents": 2}]
+        steps = wh.query(
+            "select step, docs_in, docs_out from corpus_filter_stats where asset = 'filtered_corpus' "
+            "and partition = 'ja' order by step_index"
+        )
+        assert [s["step"] for s in steps] == [
+            "read",
+            "url",
+            "language_id",
+            "gopher_repetition",
+            "gopher_quality",
+            "fineweb_quality",
+            "pii",
+        ]
+        reasons = wh.query(
+            "select step, reason, documents from corpus_rejections where partition = 'ko' "
+            "and asset = 'deduplicated_corpus' order by step"
+        )
+        assert reasons == [
+            {"step": "exact_dedup", "reason": "exact_duplicate", "documents": 2},
+            {"step": "minhash_dedup", "reason": "near_duplicate", "documents": 2},
+        ]
 
         # the same inputs again: every partition is found in the store, nothing is rebuilt
         started = time.monotonic()
@@ -92,7 +128,8 @@ def test_demo_corpus_checks_pass_rerun_reuses_and_a_changed_source_rebuilds_only
         for asset in CORPUS_ASSETS:
             again = partition_metadata(second, asset)
             assert {p: (md["reused"], md["artifact_version"]) for p, md in again.items()} == {
-                p: (True, md["artifact_version"]) for p, md in built[asset].items()}
+                p: (True, md["artifact_version"]) for p, md in built[asset].items()
+            }
         assert time.monotonic() - started < 60
         assert sum(len(committed(home, a, p)) for a in CORPUS_ASSETS for p in CORPUS_DOMAINS) == 16
 
@@ -109,16 +146,20 @@ def test_one_partition_run_records_its_own_data_version(kexaone_env):
     defs = build_definitions()
     assets = [*raw_corpus_sources, filtered_corpus, deduplicated_corpus]
     with DagsterInstance.ephemeral() as instance:
-        result = materialize(assets, partition_key="code", instance=instance, resources=defs.resources,
-                             selection=list(CORPUS_ASSETS))
+        result = materialize(
+            assets, partition_key="code", instance=instance, resources=defs.resources, selection=list(CORPUS_ASSETS)
+        )
         assert result.success
         for asset in CORPUS_ASSETS:
             record = instance.get_latest_data_version_record(AssetKey(asset), is_source=False, partition_key="code")
             entry = record.event_log_entry
             version = entry.asset_materialization.metadata["artifact_version"].value
             assert entry.dagster_event.event_specific_data.materialization.tags["dagster/data_version"] == version
-        checks = {e.event_specific_data.check_name: e.event_specific_data.passed for e in result.all_events
-                  if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+        checks = {
+            e.event_specific_data.check_name: e.event_specific_data.passed
+            for e in result.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        }
         assert checks["planted_duplicates_removed"] and checks["language_purity"]  # n/a for code: passes
 
 
@@ -128,8 +169,14 @@ def test_a_crash_mid_partition_leaves_no_partial_artifact(kexaone_env):
     (kexaone_env["corpus"] / "es" / "zz-broken.jsonl.gz").write_bytes(b"\x1f\x8b\x08\x00 not gzip")
     defs = build_definitions()
     with DagsterInstance.ephemeral() as instance:
-        result = materialize([*raw_corpus_sources, filtered_corpus], partition_key="es", instance=instance,
-                             resources=defs.resources, selection=["filtered_corpus"], raise_on_error=False)
+        result = materialize(
+            [*raw_corpus_sources, filtered_corpus],
+            partition_key="es",
+            instance=instance,
+            resources=defs.resources,
+            selection=["filtered_corpus"],
+            raise_on_error=False,
+        )
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     message = failure.event_specific_data.error.cause.message
@@ -147,11 +194,19 @@ def test_parquet_without_text_column_fails_the_step_naming_the_file(kexaone_env)
     pq.write_table(pa.table({"id": ["de-x"], "body": ["Kein Text."]}), kexaone_env["corpus"] / "de" / "web-02.parquet")
     defs = build_definitions()
     with DagsterInstance.ephemeral() as instance:
-        result = materialize([*raw_corpus_sources, filtered_corpus], partition_key="de", instance=instance,
-                             resources=defs.resources, selection=["filtered_corpus"], raise_on_error=False)
+        result = materialize(
+            [*raw_corpus_sources, filtered_corpus],
+            partition_key="de",
+            instance=instance,
+            resources=defs.resources,
+            selection=["filtered_corpus"],
+            raise_on_error=False,
+        )
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    assert "web-02.parquet: Parquet file has no 'text' column (columns: id, body)" in \
-        failure.event_specific_data.error.cause.message
+    assert (
+        "web-02.parquet: Parquet file has no 'text' column (columns: id, body)"
+        in failure.event_specific_data.error.cause.message
+    )
     assert committed(kexaone_env["home"], "filtered_corpus", "de") == []
 
 
@@ -167,11 +222,13 @@ def test_corpus_and_artifacts_on_s3(kexaone_env, s3_bucket, monkeypatch):
     resources = build_resources()
     assets = [*raw_corpus_sources, filtered_corpus, deduplicated_corpus]
     with DagsterInstance.ephemeral() as instance:
-        first = materialize(assets, partition_key="de", instance=instance, resources=resources,
-                            selection=list(CORPUS_ASSETS))
+        first = materialize(
+            assets, partition_key="de", instance=instance, resources=resources, selection=list(CORPUS_ASSETS)
+        )
         assert first.success
-        checks = [e.event_specific_data.passed for e in first.all_events
-                  if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+        checks = [
+            e.event_specific_data.passed for e in first.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        ]
         assert len(checks) == 8 and all(checks)
         built = {a: partition_metadata(first, a)["de"] for a in CORPUS_ASSETS}
         for asset, md in built.items():
@@ -183,7 +240,8 @@ def test_corpus_and_artifacts_on_s3(kexaone_env, s3_bucket, monkeypatch):
                 assert S3_CREDS["AWS_SECRET_ACCESS_KEY"].encode() not in fs.cat(path), path
         assert built["deduplicated_corpus"]["docs_out"] == 24 and built["filtered_corpus"]["docs_in"] == 31
 
-        second = materialize(assets, partition_key="de", instance=instance, resources=resources,
-                             selection=list(CORPUS_ASSETS))
+        second = materialize(
+            assets, partition_key="de", instance=instance, resources=resources, selection=list(CORPUS_ASSETS)
+        )
         assert all(partition_metadata(second, a)["de"]["reused"] for a in CORPUS_ASSETS)
     assert not (kexaone_env["home"] / "artifacts").exists()

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from config import get_preset
 from corpus.executors import (
     CorpusExecutorError,
     ExecutorSettings,
@@ -28,7 +29,6 @@ from corpus.executors import (
 )
 from corpus.pipeline import run_filter_partition
 from corpus.sources import CorpusSourceError, content_manifest
-from config import get_preset
 from tests.corpus_samples import DEMO, filter_source, read_documents
 
 PRESET = get_preset("tiny")
@@ -38,8 +38,16 @@ KEXAONE = str(Path(sys.executable).parent / "kexaone")
 def test_filter_statistics_and_exclusion_output_on_parquet_and_jsonl(tmp_path):
     summary = filter_source("de", DEMO / "de", tmp_path)  # web-00.parquet + web-01.jsonl
     steps = {s["step"]: s for s in summary["steps"]}
-    assert list(steps) == ["read", "url", "language_id", "gopher_repetition", "gopher_quality", "c4",
-                           "fineweb_quality", "pii"]
+    assert list(steps) == [
+        "read",
+        "url",
+        "language_id",
+        "gopher_repetition",
+        "gopher_quality",
+        "c4",
+        "fineweb_quality",
+        "pii",
+    ]
     assert steps["read"]["docs_in"] == 31 and summary["totals"]["docs_out"] == 28
     for prev, step in zip(summary["steps"], summary["steps"][1:]):
         assert step["docs_in"] == prev["docs_out"] and step["bytes_in"] == prev["bytes_out"]
@@ -47,7 +55,8 @@ def test_filter_statistics_and_exclusion_output_on_parquet_and_jsonl(tmp_path):
     assert summary["language_purity"] >= PRESET.data.language_purity_threshold
     excluded = read_documents(tmp_path / "excluded" / "language_id")
     assert [(d["id"], d["metadata"]["excluded_by"], d["metadata"]["filter_reason"]) for d in excluded] == [
-        ("de-0014", "language_id", "wrong_language")]
+        ("de-0014", "language_id", "wrong_language")
+    ]
     assert excluded[0]["metadata"]["language"] == "it" and "Nuova pista ciclabile" in excluded[0]["text"]
     kept = read_documents(tmp_path / "documents")
     assert len(kept) == 28 and all(d["metadata"]["url"].startswith("https://example.") for d in kept)
@@ -59,8 +68,13 @@ def test_invalid_utf8_and_broken_records_are_counted_rejections(tmp_path):
     folder = tmp_path / "en"
     shutil.copytree(DEMO / "en", folder)
     good = (DEMO / "en" / "web-00.jsonl").read_bytes().splitlines(keepends=True)
-    bad = [good[0], b'{"id": "bad-utf8", "text": "caf\xe9 au lait"}\n', b"{not json\n", b'{"id": "x", "body": "no text"}\n',
-           b'{"id": "blank", "text": "   "}\n']
+    bad = [
+        good[0],
+        b'{"id": "bad-utf8", "text": "caf\xe9 au lait"}\n',
+        b"{not json\n",
+        b'{"id": "x", "body": "no text"}\n',
+        b'{"id": "blank", "text": "   "}\n',
+    ]
     (folder / "web-02.jsonl").write_bytes(b"".join(bad).replace(b'"en-0001"', b'"en-0001-copy"'))
     (folder / "empty.jsonl").write_bytes(b"")
     summary = filter_source("en", folder, tmp_path / "out")
@@ -84,7 +98,9 @@ def test_parquet_rows_without_text_are_rejected_and_files_without_a_text_column_
     assert {r["reason"]: r["documents"] for r in summary["rejections"] if r["step"] == "read"} == {"unreadable": 1}
 
     pq.write_table(pa.table({"id": ["de-c"], "body": ["Kein Textfeld."]}), folder / "rows.parquet")
-    with pytest.raises(CorpusSourceError, match=r"rows\.parquet: Parquet file has no 'text' column \(columns: id, body\)"):
+    with pytest.raises(
+        CorpusSourceError, match=r"rows\.parquet: Parquet file has no 'text' column \(columns: id, body\)"
+    ):
         filter_source("de", folder, tmp_path / "out2")
 
 
@@ -101,9 +117,17 @@ def test_corrupt_gzip_and_a_vanished_file_fail_naming_the_file(tmp_path):
     manifest = content_manifest("ja", str(gone))
     (gone / "web-00.jsonl").unlink()  # listed in the manifest, deleted before the run
     with pytest.raises(CorpusSourceError, match=r"web-00\.jsonl: unreadable \(FileNotFoundError"):
-        run_filter_partition(partition="ja", source_uri=manifest.uri, files=manifest.files, storage_options=None,
-                             args=PRESET.data.filters["ja"], language_threshold=0.65, pipeline=PRESET.data.pipeline,
-                             out_dir=tmp_path / "out2", settings=ExecutorSettings())
+        run_filter_partition(
+            partition="ja",
+            source_uri=manifest.uri,
+            files=manifest.files,
+            storage_options=None,
+            args=PRESET.data.filters["ja"],
+            language_threshold=0.65,
+            pipeline=PRESET.data.pipeline,
+            out_dir=tmp_path / "out2",
+            settings=ExecutorSettings(),
+        )
     with pytest.raises(CorpusSourceError, match="raw_corpus_ja: source folder .* does not exist"):
         content_manifest("ja", str(tmp_path / "missing"))
 
@@ -114,8 +138,9 @@ def test_a_process_pool_gives_the_same_output_as_one_worker(tmp_path):
     two = filter_source("es", DEMO / "es", tmp_path / "two", ExecutorSettings(workers=2))
     assert one["steps"] == two["steps"] and one["rejections"] == two["rejections"]
     assert read_documents(tmp_path / "one" / "documents") == read_documents(tmp_path / "two" / "documents")
-    assert isinstance(make_executor(ExecutorSettings(workers=2), Stage("s", [], 2, str(tmp_path / "l"))),
-                      SpawnPoolPipelineExecutor)
+    assert isinstance(
+        make_executor(ExecutorSettings(workers=2), Stage("s", [], 2, str(tmp_path / "l"))), SpawnPoolPipelineExecutor
+    )
 
 
 POOL_RUNS = 20
@@ -197,17 +222,31 @@ def test_local_executor_is_sequential_in_process_for_one_worker(tmp_path):
 def test_slurm_executors_are_built_as_a_dependent_chain_of_job_arrays(tmp_path):
     from datatrove.executor.slurm import SlurmPipelineExecutor
 
-    settings = ExecutorSettings(kind="slurm", workers=32, work_dir=str(tmp_path), slurm_partition="cpu",
-                                slurm_time="02:00:00", slurm_cpus_per_task=2, slurm_qos="high",
-                                slurm_sbatch_args={"account": "kexaone"})
-    first = make_executor(settings, Stage("exact_signatures", [], 1000, str(tmp_path / "logs" / "a")),
-                          job_prefix="kexaone-dedup-en")
-    second = make_executor(settings, Stage("exact_find", [], 1, str(tmp_path / "logs" / "b")), depends=first,
-                           job_prefix="kexaone-dedup-en")
+    settings = ExecutorSettings(
+        kind="slurm",
+        workers=32,
+        work_dir=str(tmp_path),
+        slurm_partition="cpu",
+        slurm_time="02:00:00",
+        slurm_cpus_per_task=2,
+        slurm_qos="high",
+        slurm_sbatch_args={"account": "kexaone"},
+    )
+    first = make_executor(
+        settings, Stage("exact_signatures", [], 1000, str(tmp_path / "logs" / "a")), job_prefix="kexaone-dedup-en"
+    )
+    second = make_executor(
+        settings, Stage("exact_find", [], 1, str(tmp_path / "logs" / "b")), depends=first, job_prefix="kexaone-dedup-en"
+    )
     assert isinstance(first, SlurmPipelineExecutor) and second.depends is first and first.world_size == 1000
     args = first.get_sbatch_args(max_array=1000)
     assert (args["partition"], args["cpus-per-task"], args["time"], args["qos"], args["account"]) == (
-        "cpu", 2, "02:00:00", "high", "kexaone")
+        "cpu",
+        2,
+        "02:00:00",
+        "high",
+        "kexaone",
+    )
     assert args["array"] == "0-999%32" and args["job-name"] == "kexaone-dedup-en-exact_signatures"
     script = first.get_launch_file_contents(args, "launch_pickled_pipeline /x/executor.pik")
     assert "#SBATCH --partition=cpu" in script and f"source {sys.prefix}/bin/activate" in script
@@ -228,8 +267,9 @@ def test_executor_settings_are_validated_with_one_clear_line():
 def test_ray_executor_is_built_without_a_cluster(tmp_path):
     from datatrove.executor.ray import RayPipelineExecutor
 
-    settings = ExecutorSettings(kind="ray", work_dir=str(tmp_path / "shared"), workers=4, ray_cpus_per_task=2,
-                                ray_mem_per_cpu_gb=3.0)
+    settings = ExecutorSettings(
+        kind="ray", work_dir=str(tmp_path / "shared"), workers=4, ray_cpus_per_task=2, ray_mem_per_cpu_gb=3.0
+    )
     assert settings.problems() == []
     executor = make_executor(settings, Stage("minhash_signatures", [], 16, str(tmp_path / "shared" / "logs")))
     assert isinstance(executor, RayPipelineExecutor)
@@ -238,12 +278,19 @@ def test_ray_executor_is_built_without_a_cluster(tmp_path):
 
 def test_cli_rejects_a_wrong_corpus_executor_in_one_line(kexaone_env):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    proc = subprocess.run([KEXAONE, "validate"], capture_output=True, text=True, timeout=300,
-                          env={**env, "KEXAONE_CORPUS_EXECUTOR": "slurm"})
+    proc = subprocess.run(
+        [KEXAONE, "validate"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**env, "KEXAONE_CORPUS_EXECUTOR": "slurm"},
+    )
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
-    assert lines[0] == ("error: corpus executor 'slurm' needs slurm_partition; corpus executor 'slurm' needs "
-                        "work_dir on storage the compute nodes share")
+    assert lines[0] == (
+        "error: corpus executor 'slurm' needs slurm_partition; corpus executor 'slurm' needs "
+        "work_dir on storage the compute nodes share"
+    )
 
 
 def test_filtered_output_is_what_datatrove_readers_read(tmp_path):

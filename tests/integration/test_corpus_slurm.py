@@ -4,12 +4,12 @@ attempt at the same artifact version, which adopts the earlier attempt's jobs in
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import subprocess
 import sys
 import textwrap
-import hashlib
 import threading
 import time
 from pathlib import Path
@@ -21,8 +21,10 @@ from corpus.pipeline import read_documents
 from tests import slurm_cluster
 from tests.corpus_samples import DEMO, filter_source
 
-pytestmark = pytest.mark.skipif(not slurm_cluster.available(),
-                                reason="Slurm is not installed (scripts/bootstrap.sh installs it as root with apt-get)")
+pytestmark = pytest.mark.skipif(
+    not slurm_cluster.available(),
+    reason="Slurm is not installed (scripts/bootstrap.sh installs it as root with apt-get)",
+)
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_KEY = "filtered_corpus__en-3f9c2a"
@@ -39,8 +41,9 @@ def cluster(tmp_path_factory):
 
 
 def _settings(work: Path) -> ExecutorSettings:
-    return ExecutorSettings(kind="slurm", work_dir=str(work), slurm_partition="debug", poll_interval_s=0.5,
-                            timeout_s=600)
+    return ExecutorSettings(
+        kind="slurm", work_dir=str(work), slurm_partition="debug", poll_interval_s=0.5, timeout_s=600
+    )
 
 
 ATTEMPT = textwrap.dedent("""
@@ -63,8 +66,13 @@ ATTEMPT = textwrap.dedent("""
 
 
 def _attempt(settings: ExecutorSettings, out: Path, run_key: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", ATTEMPT, json.dumps(settings.__dict__), str(out), run_key,
-                             str(DEMO / "en")], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", ATTEMPT, json.dumps(settings.__dict__), str(out), run_key, str(DEMO / "en")],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _lines_until(proc: subprocess.Popen, text: str, timeout_s: float = 120) -> list[str]:
@@ -155,20 +163,35 @@ def test_the_corpus_assets_on_slurm_give_the_local_artifacts_at_the_same_version
         defs = build_definitions()
         resources = dict(defs.resources)
         if executor == "slurm":
-            resources["corpus_pipeline"] = CorpusPipeline(executor="slurm", slurm_partition="debug",
-                                                          work_dir=str(kexaone_env["tmp"] / "shared"),
-                                                          poll_interval_s=0.5)
+            resources["corpus_pipeline"] = CorpusPipeline(
+                executor="slurm",
+                slurm_partition="debug",
+                work_dir=str(kexaone_env["tmp"] / "shared"),
+                poll_interval_s=0.5,
+            )
         with DagsterInstance.ephemeral() as instance:
-            result = materialize(assets, partition_key="code", instance=instance, resources=resources,
-                                 selection=["filtered_corpus", "deduplicated_corpus"])
+            result = materialize(
+                assets,
+                partition_key="code",
+                instance=instance,
+                resources=resources,
+                selection=["filtered_corpus", "deduplicated_corpus"],
+            )
         assert result.success
-        versions = {m.asset_key.to_user_string(): m.metadata["artifact_version"].value
-                    for m in result.asset_materializations_for_node("deduplicated_corpus")
-                    + result.asset_materializations_for_node("filtered_corpus")}
-        built[executor] = (versions, _kept(home / "artifacts" / "deduplicated_corpus__code"
-                                           / versions["deduplicated_corpus"]))
-        checks = {e.event_specific_data.check_name: e.event_specific_data.passed for e in result.all_events
-                  if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+        versions = {
+            m.asset_key.to_user_string(): m.metadata["artifact_version"].value
+            for m in result.asset_materializations_for_node("deduplicated_corpus")
+            + result.asset_materializations_for_node("filtered_corpus")
+        }
+        built[executor] = (
+            versions,
+            _kept(home / "artifacts" / "deduplicated_corpus__code" / versions["deduplicated_corpus"]),
+        )
+        checks = {
+            e.event_specific_data.check_name: e.event_specific_data.passed
+            for e in result.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        }
         assert checks and all(checks.values()), checks
     assert built["slurm"][0] == built["local"][0]  # where it runs is not part of the version
     assert built["slurm"][1] == built["local"][1] and built["local"][1]
@@ -185,8 +208,14 @@ def test_an_earlier_job_whose_dependency_failed_is_cancelled_not_waited_for(tmp_
         monkeypatch.setenv("SLURM_CONF", str(c.conf))
         failed = c.run("sbatch", "--parsable", "--job-name=kexaone-dedup-en-abc-exact_signatures", "--wrap", "false")
         first = failed.stdout.strip()
-        c.run("sbatch", "--parsable", f"--dependency=afterok:{first}", "--job-name=kexaone-dedup-en-abc-exact_find",
-              "--wrap", "true")
+        c.run(
+            "sbatch",
+            "--parsable",
+            f"--dependency=afterok:{first}",
+            "--job-name=kexaone-dedup-en-abc-exact_find",
+            "--wrap",
+            "true",
+        )
         deadline = time.monotonic() + 60
         while set(queued_jobs("kexaone-dedup-en-abc").values()) != {"DependencyNeverSatisfied"}:
             assert time.monotonic() < deadline, queued_jobs("kexaone-dedup-en-abc")

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from config import CORPUS_DOMAINS
 from corpus.sources import CorpusSourceError, content_manifest, filesystem, iter_documents
 from corpus.stats import source_stats
-from config import CORPUS_DOMAINS
 from resources.corpus_sources import DEMO_CORPUS_ROOT, CorpusSources
 
 
@@ -69,13 +69,20 @@ def test_manifest_version_follows_content_not_timestamps(tmp_path):
     ("make", "message"),
     [
         (lambda p: (p / "x.jsonl.gz").write_bytes(b"\x1f\x8b\x08\x00garbage"), "x.jsonl.gz: corrupt gzip stream"),
-        (lambda p: (p / "x.jsonl").write_bytes(b'{"text": "ok"}\n{"text": "\xff\xfe"}\n'),
-         "x.jsonl line 2: invalid UTF-8 at byte"),
+        (
+            lambda p: (p / "x.jsonl").write_bytes(b'{"text": "ok"}\n{"text": "\xff\xfe"}\n'),
+            "x.jsonl line 2: invalid UTF-8 at byte",
+        ),
         (lambda p: (p / "x.txt").write_bytes(b"caf\xe9"), "x.txt: invalid UTF-8 at byte 3"),
         (lambda p: (p / "x.jsonl").write_text('{"text": "ok"}\n{not json\n'), "x.jsonl line 2: invalid JSON"),
-        (lambda p: (p / "x.jsonl").write_text('{"body": "no text"}\n'), "x.jsonl line 1: record has no string 'text' field"),
-        (lambda p: pq.write_table(pa.table({"content": ["a"]}), p / "x.parquet"),
-         "x.parquet: Parquet file has no 'text' column (columns: content)"),
+        (
+            lambda p: (p / "x.jsonl").write_text('{"body": "no text"}\n'),
+            "x.jsonl line 1: record has no string 'text' field",
+        ),
+        (
+            lambda p: pq.write_table(pa.table({"content": ["a"]}), p / "x.parquet"),
+            "x.parquet: Parquet file has no 'text' column (columns: content)",
+        ),
         (lambda p: (p / "x.parquet").write_bytes(b"PAR1 not really"), "x.parquet: unreadable Parquet"),
         (lambda p: (p / "x.docx").write_bytes(b"PK"), "x.docx: unsupported file type"),
     ],
@@ -100,8 +107,12 @@ def test_sources_on_s3_through_the_real_server(s3_bucket):
     fs, bucket = s3_bucket["fs"], s3_bucket["bucket"]
     with fs.open(f"{bucket}/corpus/ko/part-0.jsonl", "wb") as f:
         f.write(json.dumps({"id": "k1", "text": "안녕하세요"}, ensure_ascii=False).encode() + b"\n")
-    sources = CorpusSources(root=f"s3://{bucket}/corpus", endpoint_url=s3_bucket["endpoint"],
-                            access_key_id="testing-key", secret_access_key="testing-secret")
+    sources = CorpusSources(
+        root=f"s3://{bucket}/corpus",
+        endpoint_url=s3_bucket["endpoint"],
+        access_key_id="testing-key",
+        secret_access_key="testing-secret",
+    )
     m1 = sources.manifest("ko")
     assert [f.relpath for f in m1.files] == ["part-0.jsonl"] and m1.files[0].fingerprint  # the ETag
     docs = read_all(m1.uri, sources.storage_options(m1.uri))

@@ -13,6 +13,7 @@ import pytest
 from dagster import AssetKey
 from dagster._config import validate_config
 
+from config import get_preset
 from kexaone_dag.definitions import build_definitions
 from kexaone_dag.executors import (
     GPU_POOL,
@@ -22,7 +23,6 @@ from kexaone_dag.executors import (
     load_k8s_executor_config,
     training_asset_kwargs,
 )
-from config import get_preset
 
 REPO = Path(__file__).resolve().parents[2]
 SNAPSHOT = Path(__file__).resolve().parents[1] / "snapshots" / "asset_graph.json"
@@ -47,16 +47,27 @@ def asset_graph_snapshot(defs) -> dict:
 
 
 def test_dagster_definitions_validate_succeeds(kexaone_env):
-    proc = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate",
-                           "-w", "workspace.yaml"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Validation successful for code location kexaone_dag" in proc.stdout + proc.stderr
 
 
 def test_definitions_validate_fails_on_a_bad_preset(kexaone_env):
     env = {**os.environ, "KEXAONE_PRESET": "k-exaone-7b"}
-    proc = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate",
-                           "-w", "workspace.yaml"], cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode != 0
     assert "unknown preset 'k-exaone-7b' (known: tiny, k-exaone-236b)" in proc.stdout + proc.stderr
 
@@ -94,11 +105,15 @@ def test_graph_shape_that_the_design_requires(kexaone_env):
     assert filtered.partitions_def == dedup.partitions_def  # partition p of dedup reads partition p
 
     # deduplicated_corpus -> base_tokenizer -> superbpe_tokenizer -> tokenizer_report
-    parents = {n: {p.to_user_string() for p in graph.get(AssetKey(n)).parent_keys}
-               for n in ("base_tokenizer", "superbpe_tokenizer", "tokenizer_report")}
-    assert parents == {"base_tokenizer": {"deduplicated_corpus"},
-                       "superbpe_tokenizer": {"deduplicated_corpus", "base_tokenizer"},
-                       "tokenizer_report": {"deduplicated_corpus", "base_tokenizer", "superbpe_tokenizer"}}
+    parents = {
+        n: {p.to_user_string() for p in graph.get(AssetKey(n)).parent_keys}
+        for n in ("base_tokenizer", "superbpe_tokenizer", "tokenizer_report")
+    }
+    assert parents == {
+        "base_tokenizer": {"deduplicated_corpus"},
+        "superbpe_tokenizer": {"deduplicated_corpus", "base_tokenizer"},
+        "tokenizer_report": {"deduplicated_corpus", "base_tokenizer", "superbpe_tokenizer"},
+    }
     for name in parents:
         node = graph.get(AssetKey(name))
         assert node.group_name == "tokenizer" and node.partitions_def is None
@@ -112,8 +127,10 @@ def test_graph_shape_that_the_design_requires(kexaone_env):
     corpus_and_tokenizer = {"deduplicated_corpus", "superbpe_tokenizer"}
     assert parents_of("tokenized_mixture_stage1") == corpus_and_tokenizer
     assert parents_of("tokenized_mixture_stage2") == corpus_and_tokenizer | {"multilingual_synthetic_data"}
-    assert parents_of("tokenized_mixture_stage3") == corpus_and_tokenizer | {"multilingual_synthetic_data",
-                                                                             "thinking_augmented_data"}
+    assert parents_of("tokenized_mixture_stage3") == corpus_and_tokenizer | {
+        "multilingual_synthetic_data",
+        "thinking_augmented_data",
+    }
     assert parents_of("pretrain_stage1") == {"tokenized_mixture_stage1"}
     assert parents_of("pretrain_stage2") == {"tokenized_mixture_stage2", "pretrain_stage1"}
     assert parents_of("pretrain_stage3") == {"tokenized_mixture_stage3", "pretrain_stage2"}
@@ -195,10 +212,17 @@ def test_exactly_one_pod_holds_a_stages_gpus(trainer, tmp_path):
     """Full preset on Kubernetes (``KEXAONE_EXECUTOR=k8s``): with the trainer inside the step the step pod
     asks for the 8 GPUs; with ``KEXAONE_TRAINER=k8s`` the Pipes trainer pod does and the step pod asks for
     none (it launches and waits). Evaluation computes in its step pod either way."""
-    env = {**os.environ, "KEXAONE_PRESET": "k-exaone-236b", "KEXAONE_EXECUTOR": "k8s", "KEXAONE_TRAINER": trainer,
-           "KEXAONE_TRAINER_IMAGE": "kexaone:test", "KEXAONE_HOME": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-c", GPU_COUNT], cwd=REPO, env=env, capture_output=True, text=True,
-                         timeout=240)
+    env = {
+        **os.environ,
+        "KEXAONE_PRESET": "k-exaone-236b",
+        "KEXAONE_EXECUTOR": "k8s",
+        "KEXAONE_TRAINER": trainer,
+        "KEXAONE_TRAINER_IMAGE": "kexaone:test",
+        "KEXAONE_HOME": str(tmp_path),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", GPU_COUNT], cwd=REPO, env=env, capture_output=True, text=True, timeout=240
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     counts = json.loads(out.stdout.strip().splitlines()[-1])
     gpus = get_preset("k-exaone-236b").compute.gpus_per_training_step

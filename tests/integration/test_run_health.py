@@ -15,8 +15,17 @@ import time
 from pathlib import Path
 
 import pytest
-from dagster import (DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter, execute_job, job,
-                     multiprocess_executor, op, reconstructable)
+from dagster import (
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRunStatus,
+    RunsFilter,
+    execute_job,
+    job,
+    multiprocess_executor,
+    op,
+    reconstructable,
+)
 from dagster._core.launcher import WorkerStatus
 from dagster._core.utils import make_new_run_id
 
@@ -81,8 +90,10 @@ def test_a_step_waiting_for_a_pool_slot_is_told_who_holds_it(instance):
     waiting.join(60)
     watcher.stop()
     assert len(said) == 1, said  # said once, not every poll
-    assert f"waiting for pool gpu (1 slot(s)): train_on_the_gpu of this run wait(s) on run {holder_run} " \
-           "step hold_the_gpu (STARTED)" in said[0]
+    assert (
+        f"waiting for pool gpu (1 slot(s)): train_on_the_gpu of this run wait(s) on run {holder_run} "
+        "step hold_the_gpu (STARTED)" in said[0]
+    )
     assert "frees the slots of runs whose process is gone" in said[0]  # and how to get out of it
     assert instance.get_run_by_id(run_id).status == DagsterRunStatus.SUCCESS
     assert not pool_waits(instance, run_id)
@@ -161,22 +172,27 @@ def test_a_run_launched_outside_kexaone_demo_logs_its_pool_wait_at_info(instance
     """What a user sees in the UI's run log: the multiprocess executor's run worker says, at INFO, which run
     holds the slot its step waits for (Dagster's own line is DEBUG and names no holder)."""
     release_file = tmp_path / "release"
-    holder_proc = subprocess.Popen([sys.executable, "-c", HELD_RUN, str(release_file)], cwd=tmp_path,
-                                   stdout=subprocess.PIPE, text=True)
+    holder_proc = subprocess.Popen(
+        [sys.executable, "-c", HELD_RUN, str(release_file)], cwd=tmp_path, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder_proc.stdout.readline().strip() == "holding"
         (slot,) = instance.event_log_storage.get_concurrency_info("gpu").claimed_slots
         results = []
-        waiting = threading.Thread(target=lambda: results.append(
-            execute_job(reconstructable(watched_waiter), instance=instance)))
+        waiting = threading.Thread(
+            target=lambda: results.append(execute_job(reconstructable(watched_waiter), instance=instance))
+        )
         waiting.start()
         deadline, said = time.monotonic() + 120, []
         while not said:
             assert time.monotonic() < deadline, "no INFO line about the pool wait within 120 s"
             runs = instance.get_runs(RunsFilter(job_name="watched_waiter"))
             if runs:
-                said = [e for e in instance.all_logs(runs[0].run_id, of_type=DagsterEventType.ENGINE_EVENT)
-                        if "waiting for pool gpu" in e.message]
+                said = [
+                    e
+                    for e in instance.all_logs(runs[0].run_id, of_type=DagsterEventType.ENGINE_EVENT)
+                    if "waiting for pool gpu" in e.message
+                ]
             time.sleep(0.5)
         release_file.touch()
         waiting.join(120)
@@ -186,8 +202,9 @@ def test_a_run_launched_outside_kexaone_demo_logs_its_pool_wait_at_info(instance
         holder_proc.wait(timeout=60)
     (entry,) = said  # once, not every poll
     assert entry.level == logging.INFO
-    assert (f"train_when_free of this run wait(s) on run {slot.run_id} step train (STARTED)"
-            in entry.message), entry.message
+    assert f"train_when_free of this run wait(s) on run {slot.run_id} step train (STARTED)" in entry.message, (
+        entry.message
+    )
     assert "frees the slots of runs whose process is gone" in entry.message
     assert results[0].success
 
@@ -198,13 +215,20 @@ def test_the_daemon_of_make_ui_fails_a_killed_run_and_frees_its_slot(instance, t
     config, its run-monitoring interval shortened from 30 s to 2 s: a run whose process is SIGKILLed is
     marked failed through ``LocalRunLauncher.check_run_worker_health`` and its ``gpu`` slot comes back."""
     config = Path(instance.root_directory) / "dagster.yaml"
-    text = config.read_text().replace("poll_interval_seconds: 30", "poll_interval_seconds: 2") \
-                             .replace("free_slots_after_run_end_seconds: 30", "free_slots_after_run_end_seconds: 2")
+    text = (
+        config.read_text()
+        .replace("poll_interval_seconds: 30", "poll_interval_seconds: 2")
+        .replace("free_slots_after_run_end_seconds: 30", "free_slots_after_run_end_seconds: 2")
+    )
     config.write_text(text)
     log = open(tmp_path / "daemon.log", "w")
-    daemon = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w",
-                               str(REPO / "workspace.yaml")], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    daemon = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "holding"
@@ -212,14 +236,21 @@ def test_the_daemon_of_make_ui_fails_a_killed_run_and_frees_its_slot(instance, t
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         deadline = time.monotonic() + 180
-        while (instance.get_run_by_id(slot.run_id).status != DagsterRunStatus.FAILURE
-               or instance.event_log_storage.get_concurrency_info("gpu").claimed_slots):
+        while (
+            instance.get_run_by_id(slot.run_id).status != DagsterRunStatus.FAILURE
+            or instance.event_log_storage.get_concurrency_info("gpu").claimed_slots
+        ):
             assert daemon.poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the daemon did not fail the run and free its slot in 180 s: " + \
-                (tmp_path / "daemon.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, (
+                "the daemon did not fail the run and free its slot in 180 s: "
+                + (tmp_path / "daemon.log").read_text()[-3000:]
+            )
             time.sleep(1)
-        failure = [e.message for e in instance.all_logs(slot.run_id) if e.dagster_event and
-                   e.dagster_event.event_type_value == "PIPELINE_FAILURE"]
+        failure = [
+            e.message
+            for e in instance.all_logs(slot.run_id)
+            if e.dagster_event and e.dagster_event.event_type_value == "PIPELINE_FAILURE"
+        ]
         assert failure and "worker process is gone" in " ".join(failure), failure
     finally:
         if proc.poll() is None:

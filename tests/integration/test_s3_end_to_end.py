@@ -37,6 +37,7 @@ def test_dag_on_s3_builds_then_reuses(kexaone_env, s3_bucket, monkeypatch):
         again = second.asset_materializations_for_node("raw_corpus_stats")[0]
         assert again.metadata["artifact_version"].value == version and again.metadata["reused"].value is True
 
-    resolved = ArtifactStore(root=root, endpoint_url=s3_bucket["endpoint"], access_key_id="testing-key",
-                             secret_access_key="testing-secret")
+    resolved = ArtifactStore(
+        root=root, endpoint_url=s3_bucket["endpoint"], access_key_id="testing-key", secret_access_key="testing-secret"
+    )
     assert resolved.versions("raw_corpus_stats") == [version]

@@ -17,19 +17,25 @@ from tests.conftest import private_demo_env
 from tests.synthetic_support import recompute
 
 pytestmark = pytest.mark.slow
-SELECTION = [AssetKey(k) for k in ("filtered_corpus", "deduplicated_corpus", "thinking_augmented_data",
-                                   "multilingual_synthetic_data")]
+SELECTION = [
+    AssetKey(k)
+    for k in ("filtered_corpus", "deduplicated_corpus", "thinking_augmented_data", "multilingual_synthetic_data")
+]
 
 
 def teacher_answer(messages: list[dict]) -> str:
     user = messages[-1]["content"]
     q = re.search(r"\nQuestion: (.+)$", user)
     if q is None:  # a document without quantities: the teacher asks (and answers) its own question
-        return ("Question: What is the main topic of the document?\n<think>\nThe title and the first "
-                "paragraph name the subject, and the later paragraphs explain it in more detail.\n</think>\n"
-                "Answer: the subject named in its title.")
-    return ("<think>\nThe document states the quantities needed; I apply the matching rule to them and "
-            f"check the arithmetic again before answering.\n</think>\nAnswer: {recompute(q[1]):.6f}")
+        return (
+            "Question: What is the main topic of the document?\n<think>\nThe title and the first "
+            "paragraph name the subject, and the later paragraphs explain it in more detail.\n</think>\n"
+            "Answer: the subject named in its title."
+        )
+    return (
+        "<think>\nThe document states the quantities needed; I apply the matching rule to them and "
+        f"check the arithmetic again before answering.\n</think>\nAnswer: {recompute(q[1]):.6f}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +53,9 @@ def runs(tmp_path_factory):
                 env.setenv("KEXAONE_TEACHER_MODEL", "teacher-test")
                 env.setenv("KEXAONE_TEACHER_API_KEY", "test-key")
                 http_job = build_definitions().resolve_job_def("data")
-                third = http_job.execute_in_process(instance=instance,
-                                                    asset_selection=[AssetKey("thinking_augmented_data")])
+                third = http_job.execute_in_process(
+                    instance=instance, asset_selection=[AssetKey("thinking_augmented_data")]
+                )
                 attempts = server.attempts
         yield {"first": first, "second": second, "third": third, "attempts": attempts, "home": tmp / "home"}
 
@@ -86,8 +93,11 @@ def test_multilingual_synthetic_data_balances_languages_into_the_warehouse(runs)
     assert md["documents"].value == len(docs) and md["balance_unit"].value == "characters"
     assert "| de | 3,000 |" in md["balance"].value
     wh = Warehouse(path=str(runs["home"] / "warehouse.duckdb"))
-    rows = wh.query("select language, target_chars, achieved_chars, documents from synthetic_balance "
-                    "where version = ? order by language", [md["artifact_version"].value])
+    rows = wh.query(
+        "select language, target_chars, achieved_chars, documents from synthetic_balance "
+        "where version = ? order by language",
+        [md["artifact_version"].value],
+    )
     assert [r["language"] for r in rows] == ["de", "es", "ja", "vi"]
     for r in rows:
         assert r["achieved_chars"] == sum(len(d["text"]) for d in docs if d["language"] == r["language"])

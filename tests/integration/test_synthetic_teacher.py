@@ -33,8 +33,17 @@ def requests_for(n: int) -> list[TeacherRequest]:
 
 
 def client(server: ChatServer, tmp_path, **kw) -> HttpTeacher:
-    args = dict(base_url=server.url, model="teacher-test", api_key="test-key", cache_path=tmp_path / "cache.sqlite",
-                concurrency=2, timeout_s=0.5, max_retries=4, backoff_s=0.05, max_backoff_s=1.0)
+    args = dict(
+        base_url=server.url,
+        model="teacher-test",
+        api_key="test-key",
+        cache_path=tmp_path / "cache.sqlite",
+        concurrency=2,
+        timeout_s=0.5,
+        max_retries=4,
+        backoff_s=0.05,
+        max_backoff_s=1.0,
+    )
     return HttpTeacher(**{**args, **kw})
 
 
@@ -93,30 +102,40 @@ def test_bad_configuration_fails_before_any_compute(tmp_path, monkeypatch):
     monkeypatch.setenv("KEXAONE_TEACHER_BASE_URL", "http://127.0.0.1:9/v1")
     monkeypatch.setenv("KEXAONE_TEACHER_MODEL", "m")
     monkeypatch.delenv("KEXAONE_TEACHER_API_KEY", raising=False)
-    with pytest.raises(TeacherError, match=r"^HTTP teacher at http://127.0.0.1:9/v1: the API key variable "
-                                           r"KEXAONE_TEACHER_API_KEY is not set$"):
+    with pytest.raises(
+        TeacherError,
+        match=r"^HTTP teacher at http://127.0.0.1:9/v1: the API key variable "
+        r"KEXAONE_TEACHER_API_KEY is not set$",
+    ):
         teacher_from_env(tmp_path)
     monkeypatch.setenv("KEXAONE_TEACHER_API_KEY", "k")
     assert teacher_from_env(tmp_path).backend == "http"
-    resource = TeacherLLM(backend="http", base_url="http://127.0.0.1:9/v1", model="m", api_key="k",
-                          cache_path=str(tmp_path / "c.sqlite"))
+    resource = TeacherLLM(
+        backend="http", base_url="http://127.0.0.1:9/v1", model="m", api_key="k", cache_path=str(tmp_path / "c.sqlite")
+    )
     with pytest.raises(TeacherError, match=r"^teacher endpoint http://127.0.0.1:9/v1 is unreachable: "):
         resource.client(max_tokens=16, temperature=0.0)
     with pytest.raises(TeacherError, match="HTTP teacher needs API key"):
         TeacherLLM(backend="http", base_url="http://x/v1", model="m").client(max_tokens=16, temperature=0.0)
 
 
-GERMAN = ("Die folgenden Werte stammen aus einem Lehrtext über Bewegung. Ein Auto fährt mit {v} Metern pro "
-          "Sekunde, das sind {w} Kilometer pro Stunde. Diese Umrechnung lässt sich mit dem Faktor drei Komma "
-          "sechs leicht überprüfen, und sie hilft beim Verständnis der Geschwindigkeit im Alltag.")
-ENGLISH = ("The following values come from a textbook about motion. A car moves at {v} meters per second, "
-           "which is {w} kilometers per hour. This conversion is easy to check with the factor three point six "
-           "and it helps to understand speed in everyday life.")
+GERMAN = (
+    "Die folgenden Werte stammen aus einem Lehrtext über Bewegung. Ein Auto fährt mit {v} Metern pro "
+    "Sekunde, das sind {w} Kilometer pro Stunde. Diese Umrechnung lässt sich mit dem Faktor drei Komma "
+    "sechs leicht überprüfen, und sie hilft beim Verständnis der Geschwindigkeit im Alltag."
+)
+ENGLISH = (
+    "The following values come from a textbook about motion. A car moves at {v} meters per second, "
+    "which is {w} kilometers per hour. This conversion is easy to check with the factor three point six "
+    "and it helps to understand speed in everyday life."
+)
 
 
 def test_language_filter_rejects_an_english_answer_to_a_german_request(tmp_path):
-    doc = ("Speed example\n\nA car moves at 25 m/s on a highway. Engineers often quote speeds in other units, "
-           "so it is worth converting the value carefully and checking the result afterwards.")
+    doc = (
+        "Speed example\n\nA car moves at 25 m/s on a highway. Engineers often quote speeds in other units, "
+        "so it is worth converting the value carefully and checking the result afterwards."
+    )
 
     def answer(messages):
         system = messages[0]["content"]
@@ -126,9 +145,16 @@ def test_language_filter_rejects_an_english_answer_to_a_german_request(tmp_path)
     with ChatServer(answer) as server:
         teacher = client(server, tmp_path)
         result, balance = multilingual_documents(
-            {"en": Direction("en", "en", [("doc-1", doc)])}, {"en": ("de",)}, teacher, template_version="v1",
-            target_chars={"de": 100}, min_chars=50, max_chars=4000, max_docs_per_source=5,
-            language_of=language_of)
+            {"en": Direction("en", "en", [("doc-1", doc)])},
+            {"en": ("de",)},
+            teacher,
+            template_version="v1",
+            target_chars={"de": 100},
+            min_chars=50,
+            max_chars=4000,
+            max_docs_per_source=5,
+            language_of=language_of,
+        )
         assert result.samples == []
         assert [r["reason"] for r in result.rejected] == ["language_mismatch"]
         assert result.rejected[0]["completion"].startswith("The following values")
@@ -137,16 +163,25 @@ def test_language_filter_rejects_an_english_answer_to_a_german_request(tmp_path)
 
     with ChatServer(lambda m: GERMAN.format(v="25", w="90")) as server:
         result, balance = multilingual_documents(
-            {"en": Direction("en", "en", [("doc-1", doc)])}, {"en": ("de",)}, client(server, tmp_path / "b"),
-            template_version="v1", target_chars={"de": 100}, min_chars=50, max_chars=4000,
-            max_docs_per_source=5, language_of=language_of)
+            {"en": Direction("en", "en", [("doc-1", doc)])},
+            {"en": ("de",)},
+            client(server, tmp_path / "b"),
+            template_version="v1",
+            target_chars={"de": 100},
+            min_chars=50,
+            max_chars=4000,
+            max_docs_per_source=5,
+            language_of=language_of,
+        )
         assert [s["language"] for s in result.samples] == ["de"] and result.samples[0]["rendering"] == "llm"
         assert balance[0]["documents"] == 1
 
 
 def test_thinking_samples_through_the_http_teacher_are_verified(tmp_path):
-    docs = [("d1", "A cyclist rides 12 km in the morning and 8 km in the evening. " * 4),
-            ("d2", "A parcel of 3 kg and a box of 5 kg are weighed together on a scale in the warehouse. " * 4)]
+    docs = [
+        ("d1", "A cyclist rides 12 km in the morning and 8 km in the evening. " * 4),
+        ("d2", "A parcel of 3 kg and a box of 5 kg are weighed together on a scale in the warehouse. " * 4),
+    ]
 
     def answer(messages):
         q = re.search(r"Question: (.+)", messages[-1]["content"]).group(1)
@@ -159,13 +194,22 @@ def test_thinking_samples_through_the_http_teacher_are_verified(tmp_path):
         else:
             value = (numbers[2] - numbers[1]) / numbers[0]
         wrong = "parcel" in messages[-1]["content"]  # the teacher gets d2's arithmetic wrong by one
-        return (f"<think>\nI read the document and compute the requested value step by step from the numbers "
-                f"it gives, then I check the arithmetic once more.\n</think>\nAnswer: {value + (1 if wrong else 0)}")
+        return (
+            f"<think>\nI read the document and compute the requested value step by step from the numbers "
+            f"it gives, then I check the arithmetic once more.\n</think>\nAnswer: {value + (1 if wrong else 0)}"
+        )
 
     with ChatServer(answer) as server:
-        result = thinking_samples({"en": ("en", docs)}, client(server, tmp_path), template_version="v1",
-                                  think=THINK, min_chars=100, max_chars=5000, max_docs_per_source=10,
-                                  language_of=language_of)
+        result = thinking_samples(
+            {"en": ("en", docs)},
+            client(server, tmp_path),
+            template_version="v1",
+            think=THINK,
+            min_chars=100,
+            max_chars=5000,
+            max_docs_per_source=10,
+            language_of=language_of,
+        )
     assert [s["source_doc_id"] for s in result.samples] == ["d1"]
     assert result.samples[0]["verified"] is True and result.samples[0]["teacher"] == "http:teacher-test"
     assert "<think>" in result.samples[0]["text"] and result.samples[0]["text"].startswith(docs[0][1])

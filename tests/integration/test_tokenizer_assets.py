@@ -47,14 +47,18 @@ def test_tokenizer_json_loads_everywhere_and_round_trips(materialized):
 
 def test_checks_pass_and_lineage_reaches_the_corpus(materialized):
     first = materialized["first"]
-    checks = {c.check_name: c.passed for c in first.get_asset_check_evaluations()
-              if c.asset_key == AssetKey("superbpe_tokenizer")}
+    checks = {
+        c.check_name: c.passed
+        for c in first.get_asset_check_evaluations()
+        if c.asset_key == AssetKey("superbpe_tokenizer")
+    }
     assert checks == {"round_trip_exact": True, "base_tokens_retained": True}
     uri = mat(first, "superbpe_tokenizer").metadata["dagster/uri"].value
     provenance = json.loads(open(f"{uri}/provenance.json").read())
     assert "base_tokenizer" in provenance["upstream"]
-    assert {f"deduplicated_corpus__{d}" for d in ("en", "ko", "es", "de", "ja", "vi", "code", "stem")} <= \
-        set(provenance["upstream"])
+    assert {f"deduplicated_corpus__{d}" for d in ("en", "ko", "es", "de", "ja", "vi", "code", "stem")} <= set(
+        provenance["upstream"]
+    )
 
 
 def test_report_has_table_chart_and_warehouse_rows(materialized):
@@ -66,7 +70,8 @@ def test_report_has_table_chart_and_warehouse_rows(materialized):
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     rows = Warehouse(path=str(materialized["home"] / "warehouse.duckdb")).query(
         "select tokenizer, domain, bytes_per_token from tokenizer_efficiency where report_version = ?",
-        [report.metadata["artifact_version"].value])
+        [report.metadata["artifact_version"].value],
+    )
     assert {r["tokenizer"] for r in rows} == {"base", "plain_bpe", "superbpe"}
     assert {r["domain"] for r in rows} == {"en", "ko", "multilingual", "stem", "code"}
     assert all(r["bytes_per_token"] > 1.0 for r in rows)

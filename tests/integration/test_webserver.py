@@ -51,9 +51,22 @@ def webserver(kexaone_env):
     log_path = kexaone_env["tmp"] / "dagster-dev.log"
     log = open(log_path, "w")
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1",
-         "-p", str(port)],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ}, start_new_session=True)
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "dev",
+            "-w",
+            "workspace.yaml",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ},
+        start_new_session=True,
+    )
     try:
         wait_for_port(port, proc, timeout=180)
         url = f"http://127.0.0.1:{port}/graphql"
@@ -90,9 +103,16 @@ def test_graphql_lists_assets_and_launches_a_materialization(webserver, kexaone_
     assert {"/".join(d["path"]) for d in stats["dependencyKeys"]} == sources
     assert stats["opVersion"] == "1" and stats["isMaterializable"]
 
-    params = {"selector": {"repositoryLocationName": "kexaone_dag", "repositoryName": "__repository__",
-                           "jobName": "__ASSET_JOB", "assetSelection": [{"path": ["raw_corpus_stats"]}]},
-              "mode": "default", "runConfigData": {}}
+    params = {
+        "selector": {
+            "repositoryLocationName": "kexaone_dag",
+            "repositoryName": "__repository__",
+            "jobName": "__ASSET_JOB",
+            "assetSelection": [{"path": ["raw_corpus_stats"]}],
+        },
+        "mode": "default",
+        "runConfigData": {},
+    }
     launched = gql(webserver, LAUNCH, {"params": params})["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     run_id = launched["run"]["runId"]

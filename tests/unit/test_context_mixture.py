@@ -28,13 +28,17 @@ def pools() -> dict[str, list[list[int]]]:
     for i, n in zip((4, 11, 29), TOO_LONG):  # planted among the fitting ones
         long_docs.insert(i, _docs(1, n, n + 1, seed=n)[0])
     # 200 rehearsal documents hold ~14K tokens < 16,384 requested: the pool has to be repeated.
-    return {"rehearsal": _docs(200, 20, 120, seed=1), "synthetic_reasoning": _docs(100, 50, 200, seed=2),
-            "long_documents": long_docs}
+    return {
+        "rehearsal": _docs(200, 20, 120, seed=1),
+        "synthetic_reasoning": _docs(100, 50, 200, seed=2),
+        "long_documents": long_docs,
+    }
 
 
 def _mix(pools, **overrides):
-    args = dict(mixture=dict(STAGE.mixture), seq_length=STAGE.seq_length, token_budget=int(STAGE.tokens),
-                pad_id=PAD, seed=7)
+    args = dict(
+        mixture=dict(STAGE.mixture), seq_length=STAGE.seq_length, token_budget=int(STAGE.tokens), pad_id=PAD, seed=7
+    )
     args.update(overrides)
     return context_mixture(pools["rehearsal"], pools["synthetic_reasoning"], pools["long_documents"], **args)
 
@@ -51,7 +55,7 @@ def test_every_sample_is_seq_plus_one_tokens_of_whole_documents_then_padding(poo
         offset = 0
         for p in placed:  # contiguous, in order, each a whole copy of its input document
             assert p.offset == offset and p.length == len(pools[p.pool][p.document])
-            assert row[p.offset:p.offset + p.length].tolist() == pools[p.pool][p.document]
+            assert row[p.offset : p.offset + p.length].tolist() == pools[p.pool][p.document]
             offset += p.length
             used[(p.pool, p.document)] += 1
         assert (row[offset:] == PAD).all() and offset > 0
@@ -98,8 +102,10 @@ def test_a_pool_too_small_for_its_share_is_repeated_and_says_so(pools, mix):
 
 
 def test_a_zero_share_pool_may_be_empty_and_contributes_nothing(pools):
-    mix = _mix({**pools, "synthetic_reasoning": []},
-               mixture={"rehearsal": 0.6, "synthetic_reasoning": 0.0, "long_documents": 0.4})
+    mix = _mix(
+        {**pools, "synthetic_reasoning": []},
+        mixture={"rehearsal": 0.6, "synthetic_reasoning": 0.0, "long_documents": 0.4},
+    )
     assert mix.pools["synthetic_reasoning"].effective_tokens == 0 == mix.pools["synthetic_reasoning"].epochs
     assert abs(mix.effective_shares()["long_documents"] - 0.4) <= mix.ratio_tolerance("long_documents")
 
@@ -110,29 +116,36 @@ def test_the_same_seed_gives_the_same_samples_and_another_seed_does_not(pools, m
     assert again.stats() == mix.stats()
     other = _mix(pools, seed=8)
     assert other.samples.shape[1] == mix.samples.shape[1] and not (
-        other.samples.shape == mix.samples.shape and np.array_equal(other.samples, mix.samples))
+        other.samples.shape == mix.samples.shape and np.array_equal(other.samples, mix.samples)
+    )
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"mixture": {"rehearsal": 0.5, "synthetic_reasoning": 0.2, "long_documents": 0.2}}, "must sum to 1"),
-    ({"mixture": {"rehearsal": 0.5, "reasoning": 0.2, "long_documents": 0.3}}, "unknown: reasoning"),
-    ({"mixture": {"rehearsal": 1.2, "synthetic_reasoning": -0.2, "long_documents": 0.0}}, "within [0, 1]"),
-    ({"seq_length": 1}, "seq_length must be an integer >= 2"),
-    ({"token_budget": 0}, "token_budget must be >= 1"),
-    ({"pad_id": -1}, "pad_id must be a non-negative integer"),
-    ({"seed": -3}, "seed must be a non-negative integer"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"mixture": {"rehearsal": 0.5, "synthetic_reasoning": 0.2, "long_documents": 0.2}}, "must sum to 1"),
+        ({"mixture": {"rehearsal": 0.5, "reasoning": 0.2, "long_documents": 0.3}}, "unknown: reasoning"),
+        ({"mixture": {"rehearsal": 1.2, "synthetic_reasoning": -0.2, "long_documents": 0.0}}, "within [0, 1]"),
+        ({"seq_length": 1}, "seq_length must be an integer >= 2"),
+        ({"token_budget": 0}, "token_budget must be >= 1"),
+        ({"pad_id": -1}, "pad_id must be a non-negative integer"),
+        ({"seed": -3}, "seed must be a non-negative integer"),
+    ],
+)
 def test_bad_arguments_fail_with_one_line(pools, overrides, message):
     with pytest.raises(ValueError) as err:
         _mix(pools, **overrides)
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("pool, docs, message", [
-    ("long_documents", [], "pool 'long_documents' is empty but its mixture share is 0.3"),
-    ("long_documents", [[5] * 600 + [EOD]], "all 1 documents are longer than seq_length + 1 = 513"),
-    ("rehearsal", [[5, EOD], []], "pool 'rehearsal': document 1 is empty"),
-])
+@pytest.mark.parametrize(
+    "pool, docs, message",
+    [
+        ("long_documents", [], "pool 'long_documents' is empty but its mixture share is 0.3"),
+        ("long_documents", [[5] * 600 + [EOD]], "all 1 documents are longer than seq_length + 1 = 513"),
+        ("rehearsal", [[5, EOD], []], "pool 'rehearsal': document 1 is empty"),
+    ],
+)
 def test_bad_pools_fail_with_one_line(pools, pool, docs, message):
     with pytest.raises(ValueError) as err:
         _mix({**pools, pool: docs})
@@ -142,7 +155,15 @@ def test_bad_pools_fail_with_one_line(pools, pool, docs, message):
 def test_a_document_of_exactly_seq_plus_one_tokens_fills_a_sample_and_one_more_token_is_skipped():
     exact, over = [7] * 512 + [EOD], [8] * 513 + [EOD]
     only_long = {"rehearsal": 0.0, "synthetic_reasoning": 0.0, "long_documents": 1.0}
-    mix = context_mixture([[5, 6, EOD]], [[9, EOD]], [over, exact], mixture=only_long, seq_length=512,
-                          token_budget=513, pad_id=PAD, seed=0)
+    mix = context_mixture(
+        [[5, 6, EOD]],
+        [[9, EOD]],
+        [over, exact],
+        mixture=only_long,
+        seq_length=512,
+        token_budget=513,
+        pad_id=PAD,
+        seed=0,
+    )
     assert mix.samples.tolist() == [exact] and mix.padding_fraction == 0.0
     assert mix.pools["long_documents"].skipped_too_long == ((0, 514),)

@@ -12,10 +12,10 @@ from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter, get_filter_result
 from datatrove.utils._import_utils import ASSETS_PATH
 
+from config import get_preset
 from corpus.pipeline import filter_chain
 from corpus.steps import CodeQualityFilter, ExclusionWriter, OfflineURLFilter
 from corpus.tokenizers import CodeTokenizer, JapaneseScriptTokenizer, SpaceDelimitedTokenizer
-from config import get_preset
 from tests.corpus_samples import DEMO, clean_records, demo_records, planted
 
 PRESET = get_preset("tiny")
@@ -107,7 +107,7 @@ def test_c4_rejects_lorem_ipsum_and_curly_brackets(partition, tmp_path):
     text = clean_records(partition)[4]["text"]
     assert verdict(c4, text) == (True, None)
     assert verdict(c4, text + "\nLorem ipsum dolor sit amet, consectetur adipiscing elit.") == (False, "lorem_ipsum")
-    assert verdict(c4, text + "\nThe config is {\"debug\": true} for this page.") == (False, "curly_bracket")
+    assert verdict(c4, text + '\nThe config is {"debug": true} for this page.') == (False, "curly_bracket")
 
 
 def test_c4_is_not_applied_to_japanese_and_stem_keeps_braces(tmp_path):
@@ -119,6 +119,7 @@ def test_c4_is_not_applied_to_japanese_and_stem_keeps_braces(tmp_path):
 
 def test_stem_keeps_number_heavy_worked_examples_that_web_prose_filters_would_drop(tmp_path):
     """STEM keeps numbers and formulas: its Gopher thresholds accept what the English web chain rejects."""
+
     def alpha_ratio(text: str) -> float:
         words = SpaceDelimitedTokenizer("en").word_tokenize(text)
         return sum(any(c.isalpha() for c in w) for w in words) / len(words)
@@ -187,31 +188,90 @@ def test_pii_formatter_replaces_emails_and_public_ips_only(tmp_path):
 def test_word_tokenizers():
     en = SpaceDelimitedTokenizer("en")
     assert en.word_tokenize("Don't stop: Baden-Württemberg, Việt Nam!") == [
-        "Don't", "stop", ":", "Baden-Württemberg", ",", "Việt", "Nam", "!"]
-    assert en.sent_tokenize("One here. Two there?\nA title\n\nThree.") == ["One here.", "Two there?", "A title", "Three."]
+        "Don't",
+        "stop",
+        ":",
+        "Baden-Württemberg",
+        ",",
+        "Việt",
+        "Nam",
+        "!",
+    ]
+    assert en.sent_tokenize("One here. Two there?\nA title\n\nThree.") == [
+        "One here.",
+        "Two there?",
+        "A title",
+        "Three.",
+    ]
     ja = JapaneseScriptTokenizer()
     assert ja.word_tokenize("明日は全国的に晴れ、スマートフォンを3台使う。") == [
-        "明日", "は", "全国的", "に", "晴", "れ", "、", "スマートフォン", "を", "3", "台使", "う", "。"]
+        "明日",
+        "は",
+        "全国的",
+        "に",
+        "晴",
+        "れ",
+        "、",
+        "スマートフォン",
+        "を",
+        "3",
+        "台使",
+        "う",
+        "。",
+    ]
     assert ja.sent_tokenize("雨です。晴れます！本当？") == ["雨です。", "晴れます！", "本当？"]
-    assert SpaceDelimitedTokenizer("ko").word_tokenize("입주민 여러분께 알려 드립니다.") == ["입주민", "여러분께", "알려", "드립니다", "."]
-    assert CodeTokenizer().word_tokenize("def f(x=3.5): return x_1") == ["def", "f", "(", "x", "=", "3.5", ")", ":", "return", "x_1"]
+    assert SpaceDelimitedTokenizer("ko").word_tokenize("입주민 여러분께 알려 드립니다.") == [
+        "입주민",
+        "여러분께",
+        "알려",
+        "드립니다",
+        ".",
+    ]
+    assert CodeTokenizer().word_tokenize("def f(x=3.5): return x_1") == [
+        "def",
+        "f",
+        "(",
+        "x",
+        "=",
+        "3.5",
+        ")",
+        ":",
+        "return",
+        "x_1",
+    ]
     assert len(demo_records("ja")) == 31
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"data.filters.en.gopher_quality.min_stop_words": 9},
-     "data.filters.en.gopher_quality.min_stop_words=9 exceeds the 8 stop words listed"),
-    ({"data.filters.ja.gopher_quality.min_avg_word_length": 9.0},
-     "data.filters.ja.gopher_quality: need 0 < min_avg_word_length < max_avg_word_length"),
-    ({"data.filters.stem.lid_language": "fr"}, "data.filters.stem.lid_language='fr' has no data.language_score_threshold entry"),
-    ({"data.minhash.num_buckets": 4}, "data.minhash: only 16% of pairs at data.minhash_threshold=0.35 become candidates"),
-    ({"data.pipeline.tasks": 0}, "data.pipeline.tasks must be >= 1 (got 0)"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"data.filters.en.gopher_quality.min_stop_words": 9},
+            "data.filters.en.gopher_quality.min_stop_words=9 exceeds the 8 stop words listed",
+        ),
+        (
+            {"data.filters.ja.gopher_quality.min_avg_word_length": 9.0},
+            "data.filters.ja.gopher_quality: need 0 < min_avg_word_length < max_avg_word_length",
+        ),
+        (
+            {"data.filters.stem.lid_language": "fr"},
+            "data.filters.stem.lid_language='fr' has no data.language_score_threshold entry",
+        ),
+        (
+            {"data.minhash.num_buckets": 4},
+            "data.minhash: only 16% of pairs at data.minhash_threshold=0.35 become candidates",
+        ),
+        ({"data.pipeline.tasks": 0}, "data.pipeline.tasks must be >= 1 (got 0)"),
+    ],
+)
 def test_filter_thresholds_are_validated_before_anything_runs(overrides, message):
     from config import PresetError
 
-    with pytest.raises(PresetError, match="preset 'tiny' is invalid: .*" + message.replace("(", r"\(").replace(")", r"\)")
-                       .replace("[", r"\[").replace(".", r"\.")):
+    with pytest.raises(
+        PresetError,
+        match="preset 'tiny' is invalid: .*"
+        + message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace(".", r"\."),
+    ):
         get_preset("tiny", overrides)
     full = get_preset("k-exaone-236b")
     assert full.data.minhash.candidate_check is False and abs(full.data.minhash.lsh_threshold - 0.8) <= 0.1

@@ -30,7 +30,9 @@ def accuracy_by_language(max_chars: int) -> dict[str, tuple[int, int]]:
     return {lang: (ok, n) for lang, (ok, n) in counts.items()}
 
 
-@pytest.mark.parametrize(("max_chars", "per_language", "overall"), [(20, 0.75, 0.93), (40, 0.94, 0.98), (80, 0.98, 0.99)])
+@pytest.mark.parametrize(
+    ("max_chars", "per_language", "overall"), [(20, 0.75, 0.93), (40, 0.94, 0.98), (80, 0.98, 0.99)]
+)
 def test_language_id_accuracy_on_short_samples(max_chars, per_language, overall):
     """Every sentence of the demo corpus cut to 20 / 40 / 80 characters (1,500 samples; measured:
     94 %, 99 %, 99.8 % overall)."""
@@ -61,8 +63,10 @@ def test_language_filter_keeps_datatroves_contract():
 
 def test_purity_is_measured_per_paragraph():
     english = clean_records("en")[0]["text"]
-    french = ("Les crêpes sont une valeur sûre pour le goûter du dimanche. Pour environ douze crêpes, il vous faut "
-              "250 grammes de farine, quatre œufs et un demi-litre de lait.")
+    french = (
+        "Les crêpes sont une valeur sûre pour le goûter du dimanche. Pour environ douze crêpes, il vous faut "
+        "250 grammes de farine, quatre œufs et un demi-litre de lait."
+    )
     pure = language_purity([english], "en")
     assert pure["purity"] == 1.0 and pure["pure_documents"] == 1
     mixed = language_purity([english + "\n\n" + french], "en")
@@ -102,8 +106,14 @@ print(json.dumps(summary["totals"]))
 def test_filter_pipeline_runs_with_the_network_refused(tmp_path):
     """Language ID, the URL filter (public-suffix list, block lists) and the writers need no download."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    proc = subprocess.run([sys.executable, "-c", NO_NETWORK, str(DEMO / "ja"), str(tmp_path / "out")], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", NO_NETWORK, str(DEMO / "ja"), str(tmp_path / "out")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     totals = json.loads(proc.stdout.strip().splitlines()[-1])
     assert totals["docs_in"] == 31 and totals["docs_out"] == 28 and totals["all_accounted_for"]

@@ -8,8 +8,18 @@ import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-CODE = ("config", "kexaone_dag", "assets", "resources", "model", "corpus", "tokenizer", "synthetic", "evaluation",
-        "kernels")
+CODE = (
+    "config",
+    "kexaone_dag",
+    "assets",
+    "resources",
+    "model",
+    "corpus",
+    "tokenizer",
+    "synthetic",
+    "evaluation",
+    "kernels",
+)
 VAR = re.compile(r"KEXAONE_[A-Z0-9_]+")
 
 
@@ -46,6 +56,9 @@ def test_the_readme_is_short_and_links_only_inside_the_repository():
     for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
         body = page.read_text()
         assert "../shared" not in body, f"{page.name} points outside the repository"
-        for path in re.findall(r"`((?:docs|config|model|corpus|tokenizer|synthetic|evaluation|kernels|assets|"
-                               r"resources|kexaone_dag|tests|bench|deploy|scripts)/[\w./-]+)`", body):
+        for path in re.findall(
+            r"`((?:docs|config|model|corpus|tokenizer|synthetic|evaluation|kernels|assets|"
+            r"resources|kexaone_dag|tests|bench|deploy|scripts)/[\w./-]+)`",
+            body,
+        ):
             assert (REPO / path.rstrip("/")).exists(), f"{page.name} names {path}, which does not exist"

@@ -56,13 +56,15 @@ def test_config_imports_only_the_standard_library_and_itself():
 def test_loading_the_science_and_the_code_location_pulls_in_what_it_should():
     """At run time: the science packages load without Dagster; the code location loads without torch or
     Megatron (the trainer runs in its own process)."""
-    probe = ("import sys, importlib\n"
-             "for m in ('config', 'model.stages', 'model.plan', 'corpus.pipeline', 'tokenizer.recipe', "
-             "'synthetic', 'evaluation.niah'):\n"
-             "    importlib.import_module(m)\n"
-             "print(sorted({m.split('.')[0] for m in sys.modules} & {'dagster', 'kexaone_dag', 'assets', 'resources'}))\n"
-             "import kexaone_dag.definitions\n"
-             "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'megatron'}))\n")
+    probe = (
+        "import sys, importlib\n"
+        "for m in ('config', 'model.stages', 'model.plan', 'corpus.pipeline', 'tokenizer.recipe', "
+        "'synthetic', 'evaluation.niah'):\n"
+        "    importlib.import_module(m)\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'dagster', 'kexaone_dag', 'assets', 'resources'}))\n"
+        "import kexaone_dag.definitions\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'megatron'}))\n"
+    )
     out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stderr[-3000:]
     science, location = out.stdout.strip().splitlines()[-2:]

@@ -32,8 +32,9 @@ def test_a_second_trainer_on_the_same_work_dir_is_refused_until_the_first_is_gon
     first = subprocess.Popen([*GUARD, "--work-dir", str(tmp_path), "--", "sleep", "120"], cwd=REPO)
     try:
         assert _wait(lambda: owner_of(tmp_path).get("pid") == first.pid, 30)
-        second = subprocess.run([*GUARD, "--work-dir", str(tmp_path), "--", "true"], cwd=REPO,
-                                capture_output=True, text=True, timeout=60)
+        second = subprocess.run(
+            [*GUARD, "--work-dir", str(tmp_path), "--", "true"], cwd=REPO, capture_output=True, text=True, timeout=60
+        )
         assert second.returncode == 2
         line = second.stderr.strip()
         assert line.count("\n") == 0 and f"in use by a trainer, pid {first.pid} on " in line, line
@@ -42,8 +43,13 @@ def test_a_second_trainer_on_the_same_work_dir_is_refused_until_the_first_is_gon
     finally:
         first.send_signal(signal.SIGKILL)  # the owner dies without any cleanup...
         first.wait(timeout=30)
-    third = subprocess.run([*GUARD, "--work-dir", str(tmp_path), "--", sys.executable, "-c", "print('trained')"],
-                           cwd=REPO, capture_output=True, text=True, timeout=60)
+    third = subprocess.run(
+        [*GUARD, "--work-dir", str(tmp_path), "--", sys.executable, "-c", "print('trained')"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert third.returncode == 0 and third.stdout.strip() == "trained"  # ...and the lock went with it
     assert owner_of(tmp_path)["command"].endswith("print('trained')")  # the new owner wrote its name
 
@@ -59,8 +65,9 @@ LAUNCHER = textwrap.dedent("""
 
 
 def test_the_trainer_dies_within_seconds_of_a_sigkilled_launcher(tmp_path):
-    launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE,
-                                text=True)
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
     trainer = psutil.Process(int(launcher.stdout.readline()))
     assert _wait(lambda: owner_of(tmp_path).get("pid") == trainer.pid, 30)  # armed, locked, exec'd
     assert "time.sleep(600)" in " ".join(trainer.cmdline())
@@ -71,8 +78,13 @@ def test_the_trainer_dies_within_seconds_of_a_sigkilled_launcher(tmp_path):
 
 
 def test_a_guard_whose_launcher_is_already_gone_does_not_start(tmp_path):
-    run = subprocess.run([*GUARD, "--work-dir", str(tmp_path), "--parent-pid", "1", "--", "true"], cwd=REPO,
-                         capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [*GUARD, "--work-dir", str(tmp_path), "--parent-pid", "1", "--", "true"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode != 0 and "the launcher (pid 1) is gone" in run.stderr
     assert not (tmp_path / LOCK_FILE).exists()
 

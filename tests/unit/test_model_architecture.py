@@ -16,17 +16,27 @@ def test_full_preset_becomes_the_report_configuration(megatron_cpu):
     from megatron.core.transformer.utils import is_layer_window_attention
 
     c = transformer_config(get_preset("k-exaone-236b"), backend="cpu")
-    assert (c.num_layers, c.hidden_size, c.num_attention_heads, c.num_query_groups, c.kv_channels) == \
-        (48, 6144, 64, 8, 128)
+    assert (c.num_layers, c.hidden_size, c.num_attention_heads, c.num_query_groups, c.kv_channels) == (
+        48,
+        6144,
+        64,
+        8,
+        128,
+    )
     assert c.window_size == (127, 0)  # 128 tokens including the query itself
-    global_layers = [i for i in range(48) if not is_layer_window_attention(c.window_size, c.window_attn_skip_freq,
-                                                                           i + 1)]
+    global_layers = [
+        i for i in range(48) if not is_layer_window_attention(c.window_size, c.window_attn_skip_freq, i + 1)
+    ]
     assert global_layers == list(range(3, 48, 4))
     assert [i for i, skip in enumerate(c.no_rope_freq) if skip] == global_layers  # NoPE exactly on global layers
     assert c.qk_layernorm and c.normalization == "RMSNorm" and c.gated_linear_unit
     assert c.ffn_hidden_size == 18432 and c.moe_layer_freq == [0] + [1] * 47
-    assert (c.num_moe_experts, c.moe_router_topk, c.moe_ffn_hidden_size, c.moe_shared_expert_intermediate_size) == \
-        (128, 8, 2048, 2048)
+    assert (c.num_moe_experts, c.moe_router_topk, c.moe_ffn_hidden_size, c.moe_shared_expert_intermediate_size) == (
+        128,
+        8,
+        2048,
+        2048,
+    )
     assert c.moe_router_score_function == "sigmoid" and c.moe_router_topk_scaling_factor == 2.5
     assert c.moe_router_enable_expert_bias and c.moe_router_bias_update_rate == 1e-4
     assert c.moe_router_load_balancing_type == "seq_aux_loss" and c.moe_aux_loss_coeff == 1e-4
@@ -38,8 +48,9 @@ def test_full_preset_becomes_the_report_configuration(megatron_cpu):
 def _layer_output(model, index: int, hidden: torch.Tensor, rope: bool = True) -> torch.Tensor:
     layer = model.decoder.layers[index]
     with torch.no_grad():
-        out, _ = layer(hidden, attention_mask=None,
-                       rotary_pos_emb=model.rotary_pos_emb(hidden.shape[0]) if rope else None)
+        out, _ = layer(
+            hidden, attention_mask=None, rotary_pos_emb=model.rotary_pos_emb(hidden.shape[0]) if rope else None
+        )
     return out
 
 
@@ -71,15 +82,22 @@ def test_global_layers_apply_no_rope_swa_layers_do(tiny):
     shuffled[40:48] = hidden[40:48].flip(0)
     queries = slice(48, 56)  # windows 33..48 .. 40..55 all contain 40..47
     for index in range(preset.model.num_layers):
-        moved = (_layer_output(model, index, shuffled)[queries]
-                 - _layer_output(model, index, hidden)[queries]).abs().max()
+        moved = (
+            (_layer_output(model, index, shuffled)[queries] - _layer_output(model, index, hidden)[queries]).abs().max()
+        )
         if index in preset.model.global_layers:
             assert moved < 1e-5, index
         else:
             assert moved > 1e-3, index
             # and it is RoPE that sees the order: the same layer without rotary embeddings does not
-            no_rope = (_layer_output(model, index, shuffled, rope=False)[queries]
-                       - _layer_output(model, index, hidden, rope=False)[queries]).abs().max()
+            no_rope = (
+                (
+                    _layer_output(model, index, shuffled, rope=False)[queries]
+                    - _layer_output(model, index, hidden, rope=False)[queries]
+                )
+                .abs()
+                .max()
+            )
             assert no_rope < 1e-5, index
 
 
@@ -90,8 +108,10 @@ def test_first_layer_dense_then_moe_and_a_dense_mtp_block(tiny):
     preset, model = tiny
     kinds = [type(layer.mlp) for layer in model.decoder.layers]
     assert kinds == [MLP] + [MoELayer] * (preset.model.num_layers - 1)
-    assert model.decoder.layers[0].mlp.linear_fc2.weight.shape == (preset.model.hidden_size,
-                                                                   preset.model.ffn_hidden_size)
+    assert model.decoder.layers[0].mlp.linear_fc2.weight.shape == (
+        preset.model.hidden_size,
+        preset.model.ffn_hidden_size,
+    )
     assert len(model.mtp.layers) == preset.model.mtp_num_layers == 1
     mtp = model.mtp.layers[0]
     assert type(mtp.mtp_model_layer.mlp) is MLP  # dense, like the report's MTP block
@@ -108,8 +128,10 @@ def test_mtp_loss_enters_the_gradients_with_the_preset_weight(tiny):
     tokens = random_tokens(2, 65, preset.tokenizer.vocab_size)
     ids, labels = tokens[:, :-1], tokens[:, 1:]
     positions = torch.arange(64).unsqueeze(0).expand(2, -1)
-    probe = {"mtp": model.mtp.layers[0].eh_proj.weight,
-             "trunk": model.decoder.layers[0].self_attention.linear_qkv.weight}
+    probe = {
+        "mtp": model.mtp.layers[0].eh_proj.weight,
+        "trunk": model.decoder.layers[0].self_attention.linear_qkv.weight,
+    }
 
     def grads(weight: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         model.config.mtp_loss_scaling_factor = weight
@@ -137,8 +159,10 @@ def test_bad_requests_fail_before_any_compute(megatron_cpu):
     with pytest.raises(ModelBuildError, match=r"^tokenizer vocabulary 4096 exceeds model.padded_vocab_size=2048"):
         build_model(tiny_preset, vocab_size=4096)
     if not torch.cuda.is_available():
-        with pytest.raises(ModelBuildError,
-                           match=r"backend 'gpu' needs CUDA and TransformerEngine, but this machine has no CUDA device"):
+        with pytest.raises(
+            ModelBuildError,
+            match=r"backend 'gpu' needs CUDA and TransformerEngine, but this machine has no CUDA device",
+        ):
             transformer_config(tiny_preset, backend="gpu")
     with pytest.raises(ModelBuildError, match=r"fp8=True needs TransformerEngine on a GPU"):
         transformer_config(tiny_preset, backend="cpu", fp8=True)
@@ -158,14 +182,22 @@ def test_gpu_backend_config_passes_megatron_validation(monkeypatch, megatron_cpu
 
     monkeypatch.setattr(megatron_config, "is_te_min_version", lambda *args, **kwargs: True)
     monkeypatch.setattr(megatron_config, "get_te_version", lambda: Version("2.8.0"))
-    for name in ("fused_permute", "fused_permute_with_probs", "fused_sort_chunks_by_index",
-                 "fused_sort_chunks_by_index_with_probs", "fused_unpermute"):
+    for name in (
+        "fused_permute",
+        "fused_permute_with_probs",
+        "fused_sort_chunks_by_index",
+        "fused_sort_chunks_by_index_with_probs",
+        "fused_unpermute",
+    ):
         monkeypatch.setattr(moe_utils, name, object())
     monkeypatch.setattr(architecture, "select_backend", lambda backend="auto": architecture.BACKENDS["gpu"])
     full = get_preset("k-exaone-236b")
     c = transformer_config(full, backend="gpu")  # fp8 follows preset.pretrain.fp8 on the GPU backend
-    assert full.pretrain.fp8 and (c.fp8, c.fp8_recipe, c.moe_router_padding_for_quantization) == \
-        ("e4m3", "blockwise", True)
+    assert full.pretrain.fp8 and (c.fp8, c.fp8_recipe, c.moe_router_padding_for_quantization) == (
+        "e4m3",
+        "blockwise",
+        True,
+    )
     assert (c.transformer_impl, c.params_dtype, c.bf16) == ("transformer_engine", torch.bfloat16, True)
     assert (c.moe_grouped_gemm, c.moe_token_dispatcher_type, c.use_cpu_initialization) == (True, "alltoall", False)
     assert c.window_size == (127, 0) and c.moe_layer_freq == [0] + [1] * 47

@@ -39,6 +39,7 @@ SHAPES = [(64, 64), (300, 300), (1, 300), (1, 7)]
 def test_matches_megatron_dot_product_attention(config, layer_number, sq, sk):
     from megatron.core.transformer.dot_product_attention import DotProductAttention
     from megatron.core.transformer.enums import AttnMaskType
+
     gen = torch.Generator().manual_seed(sq * 1000 + sk)
     heads, groups, dim = config.num_attention_heads, config.num_query_groups, config.kv_channels
     q = torch.randn(sq, 2, heads, dim, generator=gen)

@@ -23,9 +23,13 @@ def _trainer(preset, seed):
 
 
 def _snapshot(model, optimizer, scheduler) -> dict:
-    return {"model": {k: v.clone() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)},
-            "optimizer": copy.deepcopy(optimizer.state_dict()), "scheduler": scheduler.state_dict(),
-            "lr": [g["lr"] for g in optimizer.param_groups], "rng": copy.deepcopy(checkpoint.rng_state())}
+    return {
+        "model": {k: v.clone() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)},
+        "optimizer": copy.deepcopy(optimizer.state_dict()),
+        "scheduler": scheduler.state_dict(),
+        "lr": [g["lr"] for g in optimizer.param_groups],
+        "rng": copy.deepcopy(checkpoint.rng_state()),
+    }
 
 
 def _assert_same(a, b, path="") -> None:

@@ -27,8 +27,12 @@ def test_applied_on_cpu_when_the_model_is_built(tiny):
     mask = fused_softmax.get_sliding_window_causal_mask(4, 4, (1, 0))
     assert mask.device.type == "cpu"
     # True = masked: query i sees keys i-1 and i only
-    assert mask.tolist() == [[False, True, True, True], [False, False, True, True],
-                             [True, False, False, True], [True, True, False, False]]
+    assert mask.tolist() == [
+        [False, True, True, True],
+        [False, False, True, True],
+        [True, False, False, True],
+        [True, True, False, False],
+    ]
 
 
 def test_apply_is_idempotent_and_revert_restores_the_originals(megatron_cpu):
@@ -77,14 +81,19 @@ def test_every_patch_is_needed_and_together_they_make_cpu_runs_work():
     reference attention with all patches, none, and each one left out; each omission breaks exactly the stage
     its patch covers."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    result = subprocess.run([sys.executable, "-m", "model.compat_probe"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "model.compat_probe"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
     assert report["all"] == {"failed_stage": None, "error": None}
     assert report["none"]["failed_stage"] is not None
-    expected = {"rng_tracker": "seed", "current_device": "build", "causal_masks": "reference_attention",
-                "synchronize": "save"}
+    expected = {
+        "rng_tracker": "seed",
+        "current_device": "build",
+        "causal_masks": "reference_attention",
+        "synchronize": "save",
+    }
     assert set(expected) == set(cpu_compat.PATCHES)
     for name, stage in expected.items():
         outcome = report[f"without_{name}"]
@@ -112,8 +121,9 @@ def test_a_training_step_runs_with_atens_scalar_kernels():
     """ATEN_CPU_CAPABILITY=default (scalar ATen kernels, one of the margin bench's float configurations): the
     step compiles Megatron's router with TorchInductor, whose scalar C++ does not build in torch 2.14."""
     env = {**os.environ, "ATEN_CPU_CAPABILITY": "default", "PYTHONWARNINGS": "ignore"}
-    result = subprocess.run([sys.executable, "-c", ONE_STEP], cwd=REPO, env=env, capture_output=True, text=True,
-                            timeout=240)
+    result = subprocess.run(
+        [sys.executable, "-c", ONE_STEP], cwd=REPO, env=env, capture_output=True, text=True, timeout=240
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["capability"] == "DEFAULT" and 5.0 < report["loss"] < 10.0

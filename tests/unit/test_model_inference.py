@@ -33,8 +33,8 @@ def test_a_batch_of_prompts_decodes_as_each_prompt_alone(tiny):
     assert len({tuple(a) for a in alone}) > 1  # different prompts, different answers: rows are not mixed up
     stop = alone[2][3]  # one row stops early at its eos, the others go on
     stopped = generate_batch(model, prompts, 12, vocab_size=vocab, eos_token_id=stop)
-    assert stopped[2] == alone[2][:alone[2].index(stop) + 1]
-    assert [len(r) for r in stopped] == [len(a[:a.index(stop) + 1]) if stop in a else 12 for a in alone]
+    assert stopped[2] == alone[2][: alone[2].index(stop) + 1]
+    assert [len(r) for r in stopped] == [len(a[: a.index(stop) + 1]) if stop in a else 12 for a in alone]
     with pytest.raises(ValueError, match="prompts of one length"):
         generate_batch(model, [prompts[0], prompts[1][:30]], 4, vocab_size=vocab)
 
@@ -49,8 +49,10 @@ def test_generation_reproduces_a_sequence_the_model_overfitted(megatron_cpu):
     prompt, continuation = sequence[0, :8].tolist(), sequence[0, 8:].tolist()
     assert generate(model, prompt, 41, vocab_size=vocab) != continuation  # not known before training
     batch = training.batch_from_tokens(sequence.repeat(2, 1))
-    losses = [training.train_step(model, optimizer, scheduler, batch, grad_clip=preset.pretrain.grad_clip).lm_loss
-              for _ in range(30)]
+    losses = [
+        training.train_step(model, optimizer, scheduler, batch, grad_clip=preset.pretrain.grad_clip).lm_loss
+        for _ in range(30)
+    ]
     assert losses[-1] < 0.05 < losses[0]
     assert generate(model, prompt, 41, vocab_size=vocab) == continuation
 

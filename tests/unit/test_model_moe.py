@@ -54,6 +54,7 @@ def test_expert_bias_moves_against_the_load_after_a_step(tiny):
     def record(index):
         def hook(module, args, output):
             loads[index] = output[1].sum(dim=0).float()
+
         return hook
 
     handles = [r.register_forward_hook(record(i)) for i, r in enumerate(routers)]
@@ -89,7 +90,7 @@ def _dropless_error(model, m) -> float:
         flat = x.reshape(-1, m.hidden_size)
         ref = moe.shared_experts(flat)
         for e, expert in enumerate(moe.experts.local_experts):
-            ref = ref + weights[:, e:e + 1] * expert(flat)[0]
+            ref = ref + weights[:, e : e + 1] * expert(flat)[0]
     return float((out.reshape(-1, m.hidden_size) - ref).abs().max())
 
 

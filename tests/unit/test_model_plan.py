@@ -50,8 +50,13 @@ def test_layer_flops_add_up_to_the_active_parameters():
     m, p = preset.model, plan(preset)
     seq = 8192
     b = p["params_breakdown"]
-    core = [4 * m.num_attention_heads * m.kv_channels
-            * mean_keys_per_query(seq, None if i in m.global_layers else m.sliding_window) for i in range(48)]
+    core = [
+        4
+        * m.num_attention_heads
+        * m.kv_channels
+        * mean_keys_per_query(seq, None if i in m.global_layers else m.sliding_window)
+        for i in range(48)
+    ]
     weights = sum(layer_forward_flops_per_token(m, i, seq) - core[i] for i in range(48)) / 2
     norms = b["layer_norms"] + 48 * 2 * m.kv_channels
     assert weights == p["params_active"] - b["output_layer"] - norms
@@ -83,15 +88,16 @@ def test_tiny_inventory_equals_the_megatron_model(tiny):
     assert b["routed_experts"] == count(lambda n: main(n) and ".experts." in n)
     assert b["shared_experts"] == count(lambda n: main(n) and ".shared_experts." in n)
     assert b["dense_mlp"] == count(lambda n: main(n) and ".mlp.linear_fc" in n)
-    assert b["layer_norms"] == count(lambda n: main(n) and n.endswith(
-        ("input_layernorm.weight", "pre_mlp_layernorm.weight", "final_layernorm.weight")))
+    assert b["layer_norms"] == count(
+        lambda n: main(n)
+        and n.endswith(("input_layernorm.weight", "pre_mlp_layernorm.weight", "final_layernorm.weight"))
+    )
     assert b["attention"] == count(lambda n: main(n) and ".self_attention." in n)
     assert sum(b.values()) == p["params_total"]
 
 
 def _kexaone(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kexaone_dag.cli", *args], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run([sys.executable, "-m", "kexaone_dag.cli", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_plan_cli_prints_json_without_torch_or_megatron():
@@ -99,9 +105,11 @@ def test_plan_cli_prints_json_without_torch_or_megatron():
         result = _kexaone(*args)
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout) == json.loads(json.dumps(plan(get_preset("k-exaone-236b"))))
-    probe = ("import sys; from kexaone_dag.cli import main; rc = main(['plan', '--preset', 'tiny']); "
-             "heavy = [m for m in ('torch', 'megatron') if m in sys.modules]; "
-             "print('HEAVY', heavy); sys.exit(rc)")
+    probe = (
+        "import sys; from kexaone_dag.cli import main; rc = main(['plan', '--preset', 'tiny']); "
+        "heavy = [m for m in ('torch', 'megatron') if m in sys.modules]; "
+        "print('HEAVY', heavy); sys.exit(rc)"
+    )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "HEAVY []" in result.stdout

@@ -36,8 +36,10 @@ class ToyTokenizer:
 
 
 FILLER = {
-    "en": ["The river runs past the old mill. Children play on the bank in summer. "
-           "Nobody remembers who built the bridge.\nIt is still standing after a hundred years."],
+    "en": [
+        "The river runs past the old mill. Children play on the bank in summer. "
+        "Nobody remembers who built the bridge.\nIt is still standing after a hundred years."
+    ],
     "de": ["Der Zug fährt um acht Uhr ab. Am Bahnhof gibt es einen kleinen Kiosk. Die Brötchen sind frisch."],
     "ko": ["오늘은 날씨가 맑습니다. 공원에는 사람들이 많습니다. 저녁에는 비가 올 수도 있습니다."],
 }
@@ -50,30 +52,35 @@ def tok():
 
 def _find(haystack, needle) -> list[int]:
     n = len(needle)
-    return [i for i in range(len(haystack) - n + 1) if list(haystack[i:i + n]) == list(needle)]
+    return [i for i in range(len(haystack) - n + 1) if list(haystack[i : i + n]) == list(needle)]
 
 
 # -- scoring ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("generated, expected, correct", [
-    (" 48213.", "48213", True),  # the plain right answer
-    ("48213", "48213", True),
-    (" 48213. The river runs 77", "48213", True),  # extra text after the value is fine
-    (" is 48213 indeed", "48213", True),  # the first number counts, wherever it starts
-    ("４８２１３입니다", "48213", True),  # full-width digits (NFKC)
-    (" 48214.", "48213", False),  # wrong
-    (" 4821", "48213", False),  # partial number
-    (" 4821.3", "48213", False),  # broken number
-    (" 482135", "48213", False),  # a digit too many
-    (" 1 48213", "48213", False),  # a different number first
-    (" the number", "48213", False),  # no number at all
-    ("", "48213", False),
-])
+
+@pytest.mark.parametrize(
+    "generated, expected, correct",
+    [
+        (" 48213.", "48213", True),  # the plain right answer
+        ("48213", "48213", True),
+        (" 48213. The river runs 77", "48213", True),  # extra text after the value is fine
+        (" is 48213 indeed", "48213", True),  # the first number counts, wherever it starts
+        ("４８２１３입니다", "48213", True),  # full-width digits (NFKC)
+        (" 48214.", "48213", False),  # wrong
+        (" 4821", "48213", False),  # partial number
+        (" 4821.3", "48213", False),  # broken number
+        (" 482135", "48213", False),  # a digit too many
+        (" 1 48213", "48213", False),  # a different number first
+        (" the number", "48213", False),  # no number at all
+        ("", "48213", False),
+    ],
+)
 def test_exact_match_scoring(generated, expected, correct):
     assert niah.score_exact(generated, expected) is correct
 
 
 # -- grid ---------------------------------------------------------------------------------------------
+
 
 def test_grid_lengths_and_depths():
     assert niah.grid_lengths(512, 4088, 5) == [512, 1406, 2300, 3194, 4088]
@@ -106,16 +113,17 @@ def test_cases_cover_exactly_the_grid_with_exact_prompt_lengths(tok):
 
 def test_needle_sits_once_at_its_depth_and_the_prompt_ends_with_the_question(tok):
     cases = niah.make_cases(tok.encode, FILLER, [80, 200], niah.grid_depths(5), trials=2, seed=1)
-    longest_sentence = max(len(tok.encode(" " + s)) for texts in FILLER.values() for t in texts
-                           for s in niah.split_sentences(t))
+    longest_sentence = max(
+        len(tok.encode(" " + s)) for texts in FILLER.values() for t in texts for s in niah.split_sentences(t)
+    )
     for c in cases:
         template = niah.TEMPLATES[c.language]
         assert _find(c.prompt_ids, c.needle_ids) == [c.needle_index]  # exactly once
         text = tok.decode(c.needle_ids)
         assert text == "\n" + template.sentence(c.key, c.value)
         question = tok.encode("\n") + tok.encode(template.question(c.key))
-        assert list(c.prompt_ids[-len(question):]) == question  # the answer is the continuation
-        assert list(c.needle_ids[:len(question)]) == question
+        assert list(c.prompt_ids[-len(question) :]) == question  # the answer is the continuation
+        assert list(c.needle_ids[: len(question)]) == question
         filler_tokens = c.length - len(c.needle_ids) - len(question)
         assert abs(c.needle_index - c.depth * filler_tokens) <= longest_sentence
         if c.depth == 0.0:
@@ -134,6 +142,7 @@ def test_a_length_too_short_for_needle_and_question_is_an_error(tok):
 
 # -- evaluate, gate, report ---------------------------------------------------------------------------
 
+
 def _oracle(tok, cases, wrong: set[tuple[int, float, int]] = frozenset()):
     """A generate_fn that reads the value off the prompt, except for the (length, depth, trial) in wrong."""
     by_prompt = {c.prompt_ids: c for c in cases}
@@ -141,6 +150,7 @@ def _oracle(tok, cases, wrong: set[tuple[int, float, int]] = frozenset()):
     def generate_fn(ids):
         c = by_prompt[tuple(ids)]
         return " 999999." if (c.length, c.depth, c.trial) in wrong else f" {c.value}. and more"
+
     return generate_fn
 
 
@@ -148,16 +158,19 @@ def test_evaluate_gate_passes_and_fails_naming_the_cells(tok):
     lengths, depths = [60, 120], niah.grid_depths(3)
     cases = niah.make_cases(tok.encode, FILLER, lengths, depths, trials=3, seed=3)
     results = niah.evaluate(cases, _oracle(tok, cases))
-    assert [(c.length, c.depth, c.trials, c.correct) for c in results.cells] == \
-        [(n, d, 3, 3) for n in lengths for d in depths]
+    assert [(c.length, c.depth, c.trials, c.correct) for c in results.cells] == [
+        (n, d, 3, 3) for n in lengths for d in depths
+    ]
     assert niah.gate(results, 0.95) == (True, [])
     assert results.accuracy == 1.0
 
     results = niah.evaluate(cases, _oracle(tok, cases, wrong={(120, 0.5, 1), (60, 0.0, 0), (60, 0.0, 2)}))
     passed, failing = niah.gate(results, 0.95)
     assert not passed
-    assert [(c.length, c.depth, c.correct, round(c.accuracy, 3)) for c in failing] == \
-        [(60, 0.0, 1, 0.333), (120, 0.5, 2, 0.667)]
+    assert [(c.length, c.depth, c.correct, round(c.accuracy, 3)) for c in failing] == [
+        (60, 0.0, 1, 0.333),
+        (120, 0.5, 2, 0.667),
+    ]
     message = niah.gate_message(failing, 0.95)
     assert "length 60 depth 0.00: 1/3 (33%)" in message and "length 120 depth 0.50: 2/3 (67%)" in message
     assert niah.gate(results, 0.3)[0]  # a lower bar passes the same results
@@ -195,9 +208,11 @@ def test_markdown_table_and_heatmap_png_are_written(tok, tmp_path):
 
 # -- training documents -------------------------------------------------------------------------------
 
+
 def test_retrieval_training_documents(tok):
-    docs = niah.retrieval_training_documents(5, FILLER, n_docs=6, length_tokens=257, tokenizer_encode=tok.encode,
-                                             tokens_per_needle=64)
+    docs = niah.retrieval_training_documents(
+        5, FILLER, n_docs=6, length_tokens=257, tokenizer_encode=tok.encode, tokens_per_needle=64
+    )
     assert len(docs) == 6 and all(len(d.ids) == 257 for d in docs)
     eval_keys = {c.key for c in niah.make_cases(tok.encode, FILLER, [60], niah.grid_depths(5), 3, seed=5)}
     for d in docs:
@@ -209,7 +224,7 @@ def test_retrieval_training_documents(tok):
             value = niah.first_value(answer)
             assert answer == template.answer(value)
             # the answered line is a question whose needle came earlier in the document
-            line = text[:len(tok.decode(d.ids[:end]))].rsplit("\n", 1)[1]
+            line = text[: len(tok.decode(d.ids[:end]))].rsplit("\n", 1)[1]
             assert line.endswith(template.answer(value)) and text.count(line) == 2
             key = re.search(re.escape(template.prefix).replace(re.escape("{key}"), "(\\w+)"), line).group(1)
             assert niah.key_split(key) == "train" and key not in eval_keys
@@ -222,8 +237,15 @@ def test_retrieval_training_documents(tok):
 
 
 def test_retrieval_documents_with_a_minimum_length_spread_between_it_and_the_maximum(tok):
-    docs = niah.retrieval_training_documents(3, FILLER, n_docs=60, length_tokens=400, tokenizer_encode=tok.encode,
-                                             tokens_per_needle=40, min_length_tokens=100)
+    docs = niah.retrieval_training_documents(
+        3,
+        FILLER,
+        n_docs=60,
+        length_tokens=400,
+        tokenizer_encode=tok.encode,
+        tokens_per_needle=40,
+        min_length_tokens=100,
+    )
     lengths = [len(d.ids) for d in docs]
     assert all(100 <= n <= 400 for n in lengths)
     assert min(lengths) < 150 and max(lengths) > 300  # log-uniform: both ends are drawn
@@ -245,16 +267,23 @@ def test_key_spaces_are_disjoint():
 
 
 def test_quotes_repeat_earlier_filler_sentences_verbatim(tok):
-    long_filler = {"en": [" ".join(f"Sentence number {w} tells of the {w} river and its banks." for w in
-                                    ("first", "second", "third", "fourth", "fifth", "sixth", "seventh"))]}
-    docs = niah.retrieval_training_documents(2, long_filler, n_docs=4, length_tokens=400,
-                                             tokenizer_encode=tok.encode, tokens_per_needle=200, quote_share=0.4)
+    long_filler = {
+        "en": [
+            " ".join(
+                f"Sentence number {w} tells of the {w} river and its banks."
+                for w in ("first", "second", "third", "fourth", "fifth", "sixth", "seventh")
+            )
+        ]
+    }
+    docs = niah.retrieval_training_documents(
+        2, long_filler, n_docs=4, length_tokens=400, tokenizer_encode=tok.encode, tokens_per_needle=200, quote_share=0.4
+    )
     for d in docs:
         assert len(d.ids) == 400 and d.copy_spans
         assert 0.2 * 400 < sum(e - s + 1 for s, e in d.copy_spans) <= 0.4 * 400
         for start, end in d.copy_spans:
-            quote = d.ids[start - 1:end]
-            assert any(d.ids[i:i + len(quote)] == quote for i in range(start - 1))  # said before
+            quote = d.ids[start - 1 : end]
+            assert any(d.ids[i : i + len(quote)] == quote for i in range(start - 1))  # said before
     with pytest.raises(ValueError, match="quote_share"):
         niah.retrieval_training_documents(2, long_filler, 1, 400, tok.encode, quote_share=1.0)
 
@@ -266,7 +295,7 @@ def test_filler_longer_than_its_text_passes_over_it_in_fresh_orders(tok):
     sentences = [tuple(s) for s in pool.sentences[language]]
     total = sum(len(s) for s in sentences)
     taken = [tuple(s) for s in pool.take(language, 3 * total, random.Random(5))]
-    passes = [taken[i * len(sentences):(i + 1) * len(sentences)] for i in range(3)]
+    passes = [taken[i * len(sentences) : (i + 1) * len(sentences)] for i in range(3)]
     assert all(sorted(p) == sorted(sentences) for p in passes)
     assert len({tuple(p) for p in passes}) == 3  # three different orders
     assert sum(len(s) for s in pool.take(language, 1000, random.Random(1))) == 1000  # exact length, last one cut
@@ -275,16 +304,17 @@ def test_filler_longer_than_its_text_passes_over_it_in_fresh_orders(tok):
 def test_training_documents_cover_the_grids_edges(tok):
     """Depth 0 and depth 1 of the gate both occur in training: needles that open a document, and
     questions that follow their needle with nothing in between."""
-    docs = niah.retrieval_training_documents(7, FILLER, n_docs=40, length_tokens=400, tokenizer_encode=tok.encode,
-                                             tokens_per_needle=40)
+    docs = niah.retrieval_training_documents(
+        7, FILLER, n_docs=40, length_tokens=400, tokenizer_encode=tok.encode, tokens_per_needle=40
+    )
     opening = adjacent = pairs = 0
     for d in docs:
         text = tok.decode(d.ids)
         opening += text.startswith("\n" + niah.TEMPLATES[d.language].prefix.split("{key}")[0])
         for start, end in d.answer_spans:
             pairs += 1
-            line = text[:len(tok.decode(d.ids[:end]))].rsplit("\n", 1)[1]
-            before = text[:len(tok.decode(d.ids[:end]))][:-len(line) - 1]
+            line = text[: len(tok.decode(d.ids[:end]))].rsplit("\n", 1)[1]
+            before = text[: len(tok.decode(d.ids[:end]))][: -len(line) - 1]
             adjacent += before.endswith(line)  # the needle line, then straight away its question
     assert pairs > 200
     assert 0.05 < adjacent / pairs < 0.2 and opening >= 1

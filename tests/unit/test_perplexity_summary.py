@@ -38,6 +38,7 @@ def _held_out(n_docs: int = 12, seed: int = 0) -> list[list[int]]:
 
 # --- held_out_windows -----------------------------------------------------------------------------
 
+
 def test_windows_are_non_overlapping_cuts_of_the_concatenated_documents():
     docs = [[2, 3, EOD], [4, 5, 6, 7, EOD], [8, EOD], [9, 10, 11, EOD]]
     stream = [t for d in docs for t in d]  # 14 tokens: three windows of 4, the 2-token tail dropped
@@ -53,17 +54,21 @@ def test_more_windows_than_asked_keeps_evenly_spaced_ones():
     assert all(len(w) == 5 for w in windows)
 
 
-@pytest.mark.parametrize("docs, seq, n, message", [
-    ([[2, 3, EOD]], 3, 1, "fewer than one window of seq_length + 1 = 4"),
-    ([[2, 3, EOD]], 0, 1, "seq_length must be an integer >= 1"),
-    ([[2, 3, EOD]], 1, 0, "max_windows must be an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "docs, seq, n, message",
+    [
+        ([[2, 3, EOD]], 3, 1, "fewer than one window of seq_length + 1 = 4"),
+        ([[2, 3, EOD]], 0, 1, "seq_length must be an integer >= 1"),
+        ([[2, 3, EOD]], 1, 0, "max_windows must be an integer >= 1"),
+    ],
+)
 def test_bad_window_arguments_fail_with_one_line(docs, seq, n, message):
     with pytest.raises(ValueError, match=message.replace("+", r"\+")):
         held_out_windows(docs, seq, n)
 
 
 # --- perplexity on the tiny Megatron model ---------------------------------------------------------
+
 
 def test_random_init_scores_near_the_vocabulary_size_and_equals_the_main_heads_cross_entropy(tiny):  # noqa: F811 (pytest fixture)
     preset, model = tiny
@@ -110,6 +115,7 @@ def test_bad_perplexity_input_fails_before_the_model_runs(tiny):  # noqa: F811 (
 
 # --- drift -------------------------------------------------------------------------------------------
 
+
 def test_drift_flags_exactly_the_domains_above_tolerance():
     base = {"en": 10.0, "ko": 20.0, "code": 5.0, "stem": 8.0}
     now = {"en": 10.4, "ko": 21.2, "code": 5.25, "stem": 7.0}  # +4 %, +6 %, +5 % (not over), -12.5 %
@@ -120,11 +126,14 @@ def test_drift_flags_exactly_the_domains_above_tolerance():
     assert [d.domain for d in drift(base, now, 0.0)] == ["en", "ko", "code"]
 
 
-@pytest.mark.parametrize("now, tolerance, message", [
-    ({"en": 10.0}, 0.05, "only baseline: ko; only stage: -"),
-    ({"en": 10.0, "ko": float("nan")}, 0.05, "stage perplexity must be a finite number > 0"),
-    ({"en": 10.0, "ko": 1.0}, -0.1, "tolerance must be a finite number >= 0"),
-])
+@pytest.mark.parametrize(
+    "now, tolerance, message",
+    [
+        ({"en": 10.0}, 0.05, "only baseline: ko; only stage: -"),
+        ({"en": 10.0, "ko": float("nan")}, 0.05, "stage perplexity must be a finite number > 0"),
+        ({"en": 10.0, "ko": 1.0}, -0.1, "tolerance must be a finite number >= 0"),
+    ],
+)
 def test_bad_drift_input_fails_with_one_line(now, tolerance, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")) as err:
         drift({"en": 10.0, "ko": 20.0}, now, tolerance)
@@ -133,9 +142,13 @@ def test_bad_drift_input_fails_with_one_line(now, tolerance, message):
 
 # --- summary -----------------------------------------------------------------------------------------
 
-PPL = {"pretrain_stage1": {"en": 40.0, "ko": 60.0}, "pretrain_stage2": {"en": 30.0, "ko": 45.0},
-       "pretrain_stage3": {"en": 25.0, "ko": 40.0}, "context_ext_stage1": {"en": 25.5, "ko": 44.0},
-       "context_ext_stage2": {"en": 26.0, "ko": 43.0}}
+PPL = {
+    "pretrain_stage1": {"en": 40.0, "ko": 60.0},
+    "pretrain_stage2": {"en": 30.0, "ko": 45.0},
+    "pretrain_stage3": {"en": 25.0, "ko": 40.0},
+    "context_ext_stage1": {"en": 25.5, "ko": 44.0},
+    "context_ext_stage2": {"en": 26.0, "ko": 43.0},
+}
 
 
 def _ppl_rows() -> list[dict]:
@@ -146,21 +159,31 @@ def _ppl_rows() -> list[dict]:
 def _sections(**overrides) -> EvaluationSections:
     args = dict(
         corpus=[CorpusStat("en", 120, 80_000, 100, 90), CorpusStat("ko", 60, 50_000, 55, 50)],
-        tokenizer=[TokenizerEfficiency(t, d, v) for t, d, v in
-                   [("base", "en", 4.1), ("superbpe", "en", 5.3), ("base", "ko", 2.2), ("superbpe", "ko", 3.0)]],
+        tokenizer=[
+            TokenizerEfficiency(t, d, v)
+            for t, d, v in [("base", "en", 4.1), ("superbpe", "en", 5.3), ("base", "ko", 2.2), ("superbpe", "ko", 3.0)]
+        ],
         loss_curves=[LossCurve(c, f"loss_{c}.png", final_lm_loss=3.2, steps=24) for c in reversed(CHAIN_ORDER)],
-        niah=[NiahStage("context_ext_stage1", "niah_context_ext_stage1.png", 0.97, 0.95, True),
-              NiahStage("context_ext_stage2", "niah_context_ext_stage2.png", 0.62, 0.95, False)],
+        niah=[
+            NiahStage("context_ext_stage1", "niah_context_ext_stage1.png", 0.97, 0.95, True),
+            NiahStage("context_ext_stage2", "niah_context_ext_stage2.png", 0.62, 0.95, False),
+        ],
         drift=DriftSection(_ppl_rows(), baseline="pretrain_stage3", tolerance=0.05, image="short_context_drift.png"),
-        notes=["preset `tiny`"])
+        notes=["preset `tiny`"],
+    )
     args.update(overrides)
     return EvaluationSections(**args)
 
 
 def test_the_summary_holds_every_section_in_chain_order_with_its_images():
     md = evaluation_summary_markdown(_sections())
-    headings = ["## Corpus", "## Tokenizer efficiency", "## Training loss", "## Needle in a haystack",
-                "## Short-context drift"]
+    headings = [
+        "## Corpus",
+        "## Tokenizer efficiency",
+        "## Training loss",
+        "## Needle in a haystack",
+        "## Short-context drift",
+    ]
     assert [md.index(h) for h in headings] == sorted(md.index(h) for h in headings)
     assert "| **total** | 180 | 130,000 | 155 | 140 |" in md
     assert "| en | 4.10 | 5.30 |" in md and "| domain | base | superbpe |" in md
@@ -184,14 +207,19 @@ def test_missing_inputs_leave_a_visible_gap_and_no_drift_says_so():
     assert "No domain rose more than 5% over `pretrain_stage3`." in md and "**over**" not in md
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"loss_curves": [LossCurve("pretrain_stage1", "/abs/loss.png")]}, "must be relative"),
-    ({"niah": [NiahStage("context_ext_stage1", "../x.png", 1.0, 0.95, True)]}, "must be relative"),
-    ({"loss_curves": [LossCurve("sft", "loss.png")]}, "unknown checkpoint(s) sft"),
-    ({"drift": DriftSection(_ppl_rows(), "context_ext_stage3", 0.05)}, "baseline 'context_ext_stage3' has no"),
-    ({"drift": DriftSection([{"checkpoint": "pretrain_stage3", "domain": "en"}], "pretrain_stage3", 0.05)},
-     "lacks perplexity"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"loss_curves": [LossCurve("pretrain_stage1", "/abs/loss.png")]}, "must be relative"),
+        ({"niah": [NiahStage("context_ext_stage1", "../x.png", 1.0, 0.95, True)]}, "must be relative"),
+        ({"loss_curves": [LossCurve("sft", "loss.png")]}, "unknown checkpoint(s) sft"),
+        ({"drift": DriftSection(_ppl_rows(), "context_ext_stage3", 0.05)}, "baseline 'context_ext_stage3' has no"),
+        (
+            {"drift": DriftSection([{"checkpoint": "pretrain_stage3", "domain": "en"}], "pretrain_stage3", 0.05)},
+            "lacks perplexity",
+        ),
+    ],
+)
 def test_bad_summary_input_fails_with_one_line(overrides, message):
     with pytest.raises(ValueError) as err:
         evaluation_summary_markdown(_sections(**overrides))

@@ -4,30 +4,41 @@ from __future__ import annotations
 
 import pytest
 
+from config import PRESET_NAMES, SOURCES, PresetError, get_preset, leaf_paths
 from kexaone_dag.config import PresetResource
-from config import SOURCES, PRESET_NAMES, PresetError, get_preset, leaf_paths
 
 
 def test_full_preset_is_the_reports_architecture():
     p = get_preset("k-exaone-236b")
     m = p.model
-    assert (m.num_layers, m.hidden_size, m.num_attention_heads, m.num_query_groups, m.kv_channels) == \
-        (48, 6144, 64, 8, 128)
+    assert (m.num_layers, m.hidden_size, m.num_attention_heads, m.num_query_groups, m.kv_channels) == (
+        48,
+        6144,
+        64,
+        8,
+        128,
+    )
     assert m.global_layers == tuple(range(3, 48, 4))  # LLLG: 12 global, 36 SWA
     assert len(m.global_layers) == 12
     assert (m.sliding_window, m.rope_theta, m.qk_layernorm, m.norm_eps) == (128, 1e6, True, 1e-5)
     assert (m.ffn_hidden_size, m.num_dense_layers) == (18432, 1)
-    assert (m.num_moe_experts, m.moe_router_topk, m.moe_ffn_hidden_size,
-            m.moe_shared_expert_intermediate_size) == (128, 8, 2048, 2048)
+    assert (m.num_moe_experts, m.moe_router_topk, m.moe_ffn_hidden_size, m.moe_shared_expert_intermediate_size) == (
+        128,
+        8,
+        2048,
+        2048,
+    )
     assert (m.moe_router_score_function, m.moe_router_topk_scaling_factor) == ("sigmoid", 2.5)
-    assert (m.moe_router_bias_update_rate, m.moe_aux_loss_coeff, m.moe_router_load_balancing_type) == \
-        (1e-4, 1e-4, "seq_aux_loss")
+    assert (m.moe_router_bias_update_rate, m.moe_aux_loss_coeff, m.moe_router_load_balancing_type) == (
+        1e-4,
+        1e-4,
+        "seq_aux_loss",
+    )
     assert m.moe_expert_capacity_factor is None  # dropless
     assert (m.mtp_num_layers, m.mtp_loss_scaling_factor) == (1, 0.05)
     assert m.untie_embeddings_and_output_weights and m.padded_vocab_size == 153_600
     t = p.tokenizer
-    assert (t.base_vocab_size, t.vocab_size, t.keep_base_fraction, t.superword_fraction) == \
-        (100_000, 150_000, 0.7, 0.2)
+    assert (t.base_vocab_size, t.vocab_size, t.keep_base_fraction, t.superword_fraction) == (100_000, 150_000, 0.7, 0.2)
     assert dict(t.superword_allocation) == {"en": 2, "ko": 3, "other": 1} and t.normalization == "NFC"
     assert (p.pretrain.total_tokens, p.pretrain.max_lr, p.pretrain.seq_length) == (11e12, 3.0e-4, 8192)
     assert (p.pretrain.optimizer, p.pretrain.lr_schedule, p.pretrain.fp8) == ("muon", "WSD", True)
@@ -97,10 +108,14 @@ def test_slice_is_what_gets_hashed():
         ({"model.padded_vocab_size": 1024}, "model.padded_vocab_size=1024 is smaller than tokenizer.vocab_size"),
         ({"data.stage_mixtures.stage1.en": 0.9}, "data.stage_mixtures.stage1 weights must be >= 0 and sum to 1"),
         ({"context.stages.stage1.seq_length": 64}, "context.stages.stage1.seq_length=64 must exceed"),
-        ({"context.stages.stage1.retrieval_min_length": 1024},
-         "context.stages.stage1.retrieval_min_length=1024 must be within (0, seq_length=512]"),
-        ({"context.stages.stage2.answer_loss_weight": 0},
-         "context.stages.stage2.answer_loss_weight=0 must be an integer within [1, 255]"),
+        (
+            {"context.stages.stage1.retrieval_min_length": 1024},
+            "context.stages.stage1.retrieval_min_length=1024 must be within (0, seq_length=512]",
+        ),
+        (
+            {"context.stages.stage2.answer_loss_weight": 0},
+            "context.stages.stage2.answer_loss_weight=0 must be an integer within [1, 255]",
+        ),
     ],
 )
 def test_invalid_values_fail_with_one_line_naming_the_problem(overrides, message):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from corpus.lid import Py3LangidLID
 from config import PresetError, get_preset
+from corpus.lid import Py3LangidLID
 from synthetic.pipeline import Direction, multilingual_documents, thinking_samples
 from synthetic.teacher import OFFLINE_TEACHER, OfflineTeacher, TeacherError, TeacherRequest
 from tests.synthetic_support import FACTORS, recompute
@@ -20,10 +20,12 @@ DEMO = Path(__file__).resolve().parents[2] / "corpus" / "demo_data"
 LID = Py3LangidLID()
 
 
-
 def demo_docs(source: str) -> list[tuple[str, str]]:
-    return [(r["id"], r["text"]) for f in sorted((DEMO / source).glob("*.jsonl"))
-            for r in map(json.loads, f.read_text(encoding="utf-8").splitlines())]
+    return [
+        (r["id"], r["text"])
+        for f in sorted((DEMO / source).glob("*.jsonl"))
+        for r in map(json.loads, f.read_text(encoding="utf-8").splitlines())
+    ]
 
 
 def language_of(text: str) -> str:
@@ -32,9 +34,16 @@ def language_of(text: str) -> str:
 
 def test_offline_thinking_answers_are_correct_by_independent_recomputation():
     docs = demo_docs("stem")
-    result = thinking_samples({"stem": ("en", docs)}, OfflineTeacher(), template_version="v1",
-                              think=("<think>", "</think>"), min_chars=300, max_chars=6000, max_docs_per_source=100,
-                              language_of=language_of)
+    result = thinking_samples(
+        {"stem": ("en", docs)},
+        OfflineTeacher(),
+        template_version="v1",
+        think=("<think>", "</think>"),
+        min_chars=300,
+        max_chars=6000,
+        max_docs_per_source=100,
+        language_of=language_of,
+    )
     assert len(result.samples) >= 10
     assert {s["problem_kind"] for s in result.samples} == {"convert", "add", "linear"}
     by_id = dict(docs)
@@ -46,7 +55,7 @@ def test_offline_thinking_answers_are_correct_by_independent_recomputation():
         question = re.search(r"\nQuestion: (.+)\n<think>\n", text)[1]
         stated = float(re.search(r"</think>\nAnswer: (-?[\d.]+)", text)[1])
         assert stated == pytest.approx(recompute(question), rel=1e-6), question
-        trajectory = text[text.index("<think>"):text.index("</think>")]
+        trajectory = text[text.index("<think>") : text.index("</think>")]
         assert len(trajectory.splitlines()) >= 3
     # every STEM document without usable quantities is accounted for with its reason
     assert len(result.samples) + len(result.rejected) == len(docs)
@@ -57,9 +66,18 @@ def test_offline_crosslingual_renderings_are_in_the_target_language_and_keep_the
     directions = {"stem": Direction("stem", "en", demo_docs("stem")), "ko": Direction("ko", "ko", demo_docs("ko"))}
     targets = {"stem": ("de", "ja", "vi", "es"), "ko": ("de", "ja", "vi", "es")}
     wanted = {"de": 1500, "ja": 800, "vi": 1500, "es": 100_000}
-    result, balance = multilingual_documents(directions, targets, OfflineTeacher(), template_version="v1",
-                                             target_chars=wanted, min_chars=120, max_chars=4000,
-                                             max_docs_per_source=100, language_of=language_of, concurrency=1)
+    result, balance = multilingual_documents(
+        directions,
+        targets,
+        OfflineTeacher(),
+        template_version="v1",
+        target_chars=wanted,
+        min_chars=120,
+        max_chars=4000,
+        max_docs_per_source=100,
+        language_of=language_of,
+        concurrency=1,
+    )
     rows = {r["language"]: r for r in balance}
     for lang, row in rows.items():
         docs = [s for s in result.samples if s["language"] == lang]

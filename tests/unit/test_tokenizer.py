@@ -8,8 +8,8 @@ import unicodedata
 import pytest
 from tokenizers import Tokenizer
 
-from corpus.sources import filesystem, iter_documents
 from config import get_preset
+from corpus.sources import filesystem, iter_documents
 from resources.corpus_sources import CorpusSources
 from tokenizer.superbpe import (
     SuperBPEPlan,
@@ -50,30 +50,50 @@ def stream(*sources):
 
 def plan_for(preset) -> SuperBPEPlan:
     t = preset.tokenizer
-    return SuperBPEPlan(vocab_size=t.vocab_size, special_tokens=t.special_tokens,
-                        padded_vocab_size=preset.model.padded_vocab_size, keep_base_fraction=t.keep_base_fraction,
-                        superword_fraction=t.superword_fraction, superword_allocation=t.superword_allocation,
-                        max_superword_words=t.max_superword_words, normalization=t.normalization)
+    return SuperBPEPlan(
+        vocab_size=t.vocab_size,
+        special_tokens=t.special_tokens,
+        padded_vocab_size=preset.model.padded_vocab_size,
+        keep_base_fraction=t.keep_base_fraction,
+        superword_fraction=t.superword_fraction,
+        superword_allocation=t.superword_allocation,
+        max_superword_words=t.max_superword_words,
+        normalization=t.normalization,
+    )
 
 
 def train_all():
     preset = get_preset("tiny")
     plan = plan_for(preset)
-    base = train_base_tokenizer(stream("en", "ko", "es", "code", "stem"), preset.tokenizer.base_vocab_size,
-                                plan.special_tokens)
+    base = train_base_tokenizer(
+        stream("en", "ko", "es", "code", "stem"), preset.tokenizer.base_vocab_size, plan.special_tokens
+    )
     all_texts = stream("en", "ko", "es", "de", "ja", "vi", "code", "stem")
-    result = train_superbpe(plan, base, all_texts=all_texts,
-                            reallocation_texts=stream("de", "ja", "vi", "code", "stem"),
-                            superword_texts={"en": stream("en"), "ko": stream("ko"),
-                                             "other": stream("es", "de", "ja", "vi", "code", "stem")})
+    result = train_superbpe(
+        plan,
+        base,
+        all_texts=all_texts,
+        reallocation_texts=stream("de", "ja", "vi", "code", "stem"),
+        superword_texts={
+            "en": stream("en"),
+            "ko": stream("ko"),
+            "other": stream("es", "de", "ja", "vi", "code", "stem"),
+        },
+    )
     return plan, base, result, train_plain_bpe(all_texts, plan), all_texts
 
 
 @pytest.fixture(scope="module")
 def trained():
     plan, base, result, plain, all_texts = train_all()
-    return {"plan": plan, "base": base, "result": result, "super": result.tokenizer, "plain": plain,
-            "all_texts": all_texts}
+    return {
+        "plan": plan,
+        "base": base,
+        "result": result,
+        "super": result.tokenizer,
+        "plain": plain,
+        "all_texts": all_texts,
+    }
 
 
 @pytest.mark.parametrize("text", ROUND_TRIP_TEXTS)
@@ -124,7 +144,7 @@ def test_no_superword_crosses_colon_space(trained):
 def test_stage1_merges_are_a_prefix_of_the_final_merges(trained):
     final = merges_of(trained["super"])
     stage1 = trained["result"].stage1_merges
-    assert final[:len(stage1)] == stage1 and len(final) > len(stage1)
+    assert final[: len(stage1)] == stage1 and len(final) > len(stage1)
     assert not any(is_superword(a + b) for a, b in stage1)
 
 
@@ -133,7 +153,7 @@ def test_retains_the_most_frequent_base_tokens(trained):
     freqs = base_token_frequencies(base, trained["all_texts"])
     base_vocab = base.get_vocab()
     ranked = sorted(base_vocab, key=lambda t: (-freqs.get(base_vocab[t], 0), base_vocab[t]))
-    top = ranked[:int(0.7 * len(base_vocab))]
+    top = ranked[: int(0.7 * len(base_vocab))]
     assert all(t in new_vocab for t in top)  # every one of the top 70 %
     assert sum(t in new_vocab for t in base_vocab) >= 0.7 * len(base_vocab)
 
@@ -164,7 +184,8 @@ def test_efficiency_rows_measure_bytes_per_token(trained):
     docs = {d: (lambda d=d: iter([(f"{d}-held", text)])) for d in ("en", "ko", "es", "de", "ja", "vi", "code", "stem")}
     rows = efficiency_rows({"plain": trained["plain"], "superbpe": trained["super"]}, docs, held_out_fraction=1.0)
     assert {(r["tokenizer"], r["domain"]) for r in rows} == {
-        (t, d) for t in ("plain", "superbpe") for d in ("en", "ko", "multilingual", "stem", "code")}
+        (t, d) for t in ("plain", "superbpe") for d in ("en", "ko", "multilingual", "stem", "code")
+    }
     en_plain = next(r for r in rows if r["tokenizer"] == "plain" and r["domain"] == "en")
     n_tokens = len(trained["plain"].encode(text, add_special_tokens=False).ids)
     assert en_plain["bytes_per_token"] == pytest.approx(len(text.encode()) / n_tokens)

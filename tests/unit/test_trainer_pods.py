@@ -14,8 +14,14 @@ from dagster_k8s.pipes import build_pod_body
 from kubernetes.client import V1ObjectMeta, V1Pod, V1PodList, V1PodStatus
 from kubernetes.client.exceptions import ApiException
 
-from resources.trainer import (RUN_ANNOTATION, WORK_DIR_LABEL, TrainerBusyError, clear_previous_training_pods,
-                               k8s_pod_meta, work_dir_label)
+from resources.trainer import (
+    RUN_ANNOTATION,
+    WORK_DIR_LABEL,
+    TrainerBusyError,
+    clear_previous_training_pods,
+    k8s_pod_meta,
+    work_dir_label,
+)
 
 WORK = Path("/data/training/context_ext_stage1/3f9c2a")
 
@@ -32,9 +38,10 @@ class PodApi:
 
     def add(self, name: str, work_dir: Path, run_id: str, phase: str = "Running") -> None:
         meta = k8s_pod_meta(work_dir, run_id)
-        self.pods[name] = V1Pod(metadata=V1ObjectMeta(name=name, labels=meta["labels"],
-                                                      annotations=meta["annotations"]),
-                                status=V1PodStatus(phase=phase))
+        self.pods[name] = V1Pod(
+            metadata=V1ObjectMeta(name=name, labels=meta["labels"], annotations=meta["annotations"]),
+            status=V1PodStatus(phase=phase),
+        )
 
     def list_namespaced_pod(self, namespace, label_selector):
         key, value = label_selector.split("=")
@@ -58,8 +65,9 @@ class PodApi:
 
 
 def _clear(api, run_id, states, log=None):
-    return clear_previous_training_pods(api, "kexaone", WORK, run_id, states.get, (log if log is not None else []).append,
-                                        poll_s=0.01, timeout_s=5)
+    return clear_previous_training_pods(
+        api, "kexaone", WORK, run_id, states.get, (log if log is not None else []).append, poll_s=0.01, timeout_s=5
+    )
 
 
 def test_the_pod_of_a_killed_run_is_deleted_and_waited_out_before_the_new_one_starts():
@@ -73,8 +81,10 @@ def test_the_pod_of_a_killed_run_is_deleted_and_waited_out_before_the_new_one_st
     assert api.deleted == [("dagster-run-old-train", 30)]  # SIGTERM first: the trainer stops cleanly
     assert "dagster-run-old-train" not in api.pods  # waited until it was gone, not just asked
     assert set(api.pods) == {"other-stage", "finished"}
-    assert said == [f"training pod dagster-run-old-train of run old-run (FAILURE) still trains {WORK}: deleting "
-                    "it (grace 30 s); this run resumes from its last checkpoint"]
+    assert said == [
+        f"training pod dagster-run-old-train of run old-run (FAILURE) still trains {WORK}: deleting "
+        "it (grace 30 s); this run resumes from its last checkpoint"
+    ]
 
 
 def test_a_pod_of_an_earlier_attempt_of_this_run_or_of_an_unknown_run_is_an_orphan_too():
@@ -88,8 +98,11 @@ def test_a_pod_of_an_earlier_attempt_of_this_run_or_of_an_unknown_run_is_an_orph
 def test_a_pod_owned_by_another_live_run_is_refused_in_one_line_and_left_alone():
     api = PodApi()
     api.add("busy", WORK, "live-run")
-    with pytest.raises(TrainerBusyError, match=rf"^work dir {WORK} is being trained by pod busy of run live-run "
-                                               r"\(STARTED\); wait for that run or terminate it"):
+    with pytest.raises(
+        TrainerBusyError,
+        match=rf"^work dir {WORK} is being trained by pod busy of run live-run "
+        r"\(STARTED\); wait for that run or terminate it",
+    ):
         _clear(api, "new-run", {"live-run": "STARTED"})
     assert "busy" in api.pods and not api.deleted
 
@@ -98,13 +111,20 @@ def test_a_pod_that_will_not_go_away_fails_with_the_command_to_look_at_it():
     api = PodApi(grace_reads=10_000)
     api.add("stuck", WORK, "old-run")
     with pytest.raises(TrainerBusyError, match="still exists after 0 s; check `kubectl -n kexaone get pod stuck`"):
-        clear_previous_training_pods(api, "kexaone", WORK, "new-run", {"old-run": "FAILURE"}.get, print,
-                                     poll_s=0.01, timeout_s=0.05)
+        clear_previous_training_pods(
+            api, "kexaone", WORK, "new-run", {"old-run": "FAILURE"}.get, print, poll_s=0.01, timeout_s=0.05
+        )
 
 
 def test_the_pod_dagster_k8s_builds_carries_the_work_dir_label_and_the_owning_run():
-    pod = build_pod_body(pod_name="dagster-run-abc-train", image="kexaone:1", command=["python", "-m", "x"],
-                         env_vars={}, base_pod_meta=k8s_pod_meta(WORK, "run-abc"), base_pod_spec={})
+    pod = build_pod_body(
+        pod_name="dagster-run-abc-train",
+        image="kexaone:1",
+        command=["python", "-m", "x"],
+        env_vars={},
+        base_pod_meta=k8s_pod_meta(WORK, "run-abc"),
+        base_pod_spec={},
+    )
     assert pod.metadata.labels[WORK_DIR_LABEL] == work_dir_label(WORK)
     assert len(work_dir_label(WORK)) <= 63  # a Kubernetes label value
     assert pod.metadata.annotations[RUN_ANNOTATION] == "run-abc"

@@ -30,9 +30,18 @@ def _docs(seed: int, n: int, low: int = 5, high: int = 60) -> list[list[int]]:
 def _mixture(tmp_path, weights, docs_by_source, num_samples=64, seq_length=32):
     texts = {k: (lambda k=k: iter([" ".join(map(str, d)) for d in docs_by_source[k]])) for k in docs_by_source}
     return data.build_mixture(
-        tmp_path, stage="stage1", weights=weights, texts=texts,
-        encode_batch=lambda batch: [[int(t) for t in s.split()] for s in batch], eod_id=1, pad_id=2,
-        vocab_size=1024, seq_length=seq_length, num_samples=num_samples, seed=7)
+        tmp_path,
+        stage="stage1",
+        weights=weights,
+        texts=texts,
+        encode_batch=lambda batch: [[int(t) for t in s.split()] for s in batch],
+        eod_id=1,
+        pad_id=2,
+        vocab_size=1024,
+        seq_length=seq_length,
+        num_samples=num_samples,
+        seed=7,
+    )
 
 
 def test_mixture_is_megatron_indexed_data_and_blends_as_requested(tmp_path):
@@ -46,8 +55,9 @@ def test_mixture_is_megatron_indexed_data_and_blends_as_requested(tmp_path):
 
     blend = data.open_mixture(tmp_path, tmp_path / "cache")
     sample = blend[0]
-    assert sample["tokens"].shape == (32,) and torch.equal(torch.as_tensor(sample["labels"][:-1]),
-                                                           torch.as_tensor(sample["tokens"][1:]))
+    assert sample["tokens"].shape == (32,) and torch.equal(
+        torch.as_tensor(sample["labels"][:-1]), torch.as_tensor(sample["tokens"][1:])
+    )
     rows = {r["source"]: r for r in data.mixture_report(manifest, data.source_of_samples(blend, manifest, 200))}
     for name, weight in {"en": 0.5, "code": 0.3, "stem": 0.2}.items():
         assert abs(rows[name]["effective"] - weight) <= 0.01
@@ -84,16 +94,38 @@ def test_stage_plan_splits_one_schedule_over_three_stages():
 
 
 def test_validation_lists_every_problem_before_any_compute(tmp_path):
-    manifest = data.MixtureManifest(stage="stage1", seq_length=64, num_samples=10, seed=0, eod_id=1, pad_id=2,
-                                    vocab_size=4096, sources=(data.SourceStats("en", 1.0, 3, 100, 4095),))
+    manifest = data.MixtureManifest(
+        stage="stage1",
+        seq_length=64,
+        num_samples=10,
+        seed=0,
+        eod_id=1,
+        pad_id=2,
+        vocab_size=4096,
+        sources=(data.SourceStats("en", 1.0, 3, 100, 4095),),
+    )
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "old").write_text("x")
     with pytest.raises(TrainingSetupError) as err:
-        validate_inputs(TINY, stage_plan(TINY, "stage2"), manifest, output=tmp_path / "out", init_from=None,
-                        world_size=2, tensor_parallel=1, expert_parallel=3)
+        validate_inputs(
+            TINY,
+            stage_plan(TINY, "stage2"),
+            manifest,
+            output=tmp_path / "out",
+            init_from=None,
+            world_size=2,
+            tensor_parallel=1,
+            expert_parallel=3,
+        )
     message = str(err.value)
-    for expected in ("vocabulary mismatch", "sequence length 64", "needs 512", "never overwritten",
-                     "needs --init-from", "does not divide 8 experts"):
+    for expected in (
+        "vocabulary mismatch",
+        "sequence length 64",
+        "needs 512",
+        "never overwritten",
+        "needs --init-from",
+        "does not divide 8 experts",
+    ):
         assert expected in message, message
 
 
@@ -127,20 +159,36 @@ def test_fallback_is_explicit(tiny, monkeypatch):
 
 
 def test_torchrun_and_k8s_launch_specs(tmp_path):
-    launch = StageLaunch(preset_name="k-exaone-236b", overrides={"pretrain.max_lr": 2e-4}, stage="stage2",
-                         data=tmp_path / "mix", work_dir=tmp_path / "work", output=tmp_path / "out",
-                         init_from=tmp_path / "prev", tensor_parallel=8, expert_parallel=8)
+    launch = StageLaunch(
+        preset_name="k-exaone-236b",
+        overrides={"pretrain.max_lr": 2e-4},
+        stage="stage2",
+        data=tmp_path / "mix",
+        work_dir=tmp_path / "work",
+        output=tmp_path / "out",
+        init_from=tmp_path / "prev",
+        tensor_parallel=8,
+        expert_parallel=8,
+    )
     command = torchrun_command(8, launch.train_args(), python="python")
     assert command[:5] == ["python", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=8"]
-    args = command[command.index("model.train") + 1:]
+    args = command[command.index("model.train") + 1 :]
     assert args[args.index("--init-from") + 1] == str(tmp_path / "prev")
     assert json.loads(args[args.index("--overrides") + 1]) == {"pretrain.max_lr": 2e-4}
     assert args[args.index("--context-parallel") + 1] == "1"
     # the full preset's 256K stage carries its context parallelism into the launch
-    long = StageLaunch(preset_name="k-exaone-236b", overrides={}, stage="context_stage2", data=tmp_path / "mix",
-                       work_dir=tmp_path / "work", output=tmp_path / "out", init_from=tmp_path / "prev",
-                       tensor_parallel=8, expert_parallel=8,
-                       context_parallel=get_preset("k-exaone-236b").context.stages["stage2"].context_parallel)
+    long = StageLaunch(
+        preset_name="k-exaone-236b",
+        overrides={},
+        stage="context_stage2",
+        data=tmp_path / "mix",
+        work_dir=tmp_path / "work",
+        output=tmp_path / "out",
+        init_from=tmp_path / "prev",
+        tensor_parallel=8,
+        expert_parallel=8,
+        context_parallel=get_preset("k-exaone-236b").context.stages["stage2"].context_parallel,
+    )
     assert long.train_args()[long.train_args().index("--context-parallel") + 1] == "8"
 
     full = get_preset("k-exaone-236b")
@@ -148,8 +196,12 @@ def test_torchrun_and_k8s_launch_specs(tmp_path):
     limits = spec["containers"][0]["resources"]["limits"]
     assert limits["nvidia.com/gpu"] == "8" and spec["node_selector"] == {"nvidia.com/gpu.product": "NVIDIA-H200"}
     assert {"name": "kexaone-data", "persistent_volume_claim": {"claim_name": "kexaone-data"}} in spec["volumes"]
-    assert "nvidia.com/gpu" not in k8s_pod_spec(TINY, nproc_per_node=1, pvc_claim=None,
-                                                mount_path="/data")["containers"][0]["resources"]["limits"]
+    assert (
+        "nvidia.com/gpu"
+        not in k8s_pod_spec(TINY, nproc_per_node=1, pvc_claim=None, mount_path="/data")["containers"][0]["resources"][
+            "limits"
+        ]
+    )
 
 
 def test_context_stage_plans_follow_pretraining_at_constant_tokens_per_step():
@@ -160,15 +212,25 @@ def test_context_stage_plans_follow_pretraining_at_constant_tokens_per_step():
         cs = TINY.context.stages[key]
         assert plan.seq_length == cs.seq_length and plan.peak_lr == cs.lr
         # the same tokens per step as pre-training, at least one sequence
-        assert plan.global_batch_size == max(1, TINY.pretrain.global_batch_size * TINY.pretrain.seq_length // cs.seq_length)
+        assert plan.global_batch_size == max(
+            1, TINY.pretrain.global_batch_size * TINY.pretrain.seq_length // cs.seq_length
+        )
         assert plan.tokens >= cs.tokens
 
 
 def test_packed_samples_mask_padding_out_of_the_loss(tmp_path):
     samples = np.array([[5, 6, 1, 7, 1, 2, 2, 2, 2], [8, 9, 10, 11, 12, 13, 14, 1, 2]])
-    manifest = data.MixtureManifest(stage="context_stage1", seq_length=8, num_samples=2, seed=0, eod_id=1, pad_id=2,
-                                    vocab_size=64, sources=(data.SourceStats("long_documents", 1.0, 3, 13, 14),),
-                                    kind="packed")
+    manifest = data.MixtureManifest(
+        stage="context_stage1",
+        seq_length=8,
+        num_samples=2,
+        seed=0,
+        eod_id=1,
+        pad_id=2,
+        vocab_size=64,
+        sources=(data.SourceStats("long_documents", 1.0, 3, 13, 14),),
+        kind="packed",
+    )
     data.write_packed_samples(tmp_path, samples, manifest)
     packed = data.open_mixture(tmp_path, tmp_path / "cache")
     first = packed[0]
@@ -182,9 +244,18 @@ def test_packed_samples_mask_padding_out_of_the_loss(tmp_path):
 def test_packed_loss_weights_scale_the_answer_tokens_and_still_skip_padding(tmp_path):
     samples = np.array([[5, 6, 1, 7, 8, 1, 2, 2, 2]])
     weights = np.array([[1, 1, 1, 1, 30, 1, 0, 0, 0]])  # predicting token 4 (label 3) is an answer
-    manifest = data.MixtureManifest(stage="context_stage1", seq_length=8, num_samples=1, seed=0, eod_id=1, pad_id=2,
-                                    vocab_size=64, sources=(data.SourceStats("long_documents", 1.0, 2, 6, 8),),
-                                    kind="packed", loss_weights=True)
+    manifest = data.MixtureManifest(
+        stage="context_stage1",
+        seq_length=8,
+        num_samples=1,
+        seed=0,
+        eod_id=1,
+        pad_id=2,
+        vocab_size=64,
+        sources=(data.SourceStats("long_documents", 1.0, 2, 6, 8),),
+        kind="packed",
+        loss_weights=True,
+    )
     data.write_packed_samples(tmp_path, samples, manifest, loss_weights=weights)
     item = data.open_mixture(tmp_path, tmp_path / "cache")[0]
     assert list(item["labels"]) == [6, 1, 7, 8, 1, 2, 2, 2]
@@ -204,9 +275,9 @@ def test_context_stage_lr_warms_up_holds_and_decays_within_the_stage():
     assert plan.warmup_steps > 0 and plan.decay_steps > 0
     assert lrs[0] == pytest.approx(plan.peak_lr / plan.warmup_steps)
     assert lrs[plan.warmup_steps - 1] == pytest.approx(plan.peak_lr)
-    assert set(lrs[plan.warmup_steps:plan.steps - plan.decay_steps]) == {plan.peak_lr}
+    assert set(lrs[plan.warmup_steps : plan.steps - plan.decay_steps]) == {plan.peak_lr}
     assert lrs[-1] == pytest.approx(plan.min_lr) and plan.min_lr < plan.peak_lr
-    assert all(a >= b for a, b in zip(lrs[plan.warmup_steps - 1:], lrs[plan.warmup_steps:]))
+    assert all(a >= b for a, b in zip(lrs[plan.warmup_steps - 1 :], lrs[plan.warmup_steps :]))
     assert stage_plan(TINY, "stage1").lr_at(0) is None  # pre-training follows the global WSD schedule
 
 

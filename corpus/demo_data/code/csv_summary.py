@@ -4,6 +4,7 @@
 For every column whose values all parse as numbers, print the count,
 minimum, maximum, mean and sample standard deviation.
 """
+
 import csv
 import math
 import sys
@@ -65,8 +66,7 @@ def main() -> int:
     print(header)
     print("-" * len(header))
     for name, s in sorted(summary.items()):
-        print(f"{name:<20}{s['count']:>8d}{s['min']:>12.3f}{s['max']:>12.3f}"
-              f"{s['mean']:>12.3f}{s['stdev']:>12.3f}")
+        print(f"{name:<20}{s['count']:>8d}{s['min']:>12.3f}{s['max']:>12.3f}{s['mean']:>12.3f}{s['stdev']:>12.3f}")
     return 0
 
 

@@ -4,6 +4,7 @@
 Files are first grouped by size, and only files that share a size are
 hashed, which keeps the tool fast on large trees.
 """
+
 import argparse
 import hashlib
 import os
@@ -55,8 +56,7 @@ def find_duplicates(roots: Iterable[str], min_size: int = 1) -> List[List[str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("roots", nargs="+")
-    parser.add_argument("--min-size", type=int, default=1,
-                        help="ignore files smaller than this many bytes")
+    parser.add_argument("--min-size", type=int, default=1, help="ignore files smaller than this many bytes")
     args = parser.parse_args()
 
     groups = find_duplicates(args.roots, args.min_size)

@@ -1,4 +1,5 @@
 """Retry decorator with exponential backoff and optional jitter."""
+
 import functools
 import logging
 import random
@@ -37,8 +38,7 @@ def retry(
                     delay = min(max_delay, base_delay * 2 ** (attempt - 1))
                     if jitter:
                         delay *= random.uniform(0.5, 1.0)
-                    log.info("%s failed (%s); retry %d/%d in %.2fs",
-                                func.__name__, exc, attempt, attempts - 1, delay)
+                    log.info("%s failed (%s); retry %d/%d in %.2fs", func.__name__, exc, attempt, attempts - 1, delay)
                     time.sleep(delay)
             raise AssertionError("unreachable")
 

@@ -2,6 +2,7 @@
 
 Run as a script for a short demonstration using an in-memory database.
 """
+
 import sqlite3
 from dataclasses import dataclass
 from typing import Iterator, Optional
@@ -43,9 +44,7 @@ class Inventory:
     def adjust(self, sku: str, delta: int) -> int:
         """Change stock by ``delta`` and return the new quantity."""
         with self.conn:
-            cur = self.conn.execute(
-                "UPDATE items SET quantity = quantity + ? WHERE sku = ?", (delta, sku)
-            )
+            cur = self.conn.execute("UPDATE items SET quantity = quantity + ? WHERE sku = ?", (delta, sku))
             if cur.rowcount == 0:
                 raise KeyError(sku)
         item = self.get(sku)
@@ -53,23 +52,18 @@ class Inventory:
         return item.quantity
 
     def get(self, sku: str) -> Optional[Item]:
-        row = self.conn.execute(
-            "SELECT sku, name, quantity, price FROM items WHERE sku = ?", (sku,)
-        ).fetchone()
+        row = self.conn.execute("SELECT sku, name, quantity, price FROM items WHERE sku = ?", (sku,)).fetchone()
         return Item(*row) if row else None
 
     def low_stock(self, threshold: int = 5) -> Iterator[Item]:
         rows = self.conn.execute(
-            "SELECT sku, name, quantity, price FROM items "
-            "WHERE quantity < ? ORDER BY quantity, sku", (threshold,)
+            "SELECT sku, name, quantity, price FROM items WHERE quantity < ? ORDER BY quantity, sku", (threshold,)
         )
         for row in rows:
             yield Item(*row)
 
     def total_value(self) -> float:
-        (value,) = self.conn.execute(
-            "SELECT COALESCE(SUM(quantity * price), 0) FROM items"
-        ).fetchone()
+        (value,) = self.conn.execute("SELECT COALESCE(SUM(quantity * price), 0) FROM items").fetchone()
         return round(value, 2)
 
 

@@ -5,6 +5,7 @@
 >>> unflatten({'a.b': 1, 'a.c': 2})
 {'a': {'b': 1, 'c': 2}}
 """
+
 from typing import Any, Dict
 
 

@@ -4,13 +4,14 @@
 Example line:
     203.0.113.7 - - [12/Mar/2024:10:15:32 +0000] "GET /index.html HTTP/1.1" 200 5120
 """
+
 import re
 import sys
 from collections import Counter
 from typing import Iterable, NamedTuple, Optional
 
 LINE_RE = re.compile(
-    r'(?P<host>\S+) \S+ \S+ \[(?P<time>[^\]]+)\] '
+    r"(?P<host>\S+) \S+ \S+ \[(?P<time>[^\]]+)\] "
     r'"(?P<method>[A-Z]+) (?P<path>\S+) [^"]*" (?P<status>\d{3}) (?P<size>\d+|-)'
 )
 
@@ -28,8 +29,7 @@ def parse_line(line: str) -> Optional[Request]:
     if not match:
         return None
     size = match["size"]
-    return Request(match["host"], match["method"], match["path"],
-                   int(match["status"]), 0 if size == "-" else int(size))
+    return Request(match["host"], match["method"], match["path"], int(match["status"]), 0 if size == "-" else int(size))
 
 
 def summarize(lines: Iterable[str], top: int = 5) -> None:

@@ -1,4 +1,5 @@
 """A small least-recently-used cache built on OrderedDict."""
+
 from collections import OrderedDict
 from typing import Generic, Hashable, Optional, TypeVar
 

@@ -1,4 +1,5 @@
 """Minimal pure-Python matrix helpers, useful for teaching and tests."""
+
 from typing import List, Sequence
 
 Matrix = List[List[float]]

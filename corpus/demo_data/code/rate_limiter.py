@@ -4,14 +4,14 @@ A bucket holds up to ``capacity`` tokens and is refilled continuously at
 ``rate`` tokens per second. Each request consumes one or more tokens; a
 request is allowed only if enough tokens are available.
 """
+
 import threading
 import time
 from typing import Callable
 
 
 class TokenBucket:
-    def __init__(self, rate: float, capacity: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, rate: float, capacity: float, clock: Callable[[], float] = time.monotonic) -> None:
         if rate <= 0 or capacity <= 0:
             raise ValueError("rate and capacity must be positive")
         self.rate = rate
@@ -54,7 +54,7 @@ if __name__ == "__main__":
     fake_now = [0.0]
     bucket = TokenBucket(rate=2.0, capacity=5.0, clock=lambda: fake_now[0])
     allowed = sum(bucket.try_acquire() for _ in range(8))
-    print("allowed in burst:", allowed)          # 5
-    fake_now[0] += 1.5                           # refills 3 tokens
-    print("after 1.5 s:", bucket.available)      # 3.0
+    print("allowed in burst:", allowed)  # 5
+    fake_now[0] += 1.5  # refills 3 tokens
+    print("after 1.5 s:", bucket.available)  # 3.0
     print("wait for 5 tokens:", bucket.wait_time(5))  # 1.0

@@ -1,4 +1,5 @@
 """Turn arbitrary titles into URL-friendly slugs."""
+
 import re
 import unicodedata
 

@@ -5,6 +5,7 @@
 >>> round(Temperature(100).fahrenheit, 1)
 212.0
 """
+
 from dataclasses import dataclass
 from functools import total_ordering
 
@@ -49,7 +50,9 @@ if __name__ == "__main__":
     import doctest
 
     doctest.testmod()
-    for label, t in [("freezing", Temperature(0)),
-                     ("body", Temperature.from_fahrenheit(98.6)),
-                     ("oven", Temperature.from_fahrenheit(350))]:
+    for label, t in [
+        ("freezing", Temperature(0)),
+        ("body", Temperature.from_fahrenheit(98.6)),
+        ("oven", Temperature.from_fahrenheit(350)),
+    ]:
         print(f"{label:>9}: {t}")

@@ -1,4 +1,5 @@
 """Unit tests for slugify.py."""
+
 import unittest
 
 from slugify import slugify

@@ -5,6 +5,7 @@ Usage:
     python text_stats.py FILE [FILE ...]
     cat notes.txt | python text_stats.py -
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,9 +21,7 @@ class Stats:
     chars: int = 0
 
     def __add__(self, other: "Stats") -> "Stats":
-        return Stats(self.lines + other.lines,
-                     self.words + other.words,
-                     self.chars + other.chars)
+        return Stats(self.lines + other.lines, self.words + other.words, self.chars + other.chars)
 
 
 def count(stream: TextIO) -> Stats:
