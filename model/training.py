@@ -2,8 +2,8 @@
 
 Read top to bottom:
 
-1. ``schedule(preset)`` / ``stage_steps(preset)``: optimizer steps of the whole pre-training run and the
-   slice each curriculum stage owns (one WSD schedule spans the three stages; stage N+1 continues it).
+1. The step arithmetic is ``model.stages`` (``schedule(preset)``: optimizer steps of the whole pre-training
+   run, one WSD schedule that the three curriculum stages share; ``stage_steps``: the slice each stage owns).
 2. ``build_optimizer(model, preset)``: the report's Muon (Megatron-Core's ``TensorParallelMuon`` from the
    ``emerging_optimizers`` package, knobs from Megatron's ``OptimizerConfig``) on the 2-D weight matrices,
    AdamW on embeddings, output head, norms and biases -- Megatron's own split. ``optimizer="adam"`` in the
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from config import Preset
-from model.stages import Schedule, schedule, stage_steps  # noqa: F401  (the optimizer schedule reads them)
+from model.stages import schedule
 
 # WSD's decay shape is not in the report; linear to min_lr is the common choice (and Megatron's simplest).
 WSD_DECAY_STYLE = "linear"
@@ -346,7 +346,6 @@ def train_step(
 __all__ = [
     "MuonWithAdamW",
     "OptimizerUnavailableError",
-    "Schedule",
     "StepResult",
     "adamw",
     "batch_from_tokens",
@@ -354,8 +353,6 @@ __all__ = [
     "clip_grad_norm",
     "expert_load_imbalance",
     "muon",
-    "schedule",
-    "stage_steps",
     "sync_gradients",
     "train_step",
     "update_expert_bias",

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from config import get_preset
-from model import data, training
+from model import data, stages, training
 from model.stages import TrainingSetupError, stage_plan
 from model.train import validate_inputs
 from resources.trainer import StageLaunch, k8s_pod_spec, torchrun_command
@@ -85,8 +85,8 @@ def test_stage_plan_splits_one_schedule_over_three_stages():
     assert [p.first_step for p in plans] == [0, 64, 128] and {p.steps for p in plans} == {64}
     assert sum(p.tokens for p in plans) == TINY.pretrain.total_tokens
     full = get_preset("k-exaone-236b")
-    bounds = training.stage_steps(full)
-    total = training.schedule(full).total_steps
+    bounds = stages.stage_steps(full)
+    total = stages.schedule(full).total_steps
     assert bounds["stage3"][1] == total and bounds["stage2"][0] == bounds["stage1"][1]
     assert abs((bounds["stage1"][1] - bounds["stage1"][0]) / total - 0.6) < 1e-3
     with pytest.raises(TrainingSetupError, match="unknown stage"):
@@ -205,7 +205,7 @@ def test_torchrun_and_k8s_launch_specs(tmp_path):
 
 
 def test_context_stage_plans_follow_pretraining_at_constant_tokens_per_step():
-    pretrain_total = training.schedule(TINY).total_steps
+    pretrain_total = stages.schedule(TINY).total_steps
     plans = [stage_plan(TINY, f"context_{s}") for s in ("stage1", "stage2")]
     assert plans[0].first_step == pretrain_total and plans[1].first_step == pretrain_total + plans[0].steps
     for plan, key in zip(plans, ("stage1", "stage2")):
