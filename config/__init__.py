@@ -3,8 +3,10 @@
 Two presets ship, one module each:
 
 * ``tiny`` (``config/tiny.py``)                    — the whole chain for real on a 2-core CPU in minutes;
-* ``k-exaone-236b`` (``config/k_exaone_236b.py``)  — the K-EXAONE technical report's configuration
-  (``../shared/reference/k-exaone.md``), with ``SOURCES``: where each of its values comes from.
+* ``k-exaone-236b`` (``config/k_exaone_236b.py``)  — the K-EXAONE technical report's configuration.
+
+Each value is written with its source beside it (``S(48, "report Table 1 / §2.1")``, ``config/sourced.py``);
+``preset_sources(name)`` is the resulting {dotted path: source} table of a preset.
 
 ``config/schema.py`` is the dataclass tree (``Preset``), ``config/validation.py`` the checks run before any
 compute (one error line listing every problem), ``config/corpus_filters.py`` the corpus filter chains both
@@ -48,10 +50,18 @@ from config.schema import (
     SyntheticArgs,
     TokenizerArgs,
 )
-from config.tiny import tiny
+from config.tiny import TINY_SOURCES, tiny
 
 PRESETS: dict[str, Callable[[], Preset]] = {"tiny": tiny, "k-exaone-236b": k_exaone_236b}
 PRESET_NAMES = tuple(PRESETS)
+_SOURCES: dict[str, dict[str, str]] = {"tiny": TINY_SOURCES, "k-exaone-236b": SOURCES}
+
+
+def preset_sources(name: str) -> dict[str, str]:
+    """{dotted leaf path: where the value comes from} of a named preset (before overrides)."""
+    if name not in _SOURCES:
+        raise PresetError(f"unknown preset {name!r} (known: {', '.join(PRESET_NAMES)})")
+    return dict(_SOURCES[name])
 
 
 def get_preset(name: str | None = None, overrides: Mapping[str, Any] | None = None) -> Preset:
@@ -66,7 +76,7 @@ def get_preset(name: str | None = None, overrides: Mapping[str, Any] | None = No
 
 
 def leaf_paths(preset: Preset) -> list[str]:
-    """Dotted paths of every leaf value (used to check SOURCES covers the full preset)."""
+    """Dotted paths of every leaf value (each has exactly one source, ``preset_sources``)."""
     out: list[str] = []
 
     def walk(node: Any, prefix: str) -> None:
@@ -111,4 +121,5 @@ __all__ = [
     "TokenizerArgs",
     "get_preset",
     "leaf_paths",
+    "preset_sources",
 ]

@@ -54,8 +54,7 @@ class ModelArgs:
     mtp_num_layers: int
     mtp_loss_scaling_factor: float
     untie_embeddings_and_output_weights: bool
-    padded_vocab_size: int  # embedding rows; >= tokenizer vocab, a multiple of vocab_pad_multiple
-    vocab_pad_multiple: int
+    padded_vocab_size: int  # embedding rows; >= tokenizer vocab, a multiple of 128 x tensor_parallel
 
     @property
     def global_layers(self) -> tuple[int, ...]:

@@ -1,32 +1,31 @@
-"""``tiny``: the same architecture scaled so the whole chain trains for real on a 2-core CPU."""
+"""``tiny``: the same architecture scaled so the whole chain trains for real on a 2-core CPU.
+
+Every value ``tiny`` changes carries its own source (``S(value, "tiny: ...")``); the rest keeps the full
+preset's value and source. ``TINY_SOURCES`` is the resulting table.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 
 from config.corpus_filters import MINHASH_TINY, PIPELINE_TINY
-from config.k_exaone_236b import MULTILINGUAL_TARGETS, k_exaone_236b
+from config.k_exaone_236b import MULTILINGUAL_TARGETS, sourced_k_exaone_236b
 from config.schema import ContextArgs, ContextStageArgs, Preset, SyntheticArgs
+from config.sourced import S, split_sources
 
-# tiny: a 4-layer model learns the lookup only when most of its context-stage tokens are retrieval documents
-CONTEXT_MIX_TINY = {"rehearsal": 0.2, "synthetic_reasoning": 0.1, "long_documents": 0.7}
-SYNTHETIC_TINY = SyntheticArgs(
-    template_version="v1",
-    thinking_sources=("stem", "en"),
-    thinking_max_docs_per_source=40,
-    thinking_min_chars=300,
-    thinking_max_chars=6000,
-    multilingual_directions={"en": MULTILINGUAL_TARGETS, "ko": MULTILINGUAL_TARGETS, "stem": MULTILINGUAL_TARGETS},
-    multilingual_max_docs_per_source=40,
-    multilingual_target_chars={"de": 3000, "ja": 1500, "vi": 3000, "es": 3000},
-    multilingual_min_chars=120,
-    multilingual_max_chars=4000,
-    teacher_max_tokens=1024,
-    teacher_temperature=0.6,
+SHAPE = "tiny: 2-core CPU scale"
+CPU = "tiny: no GPU (CPU run)"
+DEMO_CAP = "tiny: caps the demo's teacher calls"
+# a 4-layer model learns the lookup only when most of its context-stage tokens are retrieval documents
+CONTEXT_MIX_TINY = S(
+    {"rehearsal": 0.2, "synthetic_reasoning": 0.1, "long_documents": 0.7},
+    "tiny: mostly retrieval documents; a 4-layer model learns the lookup only from them (bench/niah_margin.py)",
 )
+# tuned so the tiny model passes its own NIAH gate with margin (bench/niah_margin.py, docs/context-extension.md)
+NIAH_TUNED = "tiny: tuned for the NIAH gate with margin (docs/context-extension.md)"
 
 
-def tiny() -> Preset:
+def sourced_tiny() -> Preset:
     """Same architecture, scaled so the whole chain trains on 2 CPU cores in minutes.
 
     Ratios of the recipe are kept: 3 SWA : 1 global, dense first layer, top-k/experts = 1/16 -> 2/8 is
@@ -35,80 +34,120 @@ def tiny() -> Preset:
     The shape was not what limited the NIAH gate (docs/context-extension.md): width 128 and head
     dimension 32 cost 1.5x per step and scored the same as this shape over three grids.
     """
-    full = k_exaone_236b()
+    full = sourced_k_exaone_236b()
     return dataclasses.replace(
         full,
         name="tiny",
         model=dataclasses.replace(
             full.model,
-            num_layers=4,
-            hidden_size=64,
-            num_attention_heads=4,
-            num_query_groups=2,
-            kv_channels=16,
-            ffn_hidden_size=192,
-            num_moe_experts=8,
-            moe_router_topk=2,
-            moe_ffn_hidden_size=32,
-            moe_shared_expert_intermediate_size=32,
-            sliding_window=16,
-            padded_vocab_size=2048,
-            vocab_pad_multiple=128,
+            num_layers=S(4, "tiny: 3 SWA : 1 global kept with one dense layer"),
+            hidden_size=S(64, SHAPE),
+            num_attention_heads=S(4, SHAPE),
+            num_query_groups=S(2, "tiny: GQA kept (2 query heads per KV head)"),
+            kv_channels=S(16, "tiny: hidden / heads"),
+            ffn_hidden_size=S(192, "tiny: dense FFN = 3 x hidden, as in the full model"),
+            num_moe_experts=S(8, SHAPE),
+            moe_router_topk=S(2, "tiny: top-2 of 8 keeps routing meaningful with few experts"),
+            moe_ffn_hidden_size=S(32, "tiny: expert FFN = hidden / 2"),
+            moe_shared_expert_intermediate_size=S(32, "tiny: shared expert = routed expert size"),
+            sliding_window=S(16, "tiny: windows much shorter than the 128-512 token pre-training sequences"),
+            padded_vocab_size=S(2048, "tiny: the 1536-token vocabulary with room above it, a multiple of 128"),
         ),
-        tokenizer=dataclasses.replace(full.tokenizer, base_vocab_size=1024, vocab_size=1536),
-        data=dataclasses.replace(full.data, minhash=MINHASH_TINY, minhash_threshold=0.35, pipeline=PIPELINE_TINY),
+        tokenizer=dataclasses.replace(
+            full.tokenizer,
+            base_vocab_size=S(1024, "tiny: a vocabulary the demo corpus can fill"),
+            vocab_size=S(1536, "tiny: base + 50 % like 100K -> 150K"),
+        ),
+        data=dataclasses.replace(
+            full.data,
+            minhash=MINHASH_TINY,
+            minhash_threshold=S(
+                0.35, "tiny: the candidate check's similarity; copies with 10 % edited words are ~0.57 (MINHASH_TINY)"
+            ),
+            pipeline=PIPELINE_TINY,
+        ),
         pretrain=dataclasses.replace(
             full.pretrain,
-            total_tokens=3 * 64 * 8 * 128,
-            seq_length=128,
-            global_batch_size=8,
-            min_lr=3.0e-4 / 10,
-            fp8=False,
-            checkpoint_every_steps=20,
-            log_every_steps=10,
-            stage_token_fractions={"stage1": 1 / 3, "stage2": 1 / 3, "stage3": 1 / 3},
+            total_tokens=S(3 * 64 * 8 * 128, "tiny: 64 steps of 8 x 128 tokens per stage"),
+            seq_length=S(128, SHAPE),
+            global_batch_size=S(8, SHAPE),
+            min_lr=S(3.0e-4 / 10, "choice: WSD decays to max_lr / 10"),
+            fp8=S(False, "tiny: FP8 needs Transformer Engine on a GPU"),
+            checkpoint_every_steps=S(20, "tiny: several resumable checkpoints per stage"),
+            stage_token_fractions=S({"stage1": 1 / 3, "stage2": 1 / 3, "stage3": 1 / 3}, "tiny: equal stages"),
         ),
         context=ContextArgs(
             stages={
-                # tuned so the tiny model passes its own NIAH gate with margin (bench/niah_margin.py,
-                # docs/context-extension.md):
-                # mostly retrieval documents, the short ones first teaching the lookup itself, answers weighted in
-                # the loss. Stage 2: 400 steps (cheap since the CPU attention skips the O(s^2) window masks) at a
-                # third of stage 1's final LR, retrieval documents of 512-4096 tokens: at 3e-4 and 4096 only it lost
-                # some of stage 1's precision at 512-1406 tokens
+                # Stage 1: mostly retrieval documents, the short ones first teaching the lookup itself, answers
+                # weighted in the loss. Stage 2: 400 steps (cheap since the CPU attention skips the O(s^2) window
+                # masks) at a third of stage 1's final LR, retrieval documents of 512-4096 tokens: at 3e-4 and
+                # 4096 only it lost some of stage 1's precision at 512-1406 tokens.
                 "stage1": ContextStageArgs(
-                    seq_length=512,
-                    tokens=2000 * 2 * 512,
+                    seq_length=S(512, "tiny: x4, as 8K -> 32K"),
+                    tokens=S(2000 * 2 * 512, NIAH_TUNED),
                     mixture=CONTEXT_MIX_TINY,
-                    lr=3.0e-3,
-                    retrieval_share=1.0,
-                    retrieval_min_length=128,
-                    answer_loss_weight=30,
-                    context_parallel=1,
-                    checkpoint_every_steps=250,
+                    lr=S(3.0e-3, NIAH_TUNED),
+                    retrieval_share=S(1.0, NIAH_TUNED),
+                    retrieval_min_length=S(128, NIAH_TUNED),
+                    answer_loss_weight=S(30, NIAH_TUNED),
+                    context_parallel=S(1, CPU),
+                    checkpoint_every_steps=S(250, "choice: operational (a crash costs at most this many steps)"),
                 ),
                 "stage2": ContextStageArgs(
-                    seq_length=4096,
-                    tokens=400 * 1 * 4096,
+                    seq_length=S(4096, "tiny: x8, as 32K -> 256K"),
+                    tokens=S(400 * 1 * 4096, NIAH_TUNED),
                     mixture=CONTEXT_MIX_TINY,
-                    lr=1.0e-4,
-                    retrieval_share=1.0,
-                    retrieval_min_length=512,
-                    answer_loss_weight=30,
-                    context_parallel=1,
-                    checkpoint_every_steps=50,
+                    lr=S(1.0e-4, NIAH_TUNED),
+                    retrieval_share=S(1.0, NIAH_TUNED),
+                    retrieval_min_length=S(512, NIAH_TUNED),
+                    answer_loss_weight=S(30, NIAH_TUNED),
+                    context_parallel=S(1, CPU),
+                    checkpoint_every_steps=S(50, "choice: operational (a crash costs at most this many steps)"),
                 ),
             }
         ),
-        eval=dataclasses.replace(full.eval, kv_cache_eval_seq_length=4096),
-        synthetic=SYNTHETIC_TINY,
+        eval=dataclasses.replace(
+            full.eval, kv_cache_eval_seq_length=S(4096, "tiny: the longest context stage's length")
+        ),
+        synthetic=SyntheticArgs(
+            template_version=full.synthetic.template_version,
+            thinking_sources=S(("stem", "en"), "tiny: the demo corpus's STEM and English documents"),
+            thinking_max_docs_per_source=S(40, DEMO_CAP),
+            thinking_min_chars=S(300, "tiny: the demo's documents are short"),
+            thinking_max_chars=S(6000, "tiny: fits the 128-token sequences' scale"),
+            multilingual_directions={
+                src: S(
+                    MULTILINGUAL_TARGETS,
+                    "report §3.1 (en/ko knowledge spread to de/ja/vi/es); tiny: these three sources only",
+                )
+                for src in ("en", "ko", "stem")
+            },
+            multilingual_max_docs_per_source=S(40, DEMO_CAP),
+            multilingual_target_chars={
+                "de": S(3000, DEMO_CAP),
+                "ja": S(1500, "tiny: Japanese carries ~2x the information per character"),
+                "vi": S(3000, DEMO_CAP),
+                "es": S(3000, DEMO_CAP),
+            },
+            multilingual_min_chars=S(120, "tiny: the demo's documents are short"),
+            multilingual_max_chars=S(4000, "tiny: the demo's documents are short"),
+            teacher_max_tokens=S(1024, DEMO_CAP),
+            teacher_temperature=full.synthetic.teacher_temperature,
+        ),
         compute=dataclasses.replace(
             full.compute,
-            gpus_per_training_step=0,
-            tensor_parallel=1,
-            expert_parallel=1,
-            gpu_node_selector={},
-            cpu_request="2",
-            memory_request="8Gi",
+            gpus_per_training_step=S(0, CPU),
+            tensor_parallel=S(1, CPU),
+            expert_parallel=S(1, CPU),
+            gpu_node_selector=S({}, CPU),
+            cpu_request=S("2", "tiny: the 2-core CI machine"),
+            memory_request=S("8Gi", "tiny: measured peak well under 8 GiB"),
         ),
     )
+
+
+def tiny() -> Preset:
+    return split_sources(sourced_tiny())[0]
+
+
+TINY_SOURCES: dict[str, str] = split_sources(sourced_tiny())[1]

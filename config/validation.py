@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from config.schema import LANGUAGES, DataArgs, Preset
 
+VOCAB_DIVISOR = 128  # Megatron's make_vocab_size_divisible_by: embedding rows split evenly over TP ranks
+
 
 class Problems(list):
     """The messages of the checks that failed."""
@@ -78,10 +80,11 @@ def problems(preset: Preset) -> list[str]:
         m.padded_vocab_size >= t.vocab_size,
         f"model.padded_vocab_size={m.padded_vocab_size} is smaller than tokenizer.vocab_size={t.vocab_size}",
     )
+    pad = VOCAB_DIVISOR * max(1, preset.compute.tensor_parallel)
     need(
-        m.vocab_pad_multiple > 0 and m.padded_vocab_size % m.vocab_pad_multiple == 0,
-        f"model.padded_vocab_size={m.padded_vocab_size} is not a multiple of "
-        f"model.vocab_pad_multiple={m.vocab_pad_multiple}",
+        m.padded_vocab_size % pad == 0,
+        f"model.padded_vocab_size={m.padded_vocab_size} is not a multiple of {pad} (Megatron's "
+        f"make_vocab_size_divisible_by={VOCAB_DIVISOR} x compute.tensor_parallel)",
     )
     need(
         m.mtp_num_layers >= 0 and 0 <= m.mtp_loss_scaling_factor <= 1,

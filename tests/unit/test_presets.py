@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from config import PRESET_NAMES, SOURCES, PresetError, get_preset, leaf_paths
+from config import PRESET_NAMES, PresetError, get_preset, leaf_paths, preset_sources
+from config.sourced import S, split_sources
 from kexaone_dag.config import PresetResource
+
+# report / a paper or library default it names / a project decision (choice:, tiny:) / the issue that set it
+SOURCE_KINDS = ("report", "choice:", "tiny:", "issue ", "Gopher", "FineWeb", "C4", "datatrove", "SuperBPE", "EXAONE")
 
 
 def test_full_preset_is_the_reports_architecture():
@@ -59,18 +63,53 @@ def test_tiny_keeps_the_recipes_shape_and_ratios():
 
 @pytest.mark.parametrize("name", PRESET_NAMES)
 def test_every_value_traces_to_a_source_and_every_source_to_a_value(name):
+    sources = preset_sources(name)
     leaves = set(leaf_paths(get_preset(name)))
-    assert sorted(leaves - set(SOURCES)) == []  # a value without a source
-    if name == "k-exaone-236b":  # SOURCES is the full preset's table (tiny drops some synthetic directions)
-        assert sorted(set(SOURCES) - leaves) == []  # a source of no value (a stale or false row)
-    report_rows = [k for k, v in SOURCES.items() if v.startswith("report")]
+    assert sorted(leaves - set(sources)) == []  # a value without a source
+    assert sorted(set(sources) - leaves) == []  # a source of no value (a stale or false row)
+    assert all(v.startswith(SOURCE_KINDS) for v in sources.values()), {
+        k: v for k, v in sources.items() if not v.startswith(SOURCE_KINDS)
+    }
+    report_rows = [k for k, v in sources.items() if v.startswith("report")]
     assert len(report_rows) > 30  # the architecture, tokenizer and training rows of k-exaone.md
 
 
+def test_tiny_names_its_own_source_for_each_value_it_changes_and_keeps_the_reports_for_the_rest():
+    full, tiny = preset_sources("k-exaone-236b"), preset_sources("tiny")
+    full_values, tiny_values = _leaf_values(get_preset("k-exaone-236b")), _leaf_values(get_preset("tiny"))
+    for path, value in tiny_values.items():
+        if path in full_values and full_values[path] == value:
+            continue
+        assert not tiny[path].startswith("report") or path.startswith("synthetic.multilingual_directions"), path
+    assert tiny["model.num_layers"].startswith("tiny:") and full["model.num_layers"].startswith("report")
+    assert tiny["model.moe_router_score_function"] == full["model.moe_router_score_function"]  # kept from the report
+
+
+def test_a_value_written_with_its_source_splits_into_the_plain_value_and_a_table_row():
+    tree = {"a": S(1, "report x"), "b": {"c": S((1, 2), "choice: y")}, "d": 3}
+    assert split_sources(tree) == ({"a": 1, "b": {"c": (1, 2)}, "d": 3}, {"a": "report x", "b.c": "choice: y"})
+    with pytest.raises(ValueError, match="sourced value holds sourced values"):
+        split_sources({"a": S({"b": S(1, "x")}, "y")})
+    with pytest.raises(ValueError, match="empty source"):
+        S(1, " ")
+
+
 def test_a_filter_section_that_is_off_says_so_and_one_that_is_on_names_its_fields_sources():
-    assert SOURCES["data.filters.code.gopher_quality"].startswith("choice:")  # off for code, with the reason
-    assert "data.filters.en.gopher_quality" not in SOURCES  # on for en: its fields carry the sources
-    assert SOURCES["data.filters.en.gopher_quality.min_doc_words"].startswith("Gopher")
+    sources = preset_sources("k-exaone-236b")
+    assert sources["data.filters.code.gopher_quality"].startswith("choice:")  # off for code, with the reason
+    assert "data.filters.en.gopher_quality" not in sources  # on for en: its fields carry the sources
+    assert sources["data.filters.en.gopher_quality.min_doc_words"].startswith("Gopher")
+    assert sources["data.filters.ko.gopher_quality.min_stop_words"].startswith("choice: off for Korean")
+
+
+def _leaf_values(preset) -> dict:
+    values = {}
+    for path in leaf_paths(preset):
+        node = preset.to_dict()
+        for part in path.split("."):
+            node = node[part]
+        values[path] = node
+    return values
 
 
 def test_settings_that_nothing_builds_are_refused_in_one_line():
