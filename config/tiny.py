@@ -114,7 +114,7 @@ def sourced_tiny() -> Preset:
             thinking_sources=S(("stem", "en"), "tiny: the demo corpus's STEM and English documents"),
             thinking_max_docs_per_source=S(40, DEMO_CAP),
             thinking_min_chars=S(300, "tiny: the demo's documents are short"),
-            thinking_max_chars=S(6000, "tiny: fits the 128-token sequences' scale"),
+            thinking_max_chars=S(6000, "tiny: demo scale"),
             multilingual_directions={
                 src: S(
                     MULTILINGUAL_TARGETS,
@@ -141,7 +141,7 @@ def sourced_tiny() -> Preset:
             expert_parallel=S(1, CPU),
             gpu_node_selector=S({}, CPU),
             cpu_request=S("2", "tiny: the 2-core CI machine"),
-            memory_request=S("8Gi", "tiny: measured peak well under 8 GiB"),
+            memory_request=S("8Gi", "tiny: a small pod request (deployment-specific)"),
         ),
     )
 

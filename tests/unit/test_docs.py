@@ -62,3 +62,10 @@ def test_the_readme_is_short_and_links_only_inside_the_repository():
             body,
         ):
             assert (REPO / path.rstrip("/")).exists(), f"{page.name} names {path}, which does not exist"
+
+
+def test_the_settings_page_is_generated_from_the_current_config():
+    from config.settings_table import settings_markdown
+
+    page = (REPO / "docs" / "settings.md").read_text()
+    assert page == settings_markdown(), "docs/settings.md is stale: python -m config.settings_table > docs/settings.md"
