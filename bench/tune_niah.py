@@ -1,427 +1,165 @@
-"""Can the tiny K-EXAONE model be trained to pass the NIAH gate, and with what recipe?
-``python -m bench.tune_niah --name base ...``  (an experiment, not a test)
+"""Which context-stage recipe passes the tiny model's NIAH gates, and with what margin?
+``python -m bench.tune_niah --name base [--s1-steps N --s1-lr X ...]``  (an experiment, not a test)
 
-1. builds the tiny model (``model.architecture.build_model``) with the trained SuperBPE tokenizer;
-2. simulates the pre-trained start point: ``--pretrain-steps`` steps (default the tiny preset's 192) at
-   seq 128, gbs 8 on corpus text (cached under ``--cache`` so variants share it);
-3. context stage 1 and stage 2: each its own AdamW + WSD schedule (``model.training``), batches mixing
-   ``evaluation.niah.retrieval_training_documents`` (share ``--share``) with corpus windows (rehearsal);
-   ``--answer-weight`` > 1 up-weights the answered values in the loss mask (1 = plain LM loss);
-4. NIAH grids (``preset.eval`` sizes) after each stage with greedy ``model.inference.generate`` (KV cache):
-   stage-1 grid from pretrain length to stage-1 length, stage-2 grid from stage-1 length to stage-2 length.
+One invocation = one variant of the tiny preset's context stages. The flags are preset overrides of
+``context.stages.stage1`` / ``stage2`` (``--overrides`` takes any other dotted path), so a variant that
+passes is a preset change and nothing else. The variant trains exactly as the DAG does:
 
-Prints markdown tables and writes ``<out>/<name>.json`` (timings, per-cell accuracy, gate).
+1. a fresh home ``<out>/<name>/`` starts from the data and pre-training artifacts of a materialized tiny
+   DAG (``--reuse-from``, default ``.kexaone`` of ``make demo``), so only the context stages train (an
+   artifact whose inputs changed since is rebuilt, as in any materialization: ``chain.log`` says which);
+2. the demo job runs there with the overrides (``bench.niah_margin``'s chain child): the
+   ``context_mixture_stageN`` assets pack the stage's data and ``context_ext_stageN`` trains it with
+   ``model.train`` (the Pipes trainer), then answers the gate's NIAH grid (``eval.niah_*``; ``--trials``
+   draws fewer cases per cell for a quicker, noisier look);
+3. each stage's ``niah.json`` is read back and scored with the gate (``eval.niah_threshold``).
+
+A failed stage-1 gate blocks stage 2, as in the DAG. Prints markdown tables and writes ``<out>/<name>.json``
+(overrides, per-stage training time and loss, per-cell accuracy, gate). For the margin of a recipe over
+float-kernel configurations and fresh grid seeds, run ``bench.niah_margin --overrides ...`` on it.
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
 import json
-import random
+import os
+import shutil
 import sys
 import time
-import warnings
 from pathlib import Path
 
-import torch
+from bench.niah_margin import CONTEXT_STAGES, _child, _seed_home
 
 REPO = Path(__file__).resolve().parent.parent
-ARTIFACTS = REPO / ".kexaone" / "artifacts"
-CORPUS_PARTS = ("en", "ko", "es", "de", "ja", "vi", "code", "stem")
+# flag prefix -> context stage; each stage's flags are overrides of context.stages.<stage>.*
+STAGE_FLAGS = {"s1": "stage1", "s2": "stage2"}
 
 
-def _latest(pattern: str) -> Path:
-    paths = sorted(glob.glob(str(ARTIFACTS / pattern)), key=lambda p: Path(p).stat().st_mtime)
-    if not paths:
-        sys.exit(f"nothing matches {ARTIFACTS / pattern}; materialize the tiny DAG first (make demo)")
-    return Path(paths[-1])
+def variant_overrides(args: argparse.Namespace) -> dict:
+    """The variant as dotted preset overrides; ``--sN-steps`` becomes the stage's token budget (the trainer
+    runs ceil(tokens / (batch x length)) steps, batch = pre-training tokens per step / length)."""
+    from config import get_preset
+    from model.stages import CONTEXT_PREFIX, stage_plan
 
-
-def load_inputs():
-    from tokenizers import Tokenizer
-
-    from evaluation import niah
-
-    tokenizer = Tokenizer.from_file(str(_latest("superbpe_tokenizer/*/tokenizer.json")))
-    texts = {part: niah.read_filler_texts(_latest(f"deduplicated_corpus__{part}/*")) for part in CORPUS_PARTS}
-    return tokenizer, texts
-
-
-class Rehearsal:
-    """Random windows of the concatenated corpus (all partitions), for pre-training and rehearsal."""
-
-    def __init__(self, tokenizer, texts, seed: int):
-        ids: list[int] = []
-        docs = [t for part in CORPUS_PARTS for t in texts[part]]
-        random.Random(seed).shuffle(docs)
-        for d in docs:
-            ids.extend(tokenizer.encode(d + "\n\n").ids)
-        self.ids = torch.tensor(ids, dtype=torch.long)
-        self.rng = random.Random(seed)
-
-    def window(self, n: int) -> list[int]:
-        if n > len(self.ids):  # cycle a short corpus
-            reps = n // len(self.ids) + 1
-            ids = self.ids.repeat(reps)
-        else:
-            ids = self.ids
-        start = self.rng.randrange(len(ids) - n + 1)
-        return ids[start : start + n].tolist()
-
-
-def stage_preset(preset, *, steps: int, seq: int, gbs: int, lr: float, warmup: float, decay: float):
-    return preset.with_overrides(
-        {
-            "pretrain.total_tokens": steps * seq * gbs,
-            "pretrain.seq_length": seq,
-            "pretrain.global_batch_size": gbs,
-            "pretrain.max_lr": lr,
-            "pretrain.min_lr": lr / 10,
-            "pretrain.warmup_fraction": warmup,
-            "pretrain.decay_fraction": decay,
+    overrides: dict = {}
+    for flag, stage in STAGE_FLAGS.items():
+        knobs = {
+            "seq_length": getattr(args, f"{flag}_len"),
+            "lr": getattr(args, f"{flag}_lr"),
+            "retrieval_min_length": getattr(args, f"{flag}_min_len"),
+            "retrieval_share": args.share,
+            "answer_loss_weight": args.answer_weight,
         }
-    )
+        overrides |= {f"context.stages.{stage}.{k}": v for k, v in knobs.items() if v is not None}
+    if args.trials is not None:
+        overrides["eval.niah_trials"] = args.trials
+    overrides |= json.loads(args.overrides)
+    preset = get_preset("tiny", overrides)
+    for flag, stage in STAGE_FLAGS.items():
+        steps = getattr(args, f"{flag}_steps")
+        if steps is None:
+            continue
+        plan = stage_plan(preset, CONTEXT_PREFIX + stage)
+        overrides[f"context.stages.{stage}.tokens"] = steps * plan.global_batch_size * plan.seq_length
+        preset = get_preset("tiny", overrides)
+        assert stage_plan(preset, CONTEXT_PREFIX + stage).steps == steps
+    return overrides
 
 
-def run_stage(
-    model,
-    preset,
-    *,
-    name,
-    steps,
-    seq,
-    gbs,
-    lr,
-    share,
-    answer_weight,
-    tokens_per_needle,
-    fillers,
-    quote_share=0.0,
-    quote_weight=1.0,
-    encode,
-    rehearsal,
-    seed,
-    warmup=0.05,
-    decay=0.2,
-    log_every=10,
-    probe_every=0,
-    probe_fn=None,
-):
+def score_stage(artifacts: Path, stage: str, threshold: float) -> dict | None:
+    """The stage's gate from the answers its trainer wrote (None: not trained, an earlier gate blocked it)."""
     from evaluation import niah
-    from model import training
 
-    sp = stage_preset(preset, steps=steps, seq=seq, gbs=gbs, lr=lr, warmup=warmup, decay=decay)
-    optimizer = training.adamw(model, sp)
-    scheduler = training.wsd_scheduler(optimizer, sp)
-    rng = random.Random(f"{name}:{seed}")
-    start, cpu_start = time.perf_counter(), time.process_time()
-    losses = []
-    for step in range(steps):
-        rows, masks = [], []
-        n_retrieval = sum(rng.random() < share for _ in range(gbs))
-        docs = (
-            niah.retrieval_training_documents(
-                rng, fillers, n_retrieval, seq + 1, encode, tokens_per_needle=tokens_per_needle, quote_share=quote_share
-            )
-            if n_retrieval
-            else []
-        )
-        for doc in docs:
-            rows.append(doc.ids)
-            mask = torch.ones(seq)
-            for s, e in doc.answer_spans:  # label index = token index - 1
-                mask[s - 1 : e - 1] = answer_weight
-            for s, e in doc.copy_spans:
-                mask[s - 1 : e - 1] = quote_weight
-            masks.append(mask)
-        while len(rows) < gbs:
-            rows.append(rehearsal.window(seq + 1))
-            masks.append(torch.ones(seq))
-        batch = training.batch_from_tokens(torch.tensor(rows, dtype=torch.long))
-        batch["loss_mask"] = torch.stack(masks)
-        result = training.train_step(model, optimizer, scheduler, batch, grad_clip=sp.pretrain.grad_clip)
-        losses.append(result.lm_loss)
-        if probe_fn is not None and probe_every and (step + 1) % probe_every == 0:
-            probe_fn()
-        if log_every and (step % log_every == 0 or step == steps - 1):
-            print(
-                f"  [{name}] step {step + 1}/{steps} loss {result.lm_loss:.3f} lr {result.lr:.2e} "
-                f"{time.perf_counter() - start:.0f}s wall {time.process_time() - cpu_start:.0f}s cpu",
-                flush=True,
-            )
-    return time.perf_counter() - start, losses, (time.process_time() - cpu_start) / max(1, torch.get_num_threads())
-
-
-def run_grid(model, tokenizer, fillers, *, lengths, preset, seed, label):
-    from evaluation import niah
-    from model.inference import generate
-
-    e = preset.eval
-    vocab = tokenizer.get_vocab_size()
-    cases = niah.make_cases(
-        lambda s: tokenizer.encode(s).ids, fillers, lengths, niah.grid_depths(e.niah_num_depths), e.niah_trials, seed
-    )
-
-    def generate_fn(ids):
-        return tokenizer.decode(generate(model, ids, niah.MAX_NEW_TOKENS, vocab_size=vocab))
-
-    start, cpu_start = time.perf_counter(), time.process_time()
-    results = niah.evaluate(cases, generate_fn)
-    seconds = time.perf_counter() - start
-    cpu = (time.process_time() - cpu_start) / max(1, torch.get_num_threads())
-    passed, failing = niah.gate(results, e.niah_threshold)
-    print(
-        f"\n### {label}: NIAH {lengths[0]}..{lengths[-1]} ({seconds:.0f}s wall, {cpu:.0f}s cpu/thread) -> "
-        f"{'PASS' if passed else 'FAIL'}, overall {results.accuracy:.1%}\n"
-    )
-    print(niah.markdown_table(results))
-    bad = [r for r in results.cases if not r.correct][:6]
-    for r in bad:
-        print(f"  miss: len {r.length} depth {r.depth:.2f} {r.language} {r.key}={r.value} got {r.generated!r}")
+    folders = sorted((artifacts / f"context_ext_{stage}").glob("*/niah.json"), key=lambda f: f.stat().st_mtime)
+    if not folders:
+        return None
+    folder = folders[-1].parent
+    results = niah.results_from_cases(niah.CaseResult(**r) for r in json.loads((folder / "niah.json").read_text()))
+    summary = json.loads((folder / "summary.json").read_text())
+    passed, failing = niah.gate(results, threshold)
     return {
-        "label": label,
-        "lengths": lengths,
-        "seconds": seconds,
-        "cpu_per_thread_s": cpu,
+        "artifact": str(folder),
+        "steps": summary["steps"],
+        "seq_length": summary["seq_length"],
+        "train_seconds": summary["train_seconds_this_run"],
+        "loss_final": summary["loss_final"],
         "passed": passed,
         "accuracy": results.accuracy,
         "cells": results.rows(),
         "failing": [c.describe() for c in failing],
         "table": niah.markdown_table(results),
+        "misses": [
+            f"len {r.length} depth {r.depth:.2f} {r.language} {r.key}={r.value} got {r.generated!r}"
+            for r in results.cases
+            if not r.correct
+        ][:6],
     }
 
 
-@torch.no_grad()
-def probe(model, tokenizer, fillers, *, lengths, preset, seed, label, n=40):
-    """Teacher-forced accuracy of each answer token (sep, digit 1, digit 2, ...) on eval cases."""
-    from megatron.core.inference.utils import InferenceMode
-
-    from evaluation import niah
-
-    encode = lambda s: tokenizer.encode(s).ids  # noqa: E731
-    cases = niah.make_cases(encode, fillers, lengths, niah.grid_depths(preset.eval.niah_num_depths), 1, seed + 1)
-    hits: dict[int, list[int]] = {}
-    model.eval()
-    with InferenceMode.active():
-        for case in cases[:n]:
-            answer = encode(niah.TEMPLATES[case.language].answer(case.value))
-            ids = list(case.prompt_ids) + answer
-            x = torch.tensor([ids])
-            logits = model(x, torch.arange(len(ids)).unsqueeze(0), None, runtime_gather_output=True)
-            pred = logits[0, len(case.prompt_ids) - 1 : len(ids) - 1].argmax(-1).tolist()
-            for i, (p_, t_) in enumerate(zip(pred, answer)):
-                hits.setdefault(i, []).append(int(p_ == t_))
-    model.train()
-    accs = " ".join(f"{i}:{sum(h) / len(h):.2f}" for i, h in sorted(hits.items()))
-    print(f"  probe {label}: teacher-forced accuracy per answer token: {accs}", flush=True)
-    return accs
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--name", default="run")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--pretrain-steps", type=int, default=192)
-    ap.add_argument("--s0-len", type=int, default=128, help="stage-1 part A: short retrieval warm-up length")
-    ap.add_argument("--s0-steps", type=int, default=0)
-    ap.add_argument("--s0-gbs", type=int, default=8)
-    ap.add_argument("--s0-lr", type=float, default=3e-3)
-    ap.add_argument("--init", default="", help="start from these saved weights instead of pre-training")
-    ap.add_argument("--save", default="", help="save the weights after stage 1 (part A and B) here")
-    ap.add_argument("--save-final", default="", help="save the weights after stage 2 here")
-    ap.add_argument("--eval-seeds", default="", help="extra NIAH seeds for the last grid, comma-separated")
-    ap.add_argument("--s1-len", type=int, default=512)
-    ap.add_argument("--s1-steps", type=int, default=150)
-    ap.add_argument("--s1-gbs", type=int, default=4)
-    ap.add_argument("--s1-lr", type=float, default=3e-3)
-    ap.add_argument("--s2-len", type=int, default=4096)
-    ap.add_argument("--s2-steps", type=int, default=10)
-    ap.add_argument("--s2-gbs", type=int, default=1)
-    ap.add_argument("--s2-lr", type=float, default=1e-3)
-    ap.add_argument("--share", type=float, default=1.0, help="retrieval documents' share of each batch")
-    ap.add_argument("--answer-weight", type=float, default=1.0)
-    ap.add_argument("--tokens-per-needle", type=int, default=128)
-    ap.add_argument(
-        "--eval",
-        default="s1,s2",
-        help="which grids: s1 (after stage 1: s1 grid + s2 grid "
-        "for length generalisation), s2 (after stage 2), comma-separated",
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.tune_niah", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--probe-every", type=int, default=0)
-    ap.add_argument("--quote-share", type=float, default=0.0)
-    ap.add_argument("--quote-weight", type=float, default=1.0)
-    ap.add_argument("--lengths1", default="", help="stage-1 grid lengths override, comma-separated")
-    ap.add_argument("--cache", default="/tmp/niah_cache")
-    ap.add_argument("--out", default="/tmp/niah_runs")
+    ap.add_argument("--name", default="run", help="the variant's name: <out>/<name>.json and its home <out>/<name>/")
+    for flag, stage in STAGE_FLAGS.items():
+        ap.add_argument(f"--{flag}-len", type=int, default=None, help=f"context.stages.{stage}.seq_length")
+        ap.add_argument(f"--{flag}-steps", type=int, default=None, help=f"{stage} optimizer steps (sets its tokens)")
+        ap.add_argument(f"--{flag}-lr", type=float, default=None, help=f"context.stages.{stage}.lr (peak)")
+        ap.add_argument(
+            f"--{flag}-min-len", type=int, default=None, help=f"context.stages.{stage}.retrieval_min_length"
+        )
+    ap.add_argument("--share", type=float, default=None, help="retrieval_share of both stages' long documents")
+    ap.add_argument("--answer-weight", type=int, default=None, help="answer_loss_weight of both stages")
+    ap.add_argument("--trials", type=int, default=None, help="eval.niah_trials: NIAH cases per grid cell")
+    ap.add_argument("--overrides", default="{}", help="JSON object of further dotted preset overrides")
+    ap.add_argument(
+        "--reuse-from",
+        type=Path,
+        default=REPO / ".kexaone",
+        help="a KEXAONE_HOME with the tiny DAG materialized: its data and pre-training artifacts are reused",
+    )
+    ap.add_argument("--out", type=Path, default=Path("/tmp/niah_runs"))
     args = ap.parse_args(argv)
 
-    warnings.filterwarnings("ignore")
-    torch.set_num_threads(args.threads)
     from config import get_preset
-    from evaluation import niah
-    from model import training  # noqa: F401
-    from model.architecture import build_model
 
-    preset = get_preset("tiny")
-    tokenizer, texts = load_inputs()
-    encode = lambda s: tokenizer.encode(s).ids  # noqa: E731
-    fillers = niah.FillerPool(encode, {lang: texts[lang] for lang in niah.LANGUAGES})
-    rehearsal = Rehearsal(tokenizer, texts, args.seed)
-    model = build_model(preset, vocab_size=tokenizer.get_vocab_size())
-    report: dict = {"args": vars(args), "stages": {}, "grids": []}
+    overrides = variant_overrides(args)
+    preset = get_preset("tiny", overrides)
+    if not any((args.reuse_from / "artifacts").glob("pretrain_stage3/*/checkpoint")):
+        sys.exit(f"no pretrain_stage3 checkpoint under {args.reuse_from / 'artifacts'}; materialize the tiny DAG first")
+    home = args.out / args.name
+    if home.exists():
+        shutil.rmtree(home)
+    (home / "artifacts").mkdir(parents=True)
+    (home / "dagster_home").mkdir()
+    _seed_home(home, args.reuse_from, with_pretraining=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("KEXAONE_PRESET", "DAGSTER_HOME")}
+    env.update(KEXAONE_HOME=str(home), DAGSTER_HOME=str(home / "dagster_home"))
+    print(f"[{args.name}] overrides {json.dumps(overrides)}; chain log {home / 'chain.log'}", flush=True)
 
-    p = preset.pretrain
-    cache = Path(args.cache) / f"pretrain_{args.pretrain_steps}_{args.seed}.pt"
-    if args.init:
-        model.load_state_dict(torch.load(args.init), strict=False)
-        print(f"weights from {args.init}")
-    elif args.pretrain_steps and cache.exists():
-        model.load_state_dict(torch.load(cache), strict=False)
-        print(f"pretrained weights from {cache}")
-    elif args.pretrain_steps:
-        seconds, losses, cpu = run_stage(
-            model,
-            preset,
-            name="pretrain",
-            steps=args.pretrain_steps,
-            seq=p.seq_length,
-            gbs=p.global_batch_size,
-            lr=p.max_lr,
-            share=0.0,
-            answer_weight=1.0,
-            tokens_per_needle=128,
-            fillers=fillers,
-            encode=encode,
-            rehearsal=rehearsal,
-            seed=args.seed,
-            warmup=p.warmup_fraction,
-            decay=p.decay_fraction,
-            log_every=48,
+    started = time.monotonic()
+    chain = _child(["--run-chain", "--overrides", json.dumps(overrides)], env, home / "chain.log")
+    seconds = time.monotonic() - started
+    stages = {s: score_stage(home / "artifacts", s, preset.eval.niah_threshold) for s in CONTEXT_STAGES}
+    if stages["stage1"] is None:
+        raise SystemExit(f"[{args.name}] context_ext_stage1 did not train; see {home / 'chain.log'}")
+    for stage, r in stages.items():
+        if r is None:
+            print(f"\n### {stage}: not trained (blocked by the stage-1 gate)")
+            continue
+        print(
+            f"\n### {stage}: {r['steps']} steps at {r['seq_length']} in {r['train_seconds']:.0f}s, final loss "
+            f"{r['loss_final']:.3f}; NIAH {'PASS' if r['passed'] else 'FAIL'}, overall {r['accuracy']:.1%}\n"
         )
-        report["stages"]["pretrain"] = {"seconds": seconds, "cpu_per_thread_s": cpu, "final_loss": losses[-1]}
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), cache)
-
-    evals = set(args.eval.split(","))
-    grid = dict(preset=preset, seed=args.seed)
-    s1_lo = p.seq_length if args.s1_len > p.seq_length else args.s1_len // 2
-    s1_lengths = niah.stage_lengths(args.s1_len, preset.eval.niah_num_lengths, s1_lo)
-    s2_lengths = niah.stage_lengths(args.s2_len, preset.eval.niah_num_lengths, args.s1_len)
-    common = dict(
-        share=args.share,
-        answer_weight=args.answer_weight,
-        quote_share=args.quote_share,
-        quote_weight=args.quote_weight,
-        tokens_per_needle=args.tokens_per_needle,
-        fillers=fillers,
-        encode=encode,
-        rehearsal=rehearsal,
-        seed=args.seed,
-    )
-    if args.s0_steps:
-        seconds, losses, cpu = run_stage(
-            model,
-            preset,
-            name="stage1a",
-            steps=args.s0_steps,
-            seq=args.s0_len,
-            gbs=args.s0_gbs,
-            lr=args.s0_lr,
-            **common,
-        )
-        report["stages"]["stage1a"] = {
-            "seconds": seconds,
-            "cpu_per_thread_s": cpu,
-            "final_loss": sum(losses[-5:]) / len(losses[-5:]),
-        }
-        print(f"stage1a: {seconds:.0f}s")
-        probe(
-            model, tokenizer, fillers, lengths=niah.stage_lengths(args.s0_len, 5, args.s0_len // 2), label="s0", **grid
-        )
-    if args.s1_steps:
-        seconds, losses, cpu = run_stage(
-            model,
-            preset,
-            name="stage1",
-            steps=args.s1_steps,
-            seq=args.s1_len,
-            gbs=args.s1_gbs,
-            lr=args.s1_lr,
-            probe_every=args.probe_every,
-            probe_fn=lambda: probe(model, tokenizer, fillers, lengths=s1_lengths, label="s1", n=25, **grid),
-            **common,
-        )
-        report["stages"]["stage1"] = {
-            "seconds": seconds,
-            "cpu_per_thread_s": cpu,
-            "final_loss": sum(losses[-5:]) / len(losses[-5:]),
-        }
-        print(f"stage1: {seconds:.0f}s")
-    if args.save:
-        torch.save(model.state_dict(), args.save)
-    if "p1" in evals:
-        report["probe_s1"] = probe(model, tokenizer, fillers, lengths=s1_lengths, label="s1", **grid)
-    if "s1" in evals:
-        report["grids"].append(
-            run_grid(model, tokenizer, fillers, lengths=s1_lengths, label="after stage1, s1 grid", **grid)
-        )
-    if "s1x" in evals:
-        report["grids"].append(
-            run_grid(model, tokenizer, fillers, lengths=s2_lengths, label="after stage1, s2 grid", **grid)
-        )
-    if args.s2_steps:
-        seconds, losses, cpu = run_stage(
-            model,
-            preset,
-            name="stage2",
-            steps=args.s2_steps,
-            seq=args.s2_len,
-            gbs=args.s2_gbs,
-            lr=args.s2_lr,
-            log_every=2,
-            **common,
-        )
-        report["stages"]["stage2"] = {
-            "seconds": seconds,
-            "cpu_per_thread_s": cpu,
-            "final_loss": sum(losses[-3:]) / len(losses[-3:]),
-        }
-        print(f"stage2: {seconds:.0f}s")
-    if args.save_final:
-        torch.save(model.state_dict(), args.save_final)
-    if "s2" in evals:
-        report["grids"].append(
-            run_grid(model, tokenizer, fillers, lengths=s2_lengths, label="after stage2, s2 grid", **grid)
-        )
-        for extra in filter(None, args.eval_seeds.split(",")):
-            report["grids"].append(
-                run_grid(
-                    model,
-                    tokenizer,
-                    fillers,
-                    lengths=s2_lengths,
-                    preset=preset,
-                    seed=int(extra),
-                    label=f"after stage2, s2 grid, seed {extra}",
-                )
-            )
-    if "s2s1" in evals:
-        report["grids"].append(
-            run_grid(model, tokenizer, fillers, lengths=s1_lengths, label="after stage2, s1 grid", **grid)
-        )
-    out = Path(args.out) / f"{args.name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+        print(r["table"])
+        for miss in r["misses"]:
+            print(f"  miss: {miss}")
+    report = {"args": {k: str(v) for k, v in vars(args).items()}, "overrides": overrides, "chain": chain}
+    report |= {"chain_seconds": seconds, "stages": stages}
+    out = args.out / f"{args.name}.json"
     out.write_text(json.dumps(report, indent=1))
-    print(
-        "\nstages: "
-        + ", ".join(
-            f"{k} {v['seconds']:.0f}s wall/{v['cpu_per_thread_s']:.0f}s cpu loss {v['final_loss']:.3f}"
-            for k, v in report["stages"].items()
-        )
-    )
-    print(f"wrote {out}")
+    print(f"\nchain {seconds:.0f}s, gates {chain['gates']}; wrote {out}")
     return 0
 
 
