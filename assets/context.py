@@ -8,7 +8,8 @@
 * ``context_ext_stageN`` continues from ``pretrain_stage3`` / ``context_ext_stage1`` through the same
   Pipes training job at the stage's length, then answers the NIAH grid (lengths from the previous stage's
   length up to this one x depths x trials, filler from held-out corpus text). The blocking check
-  ``niah_green_light`` passes only if every cell reaches ``eval.niah_threshold``; if it fails, the step
+  ``niah_green_light`` passes only if every cell reaches ``eval.niah_threshold`` (the grid is shown as a
+  table and an inline heatmap, ``niah_heatmap.png`` in the artifact); if it fails, the step
   fails after recording the materialization, so nothing downstream runs, and both the check and the step's
   error name the failing cells, their scores and what to try.
 """
@@ -25,12 +26,12 @@ from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
     Failure,
-    MetadataValue,
     asset,
 )
 
 from assets import keys
 from assets.corpus_pipeline import deduplicated_documents
+from assets.metadata import table, table_value
 from assets.pretraining import train_stage
 from assets.tokenizer import TOKENIZER_FILE, eod_and_pad, load_tokenizer
 from assets.versioning import BuildResult, Upstream, UpstreamMissingError, latest_upstream, materialize_versioned
@@ -215,15 +216,6 @@ def context_mixture_asset(stage: str) -> AssetsDefinition:
             )
             data.write_packed_samples(staging, mix.samples, manifest, loss_weights=weights)
             (staging / "stats.json").write_text(json.dumps(stats, indent=2))
-            table = [
-                "| pool | requested | effective | tokens | documents | epochs | skipped (too long) |",
-                "|---|---:|---:|---:|---:|---:|---:|",
-            ]
-            table += [
-                f"| {pool} | {s['share']:.2f} | {s['effective_share']:.3f} | {s['effective_tokens']} | "
-                f"{s['documents_used']} | {s['epochs']} | {len(s['skipped_too_long'])} |"
-                for pool, s in stats["pools"].items()
-            ]
             return BuildResult(
                 metadata={
                     "seq_length": cs.seq_length,
@@ -236,7 +228,7 @@ def context_mixture_asset(stage: str) -> AssetsDefinition:
                     "natural_long_documents": len(natural),
                     "longest_document": max((len(d) for pool in pools.values() for d in pool), default=0),
                 },
-                markdown={"composition": "\n".join(table)},
+                tables={"composition": composition_table(stats)},
             )
 
         result = materialize_versioned(
@@ -341,6 +333,7 @@ def context_ext_asset(stage: str) -> AssetsDefinition:
                 niah_cases=[_case_json(c) for c in cases],
                 tokenizer_file=tokenizer_dir / TOKENIZER_FILE,
                 context_parallel=cs.context_parallel,
+                finish=lambda staging: niah_build(staging, f"{name} NIAH exact match", p.eval.niah_threshold),
             )
         results = read_niah(artifact_store, name, result.ref.version)
         passed, failing = niah.gate(results, p.eval.niah_threshold)
@@ -354,11 +347,12 @@ def context_ext_asset(stage: str) -> AssetsDefinition:
                 "threshold": p.eval.niah_threshold,
                 "failing_cells": [c.describe() for c in failing],
                 "lengths": results.lengths,
-                "grid": MetadataValue.md(niah.markdown_table(results)),
+                "grid": table_value(niah_grid_table(results)),
             },
         )
         extra["niah_accuracy"] = round(results.accuracy, 4)
-        extra["niah_grid"] = MetadataValue.md(niah.markdown_table(results))
+        if "niah_grid" not in result.build.tables:  # (artifacts built before tables)
+            extra["niah_grid"] = table_value(niah_grid_table(results))
         yield result.materialize_result(extra_metadata=extra, check_results=[check])
         if not passed:  # the checkpoint is recorded; the step fails with the reason as its error, first line
             raise Failure(
@@ -367,6 +361,63 @@ def context_ext_asset(stage: str) -> AssetsDefinition:
             )
 
     return _ext
+
+
+NIAH_HEATMAP = "niah_heatmap.png"
+
+
+def composition_table(stats: dict) -> dict:
+    """One row per pool of a packed context mixture (``model.context_mixture`` stats)."""
+    return table(
+        [
+            {
+                "pool": pool,
+                "requested": s["share"],
+                "effective": round(s["effective_share"], 4),
+                "tokens": s["effective_tokens"],
+                "documents": s["documents_used"],
+                "epochs": s["epochs"],
+                "skipped_too_long": len(s["skipped_too_long"]),
+            }
+            for pool, s in stats["pools"].items()
+        ],
+        [
+            ("pool", "string"),
+            ("requested", "float", "share of the stage's tokens asked for (context.stages.*.mixture)"),
+            ("effective", "float", "share of the packed tokens"),
+            ("tokens", "int", "packed tokens"),
+            ("documents", "int", "documents packed"),
+            ("epochs", "int", "passes started over the pool (> 1: repeated)"),
+            ("skipped_too_long", "int", "documents longer than the stage's length (never cut)"),
+        ],
+    )
+
+
+def niah_grid_table(results: niah.NiahResults) -> dict:
+    """The NIAH grid as a table: one row per needle depth, one exact-match column per prompt length."""
+    trials = sorted({c.trials for c in results.cells})
+    per_cell = f"{trials[0]} trials per cell" if len(trials) == 1 else "trials per cell vary"
+    rows = [
+        {
+            "depth": round(depth, 4),
+            **{f"len_{n}": round(results.cell(n, depth).accuracy, 4) for n in results.lengths},
+        }
+        for depth in results.depths
+    ]
+    return table(
+        rows,
+        [("depth", "float", "needle depth (0 = start of the haystack, 1 = just before the question)")]
+        + [(f"len_{n}", "float", f"exact match at a {n}-token prompt ({per_cell})") for n in results.lengths],
+    )
+
+
+def niah_build(staging: Path, title: str, threshold: float) -> BuildResult:
+    """What a context stage adds to its artifact once the trainer answered the grid (``niah.json``): the
+    grid as a table and a heatmap (``niah_heatmap.png``), so a reused checkpoint shows them too."""
+    rows = json.loads((staging / "niah.json").read_text())
+    results = niah.results_from_cases(niah.CaseResult(**r) for r in rows)
+    niah.heatmap_png(results, staging / NIAH_HEATMAP, title=title, threshold=threshold)
+    return BuildResult(tables={"niah_grid": niah_grid_table(results)}, plots={"niah_heatmap": NIAH_HEATMAP})
 
 
 def gate_failure(asset: str, stage: str, failing: list[niah.CellResult], threshold: float, uri: str) -> str:

@@ -21,9 +21,10 @@ from dagster import (
 )
 
 from assets import keys
+from assets.metadata import table
 from assets.versioning import BuildResult, Upstream, materialize_versioned
 from config import CORPUS_DOMAINS
-from corpus.stats import source_stats, stats_markdown
+from corpus.stats import source_stats
 from kexaone_dag.automation import DOWNSTREAM_OF_DATA
 from kexaone_dag.config import PresetResource
 from resources.artifact_store import ArtifactStore
@@ -58,6 +59,30 @@ def _raw_corpus_source(source: str):
 raw_corpus_sources = [_raw_corpus_source(s) for s in CORPUS_DOMAINS]
 
 
+def sources_table(rows: list[dict]) -> dict:
+    """One row per source (the columns of the ``raw_corpus_stats`` warehouse table that describe it)."""
+    return table(
+        [
+            {
+                **r,
+                "mean_document_chars": round(r["mean_document_chars"], 1),
+                "formats": ", ".join(f"{k}:{v}" for k, v in r["formats"].items()),
+            }
+            for r in rows
+        ],
+        [
+            ("source", "string", "language / domain"),
+            ("files", "int", "files in the source"),
+            ("documents", "int"),
+            ("text_bytes", "int", "UTF-8 bytes of the documents' text"),
+            ("characters", "int"),
+            ("mean_document_chars", "float", "mean characters per document"),
+            ("formats", "string", "files per format"),
+            ("source_version", "string", "content-manifest hash"),
+        ],
+    )
+
+
 @asset(
     group_name=CORPUS_GROUP,
     deps=[raw_corpus_key(s) for s in CORPUS_DOMAINS],
@@ -88,7 +113,8 @@ def raw_corpus_stats(
                 "text_bytes": sum(r["text_bytes"] for r in rows),
                 "documents_per_source": {r["source"]: r["documents"] for r in rows},
             },
-            markdown={"sources": stats_markdown(rows)},
+            tables={"sources": sources_table(rows)},
+            column_schema="sources",
         )
 
     result = materialize_versioned(

@@ -34,6 +34,7 @@ from dagster import (
 
 from assets import keys
 from assets.corpus import CORPUS_GROUP, raw_corpus_key
+from assets.metadata import table
 from assets.versioning import (
     BuildResult,
     Upstream,
@@ -46,8 +47,8 @@ from assets.versioning import (
 )
 from config import CORPUS_DOMAINS, Preset
 from corpus.pipeline import DOCUMENTS_DIR, STATS_FILE, run_dedup_partition, run_filter_partition
+from corpus.plots import pipeline_steps_png
 from corpus.sources import SourceFile, file_format, filesystem, iter_documents
-from corpus.stats import pipeline_markdown, rejections_markdown
 from corpus.steps import read_labels
 from kexaone_dag.automation import DOWNSTREAM_OF_DATA
 from kexaone_dag.config import PresetResource
@@ -134,6 +135,8 @@ def filtered_corpus(
             run_key=run_key,
         ) -> BuildResult:
             return _build_result(
+                staging,
+                f"{keys.FILTERED_CORPUS} {key}",
                 run_filter_partition(
                     partition=key,
                     source_uri=manifest.uri,
@@ -147,7 +150,7 @@ def filtered_corpus(
                     labels=labels,
                     log=context.log.info,
                     run_key=run_key,
-                )
+                ),
             )
 
         results[key] = materialize_versioned(
@@ -226,6 +229,8 @@ def deduplicated_corpus(
 
         def build(staging: Path, key=key, args=args, documents=documents, run_key=run_key) -> BuildResult:
             return _build_result(
+                staging,
+                f"{keys.DEDUPLICATED_CORPUS} {key}",
                 run_dedup_partition(
                     partition=key,
                     input_folder=documents,
@@ -238,7 +243,7 @@ def deduplicated_corpus(
                     settings=corpus_pipeline.settings(),
                     log=context.log.info,
                     run_key=run_key,
-                )
+                ),
             )
 
         results[key] = materialize_versioned(
@@ -301,7 +306,12 @@ def _labels_sidecar(source: str, uri: str, storage: Mapping[str, Any]) -> tuple[
     return read_labels(text, source), {"planted_labels": Upstream(version, path)}
 
 
-def _build_result(summary: Mapping[str, Any]) -> BuildResult:
+STEPS_PLOT = "steps.png"
+
+
+def _build_result(staging: Path, title: str, summary: Mapping[str, Any]) -> BuildResult:
+    """The partition's metadata: totals, the steps and rejections tables and a chart of the documents every
+    step kept and dropped (``steps.png`` in the artifact)."""
     totals = summary["totals"]
     metadata = {
         "partition": summary["partition"],
@@ -315,8 +325,34 @@ def _build_result(summary: Mapping[str, Any]) -> BuildResult:
     }
     if "dedup_rate" in summary:
         metadata.update({k: summary[k] for k in ("dedup_rate", "exact_duplicates_removed", "near_duplicates_removed")})
+    pipeline_steps_png(summary["steps"], staging / STEPS_PLOT, title=f"{title}: documents per step")
     return BuildResult(
-        metadata=metadata, markdown={"steps": pipeline_markdown(summary), "rejections": rejections_markdown(summary)}
+        metadata=metadata,
+        tables={"steps": steps_table(summary), "rejections": rejections_table(summary)},
+        plots={"steps_chart": STEPS_PLOT},
+    )
+
+
+def steps_table(summary: Mapping[str, Any]) -> dict:
+    """Documents and bytes in / out of every step of one partition run (filtered or deduplicated)."""
+    return table(
+        summary["steps"],
+        [
+            ("step", "string"),
+            ("docs_in", "int", "documents in"),
+            ("docs_out", "int", "documents kept"),
+            ("docs_dropped", "int", "documents dropped (in the exclusion output)"),
+            ("bytes_in", "int", "UTF-8 bytes in"),
+            ("bytes_out", "int", "UTF-8 bytes kept"),
+        ],
+    )
+
+
+def rejections_table(summary: Mapping[str, Any]) -> dict:
+    """Documents and bytes each step dropped, per reason (empty when nothing was rejected)."""
+    return table(
+        summary.get("rejections", []),
+        [("step", "string"), ("reason", "string"), ("documents", "int"), ("bytes", "int")],
     )
 
 

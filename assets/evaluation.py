@@ -1,10 +1,10 @@
 """[evaluation] group: niah_report_stage{1,2}, short_context_eval, evaluation_summary.
 
 * ``niah_report_stageN``: the NIAH grid that ``context_ext_stageN`` answered (its ``niah.json``) as a
-  heatmap PNG, a markdown table and ``niah_results`` rows. It sits behind the stage's blocking gate.
+  heatmap PNG (inline in the UI), a table and ``niah_results`` rows. It sits behind the stage's blocking gate.
 * ``short_context_eval``: held-out perplexity per language/domain (``tokenizer.held_out_fraction`` of each
   deduplicated_corpus partition, never trained on) at the pre-training length, for every checkpoint of the
-  chain; ``short_context_perplexity`` rows and one plot. Check ``short_context_drift`` (WARN) flags a
+  chain; ``short_context_perplexity`` rows, a table and one plot. Check ``short_context_drift`` (WARN) flags a
   context stage whose perplexity rose more than ``eval.short_context_ppl_tolerance`` over pretrain_stage3.
 * ``evaluation_summary``: one markdown page with its plots: corpus -> tokenizer -> loss curves -> NIAH ->
   short-context drift.
@@ -25,9 +25,10 @@ from dagster import (
 )
 
 from assets import keys
-from assets.context import CONTEXT_STAGES, corpus_texts, read_niah
+from assets.context import CONTEXT_STAGES, corpus_texts, niah_grid_table, read_niah
+from assets.metadata import table
 from assets.tokenizer import eod_and_pad, load_tokenizer
-from assets.versioning import BuildResult, latest_upstream, materialize_versioned
+from assets.versioning import BuildResult, ensure_plot, latest_upstream, materialize_versioned
 from config import get_preset
 from evaluation import niah
 from evaluation.perplexity import drift, held_out_windows, perplexity
@@ -65,7 +66,7 @@ def niah_report_asset(stage: str) -> AssetsDefinition:
         automation_condition=DOWNSTREAM_OF_DATA,
         deps=[AssetDep(checkpoint)],
         kinds={"duckdb"},
-        description=f"NIAH of {checkpoint}: length x depth exact-match heatmap, markdown table, warehouse rows.",
+        description=f"NIAH of {checkpoint}: length x depth exact-match heatmap, table, warehouse rows.",
     )
     def _report(
         context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore, warehouse: Warehouse
@@ -81,8 +82,7 @@ def niah_report_asset(stage: str) -> AssetsDefinition:
                 title=f"{checkpoint} NIAH exact match",
                 threshold=p.eval.niah_threshold,
             )
-            table = niah.markdown_table(results)
-            (staging / "table.md").write_text(table)
+            (staging / "table.md").write_text(niah.markdown_table(results))
             passed, failing = niah.gate(results, p.eval.niah_threshold)
             return BuildResult(
                 metadata={
@@ -92,7 +92,8 @@ def niah_report_asset(stage: str) -> AssetsDefinition:
                     "lengths": results.lengths,
                     "depths": results.depths,
                 },
-                markdown={"grid": table},
+                tables={"grid": niah_grid_table(results)},
+                plots={"heatmap": "heatmap.png"},
             )
 
         result = materialize_versioned(
@@ -104,6 +105,7 @@ def niah_report_asset(stage: str) -> AssetsDefinition:
             upstream=upstream,
             build=build,
         )
+        ensure_plot(result, artifact_store, "heatmap", "heatmap.png")  # (artifacts built before plots)
         warehouse.insert(
             "niah_results",
             [
@@ -120,9 +122,7 @@ def niah_report_asset(stage: str) -> AssetsDefinition:
             ],
             replace_keys=("checkpoint", "checkpoint_version"),
         )
-        return result.materialize_result(
-            extra_metadata={"heatmap": MetadataValue.path(artifact_store.uri(name, result.ref.version, "heatmap.png"))}
-        )
+        return result.materialize_result()
 
     return _report
 
@@ -193,7 +193,8 @@ def short_context_eval(
         (staging / "perplexity.json").write_text(__import__("json").dumps(rows, indent=2))
         return BuildResult(
             metadata={"domains": sorted(windows), "checkpoints": list(CHAIN_ORDER)},
-            markdown={"perplexity": _ppl_table(rows)},
+            tables={"perplexity": perplexity_table(rows)},
+            plots={"plot": "perplexity.png"},
         )
 
     result = materialize_versioned(
@@ -207,6 +208,7 @@ def short_context_eval(
     )
     if not rows:
         rows = artifact_store.read_json(keys.SHORT_CONTEXT_EVAL, result.ref.version, "perplexity.json")
+    ensure_plot(result, artifact_store, "plot", "perplexity.png")  # (artifacts built before plots)
     warehouse.insert(
         "short_context_perplexity",
         [{"eval_version": result.ref.version, **r} for r in rows],
@@ -227,25 +229,20 @@ def short_context_eval(
         severity=AssetCheckSeverity.WARN,
         metadata={"tolerance": p.eval.short_context_ppl_tolerance, "flagged": flagged},
     )
-    return result.materialize_result(
-        check_results=[check],
-        extra_metadata={
-            "plot": MetadataValue.path(
-                artifact_store.uri(keys.SHORT_CONTEXT_EVAL, result.ref.version, "perplexity.png")
-            )
-        },
-    )
+    return result.materialize_result(check_results=[check])
 
 
-def _ppl_table(rows: list[dict]) -> str:
+def perplexity_table(rows: list[dict]) -> dict:
+    """One row per checkpoint (chain order), one held-out perplexity column per domain."""
     domains = sorted({r["domain"] for r in rows})
     by = {(r["checkpoint"], r["domain"]): r["perplexity"] for r in rows}
-    lines = ["| checkpoint | " + " | ".join(domains) + " |", "|---|" + "---:|" * len(domains)]
-    lines += [
-        f"| {c} | " + " | ".join(f"{by[(c, d)]:.2f}" if (c, d) in by else "-" for d in domains) + " |"
-        for c in CHAIN_ORDER
-    ]
-    return "\n".join(lines)
+    return table(
+        [
+            {"checkpoint": c, **{d: round(by[(c, d)], 2) if (c, d) in by else None for d in domains}}
+            for c in CHAIN_ORDER
+        ],
+        [("checkpoint", "string")] + [(d, "float", f"held-out perplexity on {d} (lower is better)") for d in domains],
+    )
 
 
 SUMMARY_DEPS = [

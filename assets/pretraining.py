@@ -6,9 +6,9 @@
   the ``mixture_composition`` table: tokens per source, requested vs effective share (what Megatron's
   blend draws for the stage's samples).
 * ``pretrain_stageN`` launches ``model.train`` through the ``trainer`` resource (Pipes: torchrun locally,
-  a GPU pod on k8s). Stage N initialises from stage N-1's checkpoint. The loss curve, final metrics and
-  the per-step metrics (``metrics`` table) come back; an interrupted stage resumes from its newest periodic
-  checkpoint when it is materialized again with the same inputs.
+  a GPU pod on k8s). Stage N initialises from stage N-1's checkpoint. The final metrics (a table) and the
+  per-step metrics (``metrics`` table; drawn as the inline ``loss_curve`` plot) come back; an interrupted
+  stage resumes from its newest periodic checkpoint when it is materialized again with the same inputs.
 """
 
 import contextlib
@@ -22,12 +22,14 @@ from dagster import AssetDep, AssetExecutionContext, AssetsDefinition, MetadataV
 
 from assets import keys
 from assets.corpus_pipeline import deduplicated_documents
+from assets.metadata import table
 from assets.tokenizer import eod_and_pad, load_tokenizer
 from assets.versioning import (
     BuildResult,
     Upstream,
     UpstreamMissingError,
     artifact_version,
+    ensure_plot,
     latest_upstream,
     materialize_versioned,
 )
@@ -36,6 +38,7 @@ from kexaone_dag.automation import DOWNSTREAM_OF_DATA
 from kexaone_dag.config import PresetResource
 from kexaone_dag.executors import training_asset_kwargs
 from model import data
+from model.plots import training_curves_png
 from model.stages import METRICS, stage_plan
 from resources.artifact_store import ArtifactStore
 from resources.trainer import StageLaunch, TrainerLauncher
@@ -59,6 +62,7 @@ STEP_METRICS = {
     "expert_load_imbalance": "max/mean",
     "tokens_per_s": "tokens/s",
 }
+LOSS_PLOT = "loss_curves.png"  # losses and learning rate per step, drawn from metrics.jsonl (shown inline)
 
 
 def _synthetic_deps(preset: Preset, stage: str) -> list[str]:
@@ -84,14 +88,20 @@ def _kept(stream: Callable[[], Iterable[tuple[str, str]]], held_out_fraction: fl
     return texts
 
 
-def _mixture_markdown(rows: list[dict]) -> str:
-    lines = ["| source | requested | effective | documents | tokens | epochs |", "|---|---:|---:|---:|---:|---:|"]
-    lines += [
-        f"| {r['source']} | {r['requested']:.3f} | {r['effective']:.3f} | {r['documents']} | {r['tokens']} | "
-        f"{r['epochs']:.2f} |"
-        for r in rows
-    ]
-    return "\n".join(lines)
+def mixture_table(rows: list[dict]) -> dict:
+    """One row per source of a stage mixture: requested vs effective share, documents, tokens, epochs."""
+    return table(
+        [{**r, "effective": round(r["effective"], 4), "epochs": round(r["epochs"], 2)} for r in rows],
+        [
+            ("source", "string"),
+            ("requested", "float", "share of the stage's samples asked for (data.stage_mixtures)"),
+            ("effective", "float", "share of the stage's samples Megatron's blend draws from the source"),
+            ("documents", "int"),
+            ("tokens", "int", "tokens of the source's indexed dataset"),
+            ("samples", "int", "samples of the stage drawn from the source"),
+            ("epochs", "float", "passes over the source's tokens in the stage"),
+        ],
+    )
 
 
 def tokenized_mixture_asset(stage: str) -> AssetsDefinition:
@@ -158,7 +168,7 @@ def tokenized_mixture_asset(stage: str) -> AssetsDefinition:
                     "requested_mixture": {r["source"]: r["requested"] for r in rows},
                     "vocab_size": manifest.vocab_size,
                 },
-                markdown={"composition": _mixture_markdown(rows)},
+                tables={"composition": mixture_table(rows)},
             )
 
         result = materialize_versioned(
@@ -263,11 +273,13 @@ def train_stage(
     niah_cases: list | None = None,
     tokenizer_file: Path | None = None,
     context_parallel: int = 1,
+    finish: Callable[[Path], BuildResult] | None = None,
 ):
     """Version -> (reuse | launch ``model.train`` through Pipes into staging -> commit) -> metrics rows.
 
-    Returns the ``VersionedResult`` and the extra metadata (loss curve, checkpoint, what the training
-    process reported through Pipes)."""
+    ``finish(staging)``, when given, runs after training and adds its tables, plots and markdown to the
+    stage's (e.g. the context stages' NIAH grid). Returns the ``VersionedResult`` and the extra metadata
+    (checkpoint, what the training process reported through Pipes)."""
     artifact, version = artifact_version(context, preset=p, preset_sections=sections, upstream=upstream)
     work_dir = trainer.work_dir(artifact, version)
     reported: dict = {}  # what the training process itself reported through Pipes
@@ -300,10 +312,22 @@ def train_stage(
             if getattr(mat, "data_version", None) is not None:
                 reported["data_version"] = mat.data_version.value
         summary = json.loads((staging / "summary.json").read_text())
-        return BuildResult(
+        rows = [json.loads(line) for line in (staging / METRICS).read_text().splitlines() if line.strip()]
+        rows = [r for r in rows if r.get("stage", summary.get("stage")) == summary.get("stage")]
+        built = BuildResult(
             metadata={k: v for k, v in summary.items() if v is not None},
-            markdown={"final_metrics": _summary_markdown(summary)},
+            tables={"final_metrics": final_metrics_table(summary)},
         )
+        if rows:
+            training_curves_png(rows, staging / LOSS_PLOT, title=f"{asset_name}: loss per step")
+            built.plots["loss_curve"] = LOSS_PLOT
+        if finish is not None:
+            extra = finish(staging)
+            built.metadata.update(extra.metadata)
+            built.markdown.update(extra.markdown)
+            built.tables.update(extra.tables)
+            built.plots.update(extra.plots)
+        return built
 
     result = materialize_versioned(
         context,
@@ -317,28 +341,31 @@ def train_stage(
     if not result.ref.reused:
         shutil.rmtree(work_dir, ignore_errors=True)  # periodic checkpoints are scratch once committed
     _record_metrics(artifact_store, warehouse, asset_name, result.ref.version)
+    ensure_plot(result, artifact_store, "loss_curve", "loss_curve.png")  # the trainer's (built before plots)
     extra = {
-        "loss_curve": MetadataValue.path(artifact_store.uri(asset_name, result.ref.version, "loss_curve.png")),
         "checkpoint": MetadataValue.path(artifact_store.uri(asset_name, result.ref.version, "checkpoint")),
         **{f"trainer/{k}": v for k, v in reported.items() if isinstance(v, (int, float, str, bool))},
     }
     return result, extra
 
 
-def _summary_markdown(summary: dict) -> str:
-    keys = (
-        "steps",
-        "tokens",
-        "loss_first",
-        "loss_final",
-        "mtp_loss_final",
-        "lr_final",
-        "expert_load_imbalance_final",
-        "tokens_per_s",
-        "world_size",
-        "resumed_from",
-    )
-    return "\n".join(["| metric | value |", "|---|---|"] + [f"| {k} | {summary.get(k)} |" for k in keys])
+FINAL_METRICS = (
+    ("steps", "int", "optimizer steps of the stage"),
+    ("tokens", "int", "training tokens of the stage"),
+    ("loss_first", "float", "mean LM loss over the first 10 % of steps (nats)"),
+    ("loss_final", "float", "mean LM loss over the last 10 % of steps (nats)"),
+    ("mtp_loss_final", "float", "last MTP loss (nats)"),
+    ("lr_final", "float", "last learning rate"),
+    ("expert_load_imbalance_final", "float", "last expert load max/mean"),
+    ("tokens_per_s", "float", "mean training throughput"),
+    ("world_size", "int", "training processes"),
+    ("resumed_from", "string", "periodic checkpoint the run resumed from, if any"),
+)
+
+
+def final_metrics_table(summary: dict) -> dict:
+    """The stage's ``summary.json`` as a one-row table, one typed column per metric."""
+    return table([summary], FINAL_METRICS)
 
 
 def _record_metrics(store: ArtifactStore, warehouse: Warehouse, asset_name: str, version: str) -> None:

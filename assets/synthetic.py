@@ -16,6 +16,7 @@ from dagster import AssetDep, AssetExecutionContext, asset
 
 from assets import keys
 from assets.corpus_pipeline import deduplicated_documents
+from assets.metadata import table
 from assets.versioning import BuildResult, Upstream, materialize_versioned
 from config import Preset
 from corpus.lid import Py3LangidLID
@@ -26,7 +27,6 @@ from resources.teacher import TeacherLLM
 from resources.warehouse import Warehouse
 from synthetic.pipeline import (
     Direction,
-    balance_markdown,
     multilingual_documents,
     thinking_samples,
 )
@@ -195,7 +195,7 @@ def multilingual_synthetic_data(
             **client.stats.as_metadata(),
         }
         (staging / "stats.json").write_text(json.dumps(metadata, indent=2))
-        return BuildResult(metadata=metadata, markdown={"balance": balance_markdown(balance)})
+        return BuildResult(metadata=metadata, tables={"balance": balance_table(balance)})
 
     result = materialize_versioned(
         context,
@@ -222,6 +222,21 @@ def multilingual_synthetic_data(
         replace_keys=("asset", "version"),
     )
     return result.materialize_result()
+
+
+def balance_table(rows: list[dict]) -> dict:
+    """One row per target language: characters asked for and reached, documents kept and rejected."""
+    return table(
+        rows,
+        [
+            ("language", "string", "target language"),
+            ("target_chars", "int", "characters asked for"),
+            ("achieved_chars", "int", "characters of the documents kept"),
+            ("achieved_share", "float", "achieved / target"),
+            ("documents", "int", "documents kept"),
+            ("rejected", "int", "teacher outputs rejected"),
+        ],
+    )
 
 
 synthetic_assets = [thinking_augmented_data, multilingual_synthetic_data]

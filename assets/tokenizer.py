@@ -9,12 +9,13 @@ All three read the eight ``deduplicated_corpus`` partitions (the same data for e
 import json
 from pathlib import Path
 
-from dagster import AssetCheckResult, AssetCheckSpec, AssetDep, AssetExecutionContext, MetadataValue, asset
+from dagster import AssetCheckResult, AssetCheckSpec, AssetDep, AssetExecutionContext, asset
 from tokenizers import Tokenizer
 
 from assets import keys
 from assets.corpus_pipeline import deduplicated_documents
-from assets.versioning import BuildResult, Upstream, latest_upstream, materialize_versioned
+from assets.metadata import table
+from assets.versioning import BuildResult, Upstream, ensure_plot, latest_upstream, materialize_versioned
 from config import Preset
 from kexaone_dag.automation import DOWNSTREAM_OF_DATA
 from kexaone_dag.config import PresetResource
@@ -223,7 +224,11 @@ def tokenizer_report(
         bytes_per_token_chart(
             rows, staging / "bytes_per_token.png", title=f"Bytes per token on held-out text ({p.name} preset)"
         )
-        return BuildResult(metadata=_gains(rows), markdown={"bytes_per_token": _markdown(rows)})
+        return BuildResult(
+            metadata=_gains(rows),
+            tables={"bytes_per_token": _efficiency_table(rows)},
+            plots={"chart": "bytes_per_token.png"},
+        )
 
     result = materialize_versioned(
         context,
@@ -234,14 +239,13 @@ def tokenizer_report(
         upstream=upstream,
         build=build,
     )
+    ensure_plot(result, artifact_store, "chart", "bytes_per_token.png")  # (artifacts built before plots)
     version = result.ref.version
     rows = artifact_store.read_json(keys.TOKENIZER_REPORT, version, "efficiency.json")
     warehouse.insert(
         "tokenizer_efficiency", [{"report_version": version, **r} for r in rows], replace_keys=("report_version",)
     )
-    with artifact_store.open(keys.TOKENIZER_REPORT, version, "bytes_per_token.png") as f:
-        chart = MetadataValue.md(_inline_png(f.read()))
-    return result.materialize_result(extra_metadata={"chart": chart})
+    return result.materialize_result()
 
 
 def _gains(rows: list[dict]) -> dict:
@@ -256,27 +260,34 @@ def _gains(rows: list[dict]) -> dict:
     return out
 
 
-def _markdown(rows: list[dict]) -> str:
+def _efficiency_table(rows: list[dict]) -> dict:
+    """One row per domain: bytes per token of each tokenizer, SuperBPE's gains, superword usage."""
     tokenizers = ["base", "plain_bpe", "superbpe"]
     by = {(r["tokenizer"], r["domain"]): r for r in rows}
-    domains = list(dict.fromkeys(r["domain"] for r in rows))
-    lines = [
-        "| domain | docs | "
-        + " | ".join(f"{t} B/tok" for t in tokenizers)
-        + " | SuperBPE vs base | SuperBPE vs plain | superword tokens used |",
-        "|---|---:|" + "---:|" * (len(tokenizers) + 3),
-    ]
-    for d in domains:
+    out = []
+    for d in dict.fromkeys(r["domain"] for r in rows):
         base, plain, sup = (by[(t, d)]["bytes_per_token"] for t in tokenizers)
-        lines.append(
-            f"| {d} | {by[('superbpe', d)]['documents']} | {base:.3f} | {plain:.3f} | {sup:.3f} | "
-            f"{100 * (sup / base - 1):+.1f} % | {100 * (sup / plain - 1):+.1f} % | "
-            f"{100 * by[('superbpe', d)]['superword_token_share']:.1f} % |"
+        out.append(
+            {
+                "domain": d,
+                "documents": by[("superbpe", d)]["documents"],
+                **{t: round(by[(t, d)]["bytes_per_token"], 3) for t in tokenizers},
+                "superbpe_vs_base_pct": round(100 * (sup / base - 1), 1),
+                "superbpe_vs_plain_bpe_pct": round(100 * (sup / plain - 1), 1),
+                "superword_tokens_pct": round(100 * by[("superbpe", d)]["superword_token_share"], 1),
+            }
         )
-    return "\n".join(lines)
-
-
-def _inline_png(data: bytes) -> str:
-    import base64
-
-    return f"![bytes per token](data:image/png;base64,{base64.b64encode(data).decode()})"
+    bpt = "held-out bytes per token (higher is better)"
+    return table(
+        out,
+        [
+            ("domain", "string"),
+            ("documents", "int", "held-out documents"),
+            ("base", "float", f"base tokenizer: {bpt}"),
+            ("plain_bpe", "float", f"plain BPE of the SuperBPE vocabulary size: {bpt}"),
+            ("superbpe", "float", f"SuperBPE: {bpt}"),
+            ("superbpe_vs_base_pct", "float", "SuperBPE vs base, % more bytes per token"),
+            ("superbpe_vs_plain_bpe_pct", "float", "SuperBPE vs plain BPE, % more bytes per token"),
+            ("superword_tokens_pct", "float", "% of SuperBPE's tokens on the text that are superwords"),
+        ],
+    )

@@ -5,7 +5,9 @@
     return result.materialize_result(check_results=[...])
 
 ``build(staging_dir)`` writes the artifact's files and returns a ``BuildResult`` whose metadata is kept
-in provenance.json, so a reused artifact shows the same metadata as when it was built.
+in provenance.json, so a reused artifact shows the same metadata as when it was built: plain values,
+markdown (prose), tables (plain JSON from ``assets.metadata.table``, shown as native Dagster tables) and
+plots (PNG files inside the artifact, shown inline).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from dagster import AssetExecutionContext, AssetKey, DataVersion, MaterializeResult, MetadataValue
 
+from assets.metadata import column_schema, png_value, table_value
 from config import Preset
 from resources.artifact_store import ArtifactRef, ArtifactStore, base_provenance, compute_version
 from resources.warehouse import Warehouse
@@ -30,17 +33,54 @@ class Upstream:
 @dataclass
 class BuildResult:
     metadata: dict[str, Any] = field(default_factory=dict)  # plain JSON values
-    markdown: dict[str, str] = field(default_factory=dict)  # shown as markdown in the UI
+    markdown: dict[str, str] = field(default_factory=dict)  # prose, shown as markdown in the UI
+    tables: dict[str, dict] = field(default_factory=dict)  # assets.metadata.table(...): native tables in the UI
+    plots: dict[str, str] = field(default_factory=dict)  # key -> PNG file in the artifact, shown inline
+    column_schema: str | None = None  # the name of a table in ``tables`` that is also dagster/column_schema
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "metadata": self.metadata,
+            "markdown": self.markdown,
+            "tables": self.tables,
+            "plots": self.plots,
+        }
+        if self.column_schema is not None:
+            out["column_schema"] = self.column_schema
+        return out
+
+    @classmethod
+    def from_json(cls, saved: Mapping[str, Any]) -> "BuildResult":
+        """What ``to_json`` kept in provenance.json; keys written by older code may be missing."""
+        return cls(
+            metadata=dict(saved.get("metadata", {})),
+            markdown=dict(saved.get("markdown", {})),
+            tables=dict(saved.get("tables", {})),
+            plots=dict(saved.get("plots", {})),
+            column_schema=saved.get("column_schema"),
+        )
 
 
 @dataclass
 class VersionedResult:
     ref: ArtifactRef
     build: BuildResult
+    images: dict[str, bytes] = field(default_factory=dict)  # the bytes of build.plots, read from the artifact
 
     def metadata(self) -> dict[str, Any]:
         md: dict[str, Any] = {k: v for k, v in self.build.metadata.items()}
         md.update({k: MetadataValue.md(v) for k, v in self.build.markdown.items()})
+        md.update({k: table_value(v) for k, v in self.build.tables.items()})
+        md.update(
+            {
+                k: png_value(data, k.replace("_", " "), f"{self.ref.uri}/{self.build.plots[k]}")
+                for k, data in self.images.items()
+            }
+        )
+        if self.build.column_schema in self.build.tables:
+            md["dagster/column_schema"] = MetadataValue.table_schema(
+                column_schema(self.build.tables[self.build.column_schema])
+            )
         md["dagster/uri"] = self.ref.uri
         md["artifact_version"] = self.ref.version
         md["reused"] = self.ref.reused
@@ -50,6 +90,16 @@ class VersionedResult:
         return MaterializeResult(
             data_version=DataVersion(self.ref.version), metadata={**self.metadata(), **(extra_metadata or {})}, **kwargs
         )
+
+
+def ensure_plot(result: VersionedResult, store: ArtifactStore, key: str, relpath: str) -> VersionedResult:
+    """Show ``relpath`` (a PNG in the artifact) inline as ``key`` when the build did not declare a plot
+    under that key: artifacts built before ``BuildResult.plots`` existed keep their chart in the UI."""
+    if key not in result.images and store.fs.exists(store.path(result.ref.asset, result.ref.version, relpath)):
+        with store.open(result.ref.asset, result.ref.version, relpath, "rb") as f:
+            result.images[key] = f.read()
+        result.build.plots.setdefault(key, relpath)
+    return result
 
 
 class UpstreamMissingError(RuntimeError):
@@ -117,11 +167,15 @@ def materialize_versioned(
 
     if store.has(name, version):
         context.log.info(f"{name}: inputs unchanged, reusing {store.uri(name, version)}")
-        saved = store.read_provenance(name, version).get("build", {})
-        return VersionedResult(
-            ArtifactRef(name, version, store.uri(name, version), reused=True),
-            BuildResult(saved.get("metadata", {}), saved.get("markdown", {})),
-        )
+        saved = BuildResult.from_json(store.read_provenance(name, version).get("build", {}))
+        images = {}
+        for key, relpath in saved.plots.items():
+            try:
+                with store.open(name, version, relpath, "rb") as f:
+                    images[key] = f.read()
+            except FileNotFoundError:
+                context.log.warning(f"{name}: plot {relpath} is not in {store.uri(name, version)}; not shown")
+        return VersionedResult(ArtifactRef(name, version, store.uri(name, version), reused=True), saved, images)
 
     provenance = base_provenance(
         asset=name,
@@ -133,7 +187,8 @@ def materialize_versioned(
     )
     with store.stage(name, version) as staging:
         built = build(staging)
-        provenance["build"] = {"metadata": built.metadata, "markdown": built.markdown}
+        images = {key: (staging / relpath).read_bytes() for key, relpath in built.plots.items()}
+        provenance["build"] = built.to_json()
         ref = store.commit(staging, name, version, provenance)
     warehouse.insert(
         "artifacts",
@@ -150,4 +205,4 @@ def materialize_versioned(
         replace_keys=("asset", "version"),
     )
     context.log.info(f"{name}: committed {ref.uri}")
-    return VersionedResult(ref, built)
+    return VersionedResult(ref, built, images)

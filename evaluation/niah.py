@@ -516,9 +516,14 @@ def markdown_table(results: NiahResults) -> str:
 
 
 def heatmap_png(
-    results: NiahResults, path: str | Path, title: str = "NIAH exact match", threshold: float | None = None
+    results: NiahResults,
+    path: str | Path,
+    title: str = "NIAH exact match",
+    threshold: float | None = None,
+    dpi: int = 80,
 ) -> Path:
-    """Accuracy heatmap (depth x length), each cell annotated; written to ``path``."""
+    """Accuracy heatmap (depth x length), each cell annotated; written to ``path`` (small, dpi 80 by default:
+    the assets also show it inline in the UI)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -541,7 +546,7 @@ def heatmap_png(
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=dpi, metadata={"Software": None})  # no timestamp/version: reproducible bytes
     plt.close(fig)
     return path
 

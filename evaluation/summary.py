@@ -254,8 +254,11 @@ def evaluation_summary_markdown(sections: EvaluationSections) -> str:
     return "\n".join(lines)
 
 
-def drift_plot_png(rows: Iterable[Mapping], path: Path | str, title: str = "Short-context perplexity") -> None:
-    """Perplexity per domain (one line each) over the checkpoints in chain order, as a PNG at ``path``."""
+def drift_plot_png(
+    rows: Iterable[Mapping], path: Path | str, title: str = "Short-context perplexity", dpi: int = 80
+) -> None:
+    """Perplexity per domain (one line each) over the checkpoints in chain order, as a PNG at ``path``
+    (small, dpi 80 by default: the asset also shows it inline in the UI)."""
     by = _perplexity_by_checkpoint(rows)
     if not by:
         raise ValueError("drift_plot_png needs at least one perplexity row")
@@ -269,7 +272,7 @@ def drift_plot_png(rows: Iterable[Mapping], path: Path | str, title: str = "Shor
 
     checkpoints = list(by)
     domains = list(dict.fromkeys(d for values in by.values() for d in values))
-    fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=dpi)
     for domain in domains:
         xs = [i for i, c in enumerate(checkpoints) if domain in by[c]]  # a domain may be missing somewhere
         ax.plot(xs, [by[checkpoints[i]][domain] for i in xs], marker="o", label=domain)

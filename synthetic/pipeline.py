@@ -303,16 +303,3 @@ def _round_robin(lists: list[list]) -> Iterator:
                 yield item
                 alive.append(it)
         iters = alive
-
-
-def balance_markdown(rows: list[dict]) -> str:
-    lines = [
-        "| language | target chars | achieved chars | achieved / target | documents | rejected |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['language']} | {r['target_chars']:,} | {r['achieved_chars']:,} | "
-            f"{100 * r['achieved_share']:.0f} % | {r['documents']} | {r['rejected']} |"
-        )
-    return "\n".join(lines)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def bytes_per_token_chart(rows: list[dict], path: Path, title: str) -> None:
+def bytes_per_token_chart(rows: list[dict], path: Path, title: str, dpi: int = 80) -> None:
+    """Bytes per token per domain, one bar per tokenizer; small (dpi 80 by default: shown inline in the UI)."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: render straight to a file
@@ -15,7 +16,7 @@ def bytes_per_token_chart(rows: list[dict], path: Path, title: str) -> None:
     domains = list(dict.fromkeys(r["domain"] for r in rows))
     by = {(r["tokenizer"], r["domain"]): r["bytes_per_token"] for r in rows}
     width = 0.8 / len(tokenizers)
-    fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=dpi)
     for i, tok in enumerate(tokenizers):
         xs = [d + (i - (len(tokenizers) - 1) / 2) * width for d in range(len(domains))]
         bars = ax.bar(xs, [by[(tok, d)] for d in domains], width, label=tok)

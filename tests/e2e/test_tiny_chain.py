@@ -14,6 +14,7 @@ The chain is the expensive part of the suite, so each fixture runs once per modu
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -83,6 +84,20 @@ def artifact(trained, name) -> Path:
     return Path(mat(trained["result"], name).metadata["dagster/uri"].value)
 
 
+def inline_png(value) -> bytes:
+    """The PNG behind an inline plot: markdown ``![...](data:image/png;base64,...)``, small."""
+    prefix, data = value.value.split("(data:image/png;base64,", 1)
+    assert prefix.startswith("![") and data.endswith(")")
+    png = base64.b64decode(data[:-1])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) < 60_000
+    return png
+
+
+def records(value) -> list[dict]:
+    """The rows of a native table metadata value."""
+    return [dict(r.data) for r in value.records]
+
+
 def metrics(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -111,6 +126,10 @@ def test_three_stages_chain_and_each_lowers_the_loss(trained):
         summary = json.loads((folder / "summary.json").read_text())
         assert summary["loss_final"] < summary["loss_first"] - 0.2, summary
         assert (folder / "checkpoint" / "metadata.json").exists() and (folder / "loss_curve.png").stat().st_size > 0
+        md = mat(trained["result"], f"pretrain_{stage}").metadata
+        (final,) = records(md["final_metrics"])  # one typed row: the stage's summary.json
+        assert (final["steps"], final["loss_final"]) == (summary["steps"], summary["loss_final"])
+        assert inline_png(md["loss_curve"]) == (folder / "loss_curves.png").read_bytes()
         provenance = json.loads((folder / "provenance.json").read_text())
         assert (
             provenance["upstream"]["mixture"]["version"]
@@ -144,6 +163,8 @@ def test_mixtures_and_training_metrics_land_in_the_warehouse(trained):
         rows = wh.query("select source, requested, effective, tokens from mixture_composition where asset = ?", [name])
         assert rows and all(r["tokens"] > 0 for r in rows)
         assert all(abs(r["requested"] - r["effective"]) < 0.02 for r in rows), rows
+        composition = records(mat(trained["result"], name).metadata["composition"])
+        assert {r["source"]: r["tokens"] for r in composition} == {r["source"]: r["tokens"] for r in rows}
         curve = wh.query(
             "select step, value from metrics where asset = ? and metric = 'lm_loss' order by step",
             [f"pretrain_{stage}"],
@@ -382,6 +403,15 @@ def test_context_stages_pass_their_niah_gate_over_the_configured_grid(context):
         assert len(rows) == p.eval.niah_num_lengths * p.eval.niah_num_depths
         assert all(r["trials"] == p.eval.niah_trials and r["accuracy"] >= p.eval.niah_threshold for r in rows)
         assert (artifact(context, f"niah_report_{stage}") / "heatmap.png").stat().st_size > 0
+        md = mat(context["result"], name).metadata
+        grid = records(md["niah_grid"])  # depths down, one exact-match column per length
+        assert [g["depth"] for g in grid] == [round(d, 4) for d in grid_depths(p.eval.niah_num_depths)]
+        assert all(v >= p.eval.niah_threshold for g in grid for k, v in g.items() if k != "depth")
+        assert checks[0].metadata["grid"] == md["niah_grid"]
+        assert inline_png(md["niah_heatmap"]) == (artifact(context, name) / "niah_heatmap.png").read_bytes()
+        report = mat(context["result"], f"niah_report_{stage}").metadata
+        assert report["grid"] == md["niah_grid"]  # the same answers, the same table
+        assert inline_png(report["heatmap"]) == (artifact(context, f"niah_report_{stage}") / "heatmap.png").read_bytes()
         summary = json.loads((artifact(context, name) / "summary.json").read_text())
         assert summary["seq_length"] == cs.seq_length
         previous = cs.seq_length
@@ -401,6 +431,10 @@ def test_context_mixtures_pack_whole_documents(context):
         stats = json.loads((folder / "stats.json").read_text())
         for pool, s in stats["pools"].items():  # documents too long for the stage are skipped, never cut
             assert all(x["length"] > stats["seq_length"] + 1 for x in s["skipped_too_long"]), pool
+        pools = {r["pool"]: r for r in records(event.metadata["composition"])}
+        assert {k: v["tokens"] for k, v in pools.items()} == {
+            k: v["effective_tokens"] for k, v in stats["pools"].items()
+        }
         effective = event.metadata["effective_mixture"].value
         requested = event.metadata["requested_mixture"].value
         assert all(abs(effective[k] - requested[k]) < 0.05 for k in requested), (effective, requested)
@@ -422,6 +456,11 @@ def test_short_context_eval_and_summary_cover_the_chain(context):
     ]
     assert [c.check_name for c in checks] == ["short_context_drift"]
     assert (artifact(context, "short_context_eval") / "perplexity.png").stat().st_size > 0
+    md = mat(context["result"], "short_context_eval").metadata
+    table = {r["checkpoint"]: r for r in records(md["perplexity"])}  # checkpoints down, domains across
+    assert list(table) == list(CHAIN_ORDER)
+    assert all(table[c][d] == round(v, 2) for (c, d), v in by.items())
+    assert inline_png(md["plot"]) == (artifact(context, "short_context_eval") / "perplexity.png").read_bytes()
 
     page = (artifact(context, "evaluation_summary") / "evaluation_summary.md").read_text()
     images = artifact(context, "evaluation_summary") / "images"

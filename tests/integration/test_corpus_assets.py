@@ -3,8 +3,10 @@ finished pipeline, per-partition versions, the S3 path, and bad input that leave
 
 from __future__ import annotations
 
+import base64
 import json
 import time
+from pathlib import Path
 
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
@@ -33,6 +35,14 @@ def partition_metadata(result, asset: str) -> dict[str, dict]:
     return {
         m.partition: {k: v.value for k, v in m.metadata.items()} for m in result.asset_materializations_for_node(asset)
     }
+
+
+def inline_png(markdown: str) -> bytes:
+    """The PNG behind an inline plot: markdown ``![...](data:image/png;base64,...)``."""
+    assert markdown.startswith("![") and markdown.endswith(")")
+    png = base64.b64decode(markdown.split("(data:image/png;base64,", 1)[1][:-1])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) < 60_000
+    return png
 
 
 def committed(home, asset: str, partition: str) -> list[str]:
@@ -71,6 +81,17 @@ def test_demo_corpus_checks_pass_rerun_reuses_and_a_changed_source_rebuilds_only
                 assert md["reused"] is False and md["artifact_version"] in md["dagster/uri"]
                 assert md["dagster/uri"] == str(home / "artifacts" / f"{asset}__{partition}" / md["artifact_version"])
                 assert committed(home, asset, partition) == [md["artifact_version"]]
+                # native tables of the steps and rejections, and an inline chart of the steps
+                steps = [r.data for r in md["steps"].records]
+                assert steps and all(s["docs_in"] == s["docs_out"] + s["docs_dropped"] for s in steps)
+                assert sum(r.data["documents"] for r in md["rejections"].records) == md["docs_excluded"]
+                assert [c.name for c in md["rejections"].schema.columns] == ["step", "reason", "documents", "bytes"]
+                assert inline_png(md["steps_chart"]) == (Path(md["dagster/uri"]) / "steps.png").read_bytes()
+        assert [r.data["step"] for r in built["filtered_corpus"]["ja"]["steps"].records][:3] == [
+            "read",
+            "url",
+            "language_id",
+        ]
         dedup_en = built["deduplicated_corpus"]["en"]
         assert (dedup_en["exact_duplicates_removed"], dedup_en["near_duplicates_removed"]) == (2, 2)
         provenance = json.loads(
@@ -130,6 +151,12 @@ def test_demo_corpus_checks_pass_rerun_reuses_and_a_changed_source_rebuilds_only
             assert {p: (md["reused"], md["artifact_version"]) for p, md in again.items()} == {
                 p: (True, md["artifact_version"]) for p, md in built[asset].items()
             }
+            for p, md in again.items():  # the reused artifacts show what they were built with
+                assert (md["steps"], md["rejections"], md["steps_chart"]) == (
+                    built[asset][p]["steps"],
+                    built[asset][p]["rejections"],
+                    built[asset][p]["steps_chart"],
+                )
         assert time.monotonic() - started < 60
         assert sum(len(committed(home, a, p)) for a in CORPUS_ASSETS for p in CORPUS_DOMAINS) == 16
 

@@ -91,7 +91,9 @@ def test_multilingual_synthetic_data_balances_languages_into_the_warehouse(runs)
     assert {d["language"] for d in docs} == {"de", "ja", "vi", "es"}
     assert all(d["source_language"] in ("en", "ko") and d["rendering"] == "template" for d in docs)
     assert md["documents"].value == len(docs) and md["balance_unit"].value == "characters"
-    assert "| de | 3,000 |" in md["balance"].value
+    balance = {r.data["language"]: r.data for r in md["balance"].records}  # a native table
+    assert balance["de"]["target_chars"] == 3000 and set(balance) == {"de", "es", "ja", "vi"}
+    assert {c.name: c.type for c in md["balance"].schema.columns}["achieved_share"] == "float"
     wh = Warehouse(path=str(runs["home"] / "warehouse.duckdb"))
     rows = wh.query(
         "select language, target_chars, achieved_chars, documents from synthetic_balance "
@@ -104,6 +106,7 @@ def test_multilingual_synthetic_data_balances_languages_into_the_warehouse(runs)
         assert r["achieved_chars"] >= r["target_chars"]  # the demo corpus has enough verifiable facts
     again = mat(runs["second"], "multilingual_synthetic_data")
     assert again["reused"].value is True and again["artifact_version"].value == md["artifact_version"].value
+    assert again["balance"] == md["balance"]  # the reused artifact shows the table it was built with
 
 
 def test_switching_to_the_http_teacher_re_versions_and_counts_its_tokens(runs):

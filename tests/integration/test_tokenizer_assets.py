@@ -3,6 +3,7 @@ transformers, a report with a chart and warehouse rows, reuse on re-materializat
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -61,13 +62,27 @@ def test_checks_pass_and_lineage_reaches_the_corpus(materialized):
     )
 
 
+def inline_png(value) -> bytes:
+    """The PNG behind an inline plot: markdown ``![...](data:image/png;base64,...)``."""
+    prefix, data = value.value.split("(data:image/png;base64,", 1)
+    assert prefix.startswith("![") and data.endswith(")")
+    png = base64.b64decode(data[:-1])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    return png
+
+
 def test_report_has_table_chart_and_warehouse_rows(materialized):
     report = mat(materialized["first"], "tokenizer_report")
-    assert "| en |" in report.metadata["bytes_per_token"].value
-    assert report.metadata["chart"].value.startswith("![bytes per token](data:image/png;base64,")
+    table = report.metadata["bytes_per_token"]  # a native table, one row per domain
+    by_domain = {r.data["domain"]: r.data for r in table.records}
+    assert set(by_domain) == {"en", "ko", "multilingual", "stem", "code"}
+    assert all(isinstance(r["superbpe"], float) and r["superbpe"] > 1.0 for r in by_domain.values())
+    assert {c.name: c.type for c in table.schema.columns}["documents"] == "int"
+    png = inline_png(report.metadata["chart"])
+    assert len(png) < 60_000
     uri = report.metadata["dagster/uri"].value
     with open(f"{uri}/bytes_per_token.png", "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+        assert f.read() == png
     rows = Warehouse(path=str(materialized["home"] / "warehouse.duckdb")).query(
         "select tokenizer, domain, bytes_per_token from tokenizer_efficiency where report_version = ?",
         [report.metadata["artifact_version"].value],
@@ -82,3 +97,6 @@ def test_second_materialization_reuses_every_tokenizer_artifact(materialized):
         a, b = mat(materialized["first"], name), mat(materialized["second"], name)
         assert a.metadata["artifact_version"].value == b.metadata["artifact_version"].value
         assert a.metadata["reused"].value is False and b.metadata["reused"].value is True
+    first, second = mat(materialized["first"], "tokenizer_report"), mat(materialized["second"], "tokenizer_report")
+    assert second.metadata["bytes_per_token"] == first.metadata["bytes_per_token"]  # kept in provenance.json
+    assert second.metadata["chart"] == first.metadata["chart"]  # read back from the artifact
