@@ -5,6 +5,7 @@
     kexaone preset [--preset NAME]     # print the resolved preset as JSON
     kexaone plan [--preset NAME] [--json]  # parameters, FLOPs, KV cache of the preset (no model built)
     kexaone sql "select * from artifacts"
+    kexaone lineage ASSET [--partition P] [--version V] [--json]  # exact artifact versions back to the raw corpus
 
 Errors in configuration print one line (``error: ...``) and exit with status 2.
 """
@@ -23,9 +24,10 @@ from config import PRESET_ENV_VAR, PRESET_NAMES, PresetError, get_preset
 from corpus.sources import CorpusSourceError
 from kexaone_dag.executors import ExecutorConfigError
 from resources.artifact_store import ArtifactStoreError
+from resources.lineage import LineageError
 from resources.warehouse import WarehouseError
 
-CONFIG_ERRORS = (PresetError, ArtifactStoreError, CorpusSourceError, ExecutorConfigError, WarehouseError)
+CONFIG_ERRORS = (PresetError, ArtifactStoreError, CorpusSourceError, ExecutorConfigError, WarehouseError, LineageError)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -82,6 +84,38 @@ def cmd_sql(args: argparse.Namespace) -> int:
     rows = build_resources()["warehouse"].query(args.sql)
     print(json.dumps(rows, indent=2, default=str))
     return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    """The exact artifact versions an artifact was built from, back to the raw corpus data versions, from the
+    provenance records. Without ``--version``: the asset's latest materialization in the Dagster instance."""
+    from kexaone_dag.resources_by_env import build_resources
+    from resources.lineage import format_lineage, lineage
+
+    store = build_resources()["artifact_store"]
+    name = f"{args.asset}__{args.partition}" if args.partition else args.asset
+    version = args.version or _latest_artifact_version(args.asset, args.partition)
+    nodes = lineage(store, name, version)
+    if args.json:
+        print(json.dumps([{**n.row(), "uri": n.uri, "inputs": [list(i) for i in n.inputs]} for n in nodes], indent=2))
+    else:
+        print(format_lineage(nodes))
+    return 0
+
+
+def _latest_artifact_version(asset: str, partition: str | None) -> str:
+    from dagster import AssetKey, DagsterInstance
+
+    _prepare_dagster_home()
+    with DagsterInstance.get() as instance:
+        record = instance.get_latest_data_version_record(AssetKey(asset), is_source=False, partition_key=partition)
+    where = asset + (f" partition {partition!r}" if partition else "")
+    if record is None or record.event_log_entry.asset_materialization is None:
+        raise LineageError(f"{where} has no materialization in {os.environ['DAGSTER_HOME']}; pass --version")
+    metadata = record.event_log_entry.asset_materialization.metadata
+    if "artifact_version" not in metadata:
+        raise LineageError(f"{where}: its latest materialization carries no artifact_version")
+    return metadata["artifact_version"].value
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -208,6 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     sql = sub.add_parser("sql", help="query the DuckDB warehouse")
     sql.add_argument("sql")
     sql.set_defaults(fn=cmd_sql)
+    lin = sub.add_parser("lineage", help="the exact artifact versions behind an artifact, back to the raw corpus")
+    lin.add_argument("asset", help="asset name, e.g. context_ext_stage2")
+    lin.add_argument("--partition", help="partition of a partitioned asset (filtered_corpus, deduplicated_corpus)")
+    lin.add_argument("--version", help="artifact version (default: the latest materialization in the instance)")
+    lin.add_argument("--json", action="store_true", help="one JSON list instead of lines")
+    lin.set_defaults(fn=cmd_lineage)
     args = parser.parse_args(argv)
     preset = getattr(args, "plan_preset", None) or args.preset
     if preset:
