@@ -40,7 +40,7 @@ from assets.versioning import (
     Upstream,
     UpstreamMissingError,
     VersionedResult,
-    artifact_version,
+    artifact_run_key,
     latest_upstream,
     materialize_versioned,
     partition_artifact_name,
@@ -120,9 +120,7 @@ def filtered_corpus(
         if args.lid_language:
             sections.append(f"data.language_score_threshold.{args.lid_language}")
         upstream = {raw_corpus_key(key).to_user_string(): Upstream(manifest.version, manifest.uri), **labels_upstream}
-        run_key = "-".join(
-            artifact_version(context, preset=p, preset_sections=sections, upstream=upstream, partition=key)
-        )
+        run_key = artifact_run_key(context, preset=p, preset_sections=sections, upstream=upstream, partition=key)
 
         def build(
             staging: Path,
@@ -223,8 +221,8 @@ def deduplicated_corpus(
             f"data.filters.{key}.lid_language",
         ]
         versioned_upstream = {partition_artifact_name(keys.FILTERED_CORPUS, key): upstream}
-        run_key = "-".join(
-            artifact_version(context, preset=p, preset_sections=sections, upstream=versioned_upstream, partition=key)
+        run_key = artifact_run_key(
+            context, preset=p, preset_sections=sections, upstream=versioned_upstream, partition=key
         )
 
         def build(staging: Path, key=key, args=args, documents=documents, run_key=run_key) -> BuildResult:

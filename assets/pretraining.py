@@ -22,7 +22,7 @@ from dagster import AssetDep, AssetExecutionContext, AssetsDefinition, MetadataV
 
 from assets import keys
 from assets.corpus_pipeline import deduplicated_documents
-from assets.metadata import table
+from assets.metadata import table, table_value
 from assets.tokenizer import eod_and_pad, load_tokenizer
 from assets.versioning import (
     BuildResult,
@@ -41,6 +41,7 @@ from model import data
 from model.plots import training_curves_png
 from model.stages import METRICS, stage_plan
 from resources.artifact_store import ArtifactStore
+from resources.lineage import lineage
 from resources.trainer import StageLaunch, TrainerLauncher
 from resources.warehouse import Warehouse
 from tokenizer.recipe import is_held_out
@@ -344,6 +345,8 @@ def train_stage(
     ensure_plot(result, artifact_store, "loss_curve", "loss_curve.png")  # the trainer's (built before plots)
     extra = {
         "checkpoint": MetadataValue.path(artifact_store.uri(asset_name, result.ref.version, "checkpoint")),
+        # the exact artifact versions this checkpoint was built from, back to the raw corpus (`kexaone lineage`)
+        "lineage": table_value(table(n.row() for n in lineage(artifact_store, asset_name, result.ref.version))),
         **{f"trainer/{k}": v for k, v in reported.items() if isinstance(v, (int, float, str, bool))},
     }
     return result, extra

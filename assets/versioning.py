@@ -146,6 +146,12 @@ def artifact_version(
     return name, version
 
 
+def artifact_run_key(context: AssetExecutionContext, **version_args: Any) -> str:
+    """``<artifact name>-<version>``: names a build's resumable state (datatrove run folders, Slurm jobs)
+    before it runs (``version_args``: those of ``artifact_version``)."""
+    return "-".join(artifact_version(context, **version_args))
+
+
 def materialize_versioned(
     context: AssetExecutionContext,
     *,

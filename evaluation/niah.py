@@ -135,7 +135,8 @@ DISTINCT_DIGITS = True
 VALUE_DIGITS = 5
 EDGE_SHARE = 0.1
 # Training documents: one needle (and its answered question) per this many tokens. Dense answers are what
-# teach a small model the lookup (bench/tune_niah.py: 40 learns it; 128 leaves it at 60 % after 2000 steps)
+# teach a small model the lookup (issue 7's experiments, in the git history of bench/tune_niah.py: 40 learns
+# it; 128 leaves it at 60 % after 2000 steps)
 TOKENS_PER_NEEDLE = 40
 
 
@@ -161,7 +162,7 @@ def draw_value(rng: random.Random) -> str:
     Fixed length, as RULER's needles (7 digits): with 4-6 digit values the tiny model's misses were
     almost all length slips (``92046`` for ``920461``, ``19427`` for ``1942``), a test of digit counting
     rather than retrieval. Distinct digits: its copy mechanism keys each next digit on the digits just
-    produced, so values like 977597 are where it slips (bench/tune_niah.py). 27,216 values remain.
+    produced, so values like 977597 are where it slips (issue 7's experiments). 27,216 values remain.
     """
     first = rng.randrange(1, 10)
     if not DISTINCT_DIGITS:
@@ -584,7 +585,7 @@ def retrieval_training_documents(
 
     ``min_length_tokens``: each document's length is drawn log-uniformly from [min_length_tokens,
     length_tokens] instead of all being ``length_tokens`` long. Short documents teach the lookup itself
-    over short distances (a tiny model does not discover it at 512 tokens; bench/tune_niah.py); the
+    over short distances (a tiny model does not discover it at 512 tokens; issue 7's experiments); the
     packer then lays them whole, several to a sample, next to long ones.
     """
     lo = length_tokens if min_length_tokens is None else min_length_tokens
@@ -645,23 +646,6 @@ def retrieval_training_documents(
     return docs
 
 
-def read_filler_texts(folder: str | Path, limit: int | None = None) -> list[str]:
-    """The ``text`` of every JSONL(.gz) document under ``folder`` (a ``deduplicated_corpus`` partition)."""
-    import gzip
-    import json
-
-    texts = []
-    for file in sorted(Path(folder).rglob("*.jsonl*")):
-        opener = gzip.open if file.suffix == ".gz" else open
-        with opener(file, "rt", encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
-                    texts.append(json.loads(line)["text"])
-                    if limit is not None and len(texts) >= limit:
-                        return texts
-    return texts
-
-
 __all__ = [
     "ANSWER_RESERVE_TOKENS",
     "CaseResult",
@@ -687,7 +671,6 @@ __all__ = [
     "key_split",
     "make_cases",
     "markdown_table",
-    "read_filler_texts",
     "results_from_cases",
     "retrieval_training_documents",
     "score_exact",

@@ -28,9 +28,11 @@ import psutil
 import pytest
 from dagster import AssetKey, AssetSelection, DagsterInstance, materialize
 
+from config import CORPUS_DOMAINS, get_preset
 from kexaone_dag.cli import failure_lines
 from kexaone_dag.config import PresetResource
 from kexaone_dag.definitions import build_definitions
+from model.stages import stage_plan
 from resources.warehouse import Warehouse
 from tests.conftest import private_demo_env
 
@@ -142,7 +144,7 @@ def test_three_stages_chain_and_each_lowers_the_loss(trained):
     assert steps_seen == list(range(1, len(steps_seen) + 1))  # one global step count across the curriculum
     # the WSD schedule ends in its decay: stage 3's last LR is near min_lr, below the plateau
     final = json.loads((artifact(trained, "pretrain_stage3") / "summary.json").read_text())
-    assert final["lr_final"] < 0.5 * 3.0e-4
+    assert final["lr_final"] < 0.5 * get_preset("tiny").pretrain.max_lr
 
 
 def test_pipes_reports_reach_the_materialization_and_the_log(trained):
@@ -150,10 +152,27 @@ def test_pipes_reports_reach_the_materialization_and_the_log(trained):
     md = {k: getattr(v, "value", v) for k, v in event.metadata.items()}
     # reported by the training process itself through Pipes, with the data version it was handed
     assert md["trainer/data_version"] == md["artifact_version"]
-    assert md["trainer/steps"] == 64 and md["trainer/loss_final"] == md["loss_final"]
+    steps = stage_plan(get_preset("tiny"), "stage1").steps
+    assert md["trainer/steps"] == steps and md["trainer/loss_final"] == md["loss_final"]
     assert event.tags["dagster/data_version"] == md["artifact_version"]
     logs = [e.user_message for e in trained["instance"].all_logs(trained["result"].run_id)]
-    assert any("stage1 step 64/64: loss" in m for m in logs)
+    assert any(f"stage1 step {steps}/{steps}: loss" in m for m in logs)
+
+
+def test_each_checkpoint_shows_the_exact_versions_it_was_built_from_back_to_the_raw_corpus(trained):
+    from resources.artifact_store import ArtifactStore
+    from resources.lineage import lineage
+
+    store = ArtifactStore(root=str(trained["home"] / "artifacts"))
+    for stage in STAGES:
+        md = mat(trained["result"], f"pretrain_{stage}").metadata
+        rows = records(md["lineage"])
+        nodes = lineage(store, f"pretrain_{stage}", md["artifact_version"].value)
+        assert rows == [n.row() for n in nodes]  # what `kexaone lineage` prints, as a table
+        assert rows[0]["artifact"] == f"pretrain_{stage}" and rows[0]["version"] == md["artifact_version"].value
+        names = {r["artifact"] for r in rows}
+        assert {f"pretrain_stage{i}" for i in range(1, int(stage[-1]) + 1)} <= names
+        assert {f"raw_corpus_{d}" for d in CORPUS_DOMAINS} <= names and "superbpe_tokenizer" in names
 
 
 def test_mixtures_and_training_metrics_land_in_the_warehouse(trained):
@@ -169,7 +188,7 @@ def test_mixtures_and_training_metrics_land_in_the_warehouse(trained):
             "select step, value from metrics where asset = ? and metric = 'lm_loss' order by step",
             [f"pretrain_{stage}"],
         )
-        assert len(curve) == 64 and curve[0]["value"] > curve[-1]["value"]
+        assert len(curve) == stage_plan(get_preset("tiny"), stage).steps and curve[0]["value"] > curve[-1]["value"]
     stage3 = {
         r["source"] for r in wh.query("select source from mixture_composition where asset = 'tokenized_mixture_stage3'")
     }
@@ -376,7 +395,10 @@ def test_terminating_the_dagster_run_stops_the_training_processes(trained, tmp_p
     run.wait(timeout=120)
     gone, alive = psutil.wait_procs(trainers, timeout=60)
     assert not alive, [p.cmdline() for p in alive]
-    assert len((work / "metrics.jsonl").read_text().splitlines()) < 64 and not (out / "summary.json").exists()
+    assert (
+        len((work / "metrics.jsonl").read_text().splitlines()) < stage_plan(get_preset("tiny"), "stage1").steps
+        and not (out / "summary.json").exists()
+    )
 
 
 # -- context extension, NIAH gate, evaluation ------------------------------------------------------------
