@@ -1,6 +1,10 @@
 """Executors and GPU step placement.
 
-Locally the multiprocess executor runs steps as subprocesses. In production ``KEXAONE_EXECUTOR=k8s``
+Locally the in-process executor runs a run's steps one after another in its run worker, as ``kexaone demo``
+does: a click on Materialize then pays for one process start, not one per step (2.1x faster for a
+sub-second step, bench/bench_step_overhead.py); training still runs in its own torchrun processes and the
+corpus pipelines in spawned workers. ``KEXAONE_EXECUTOR=multiprocess`` gives each step its own subprocess
+(two at a time). In production ``KEXAONE_EXECUTOR=k8s``
 selects ``dagster_k8s.k8s_job_executor`` configured from ``deploy/k8s/executor.yaml``; every training
 step then runs in its own pod and joins the ``gpu`` concurrency pool, so the instance's pool limit
 serialises GPU steps (``dagster instance concurrency set gpu <N>``). The GPUs (the preset's ``compute``
@@ -61,7 +65,7 @@ def load_k8s_executor_config(path: Path = K8S_EXECUTOR_CONFIG) -> dict[str, Any]
 def executor_for_env(name: str | None = None) -> ExecutorDefinition:
     """The run's executor; every one reports a step's wait for a pool slot at INFO, naming the holder
     (``run_health.watching_pools``)."""
-    name = name or os.environ.get(EXECUTOR_ENV_VAR) or "multiprocess"
+    name = name or os.environ.get(EXECUTOR_ENV_VAR) or "in_process"
     if name == "multiprocess":
         return watching_pools(multiprocess_executor.configured({"max_concurrent": 2}, name="multiprocess"))
     if name == "in_process":
