@@ -32,7 +32,7 @@ from dagster import (
 from assets import keys
 from assets.corpus_pipeline import deduplicated_documents
 from assets.metadata import table, table_value
-from assets.pretraining import train_stage
+from assets.pretraining import PRETRAIN_SHOWS, planned_metadata, train_stage
 from assets.tokenizer import TOKENIZER_FILE, eod_and_pad, load_tokenizer
 from assets.versioning import BuildResult, Upstream, UpstreamMissingError, latest_upstream, materialize_versioned
 from config import Preset, get_preset
@@ -255,6 +255,13 @@ def context_mixture_asset(stage: str) -> AssetsDefinition:
     return _mixture
 
 
+CONTEXT_SHOWS = (
+    *PRETRAIN_SHOWS,
+    "niah_grid: table of exact match per (length, depth) cell; niah_heatmap: the same as an inline plot",
+    "niah_green_light: the blocking check (threshold eval.niah_threshold), with its failing cells",
+)
+
+
 def context_ext_asset(stage: str) -> AssetsDefinition:
     name = keys.context_ext(stage)
     previous = previous_checkpoint(stage)
@@ -280,6 +287,7 @@ def context_ext_asset(stage: str) -> AssetsDefinition:
             )
         ],
         **training_asset_kwargs(get_preset()),
+        metadata=planned_metadata(get_preset(), CONTEXT_PREFIX + stage, CONTEXT_SHOWS),
         description=f"Context-extension {stage} checkpoint (report §3.2), continued from {previous} through the "
         "Pipes training job, then NIAH over the stage's range; blocking gate niah_green_light.",
     )

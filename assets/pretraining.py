@@ -211,6 +211,7 @@ def pretrain_asset(stage: str) -> AssetsDefinition:
         automation_condition=DOWNSTREAM_OF_DATA,
         deps=deps,
         **training_asset_kwargs(get_preset()),
+        metadata=planned_metadata(get_preset(), stage, PRETRAIN_SHOWS),
         description=f"Pre-training {stage} checkpoint (Megatron dist checkpoint, report §3.1)"
         + (f", initialised from {previous}" if previous else "")
         + ": trained by model.train through Dagster Pipes; loss curve and metrics attached.",
@@ -255,6 +256,35 @@ def pretrain_asset(stage: str) -> AssetsDefinition:
         return result.materialize_result(extra_metadata=extra)
 
     return _pretrain
+
+
+# what a checkpoint's materialization carries (listed on the asset page before its first run)
+PRETRAIN_SHOWS = (
+    "loss_curve: inline plot of LM loss, MTP loss and learning rate per step",
+    "final_metrics: table of the last step's metrics; trainer/*: what the trainer reported through Pipes",
+    "lineage: table of the exact artifact versions behind it, back to the raw corpus (`kexaone lineage`)",
+    "checkpoint: the Megatron dist checkpoint's path; the per-step metrics land in the warehouse's `metrics`",
+)
+
+
+def planned_metadata(preset: Preset, stage: str, shows: Iterable[str]) -> dict[str, MetadataValue]:
+    """Definition metadata, on the asset page before any run: the stage's plan under the loaded preset
+    (``model.stages.stage_plan``) and what each materialization will show."""
+    plan = stage_plan(preset, stage)
+    row = {
+        "preset": preset.name,
+        "steps": plan.steps,
+        "seq_length": plan.seq_length,
+        "global_batch_size": plan.global_batch_size,
+        "tokens": plan.steps * plan.seq_length * plan.global_batch_size,
+        "first_step": plan.first_step,
+        "checkpoint_every_steps": plan.checkpoint_every_steps,
+        "peak_lr": plan.peak_lr if plan.peak_lr is not None else preset.pretrain.max_lr,
+    }
+    return {
+        "plan": table_value(table([row])),
+        "each materialization shows": MetadataValue.md("\n".join(f"- {line}" for line in shows)),
+    }
 
 
 def train_stage(
