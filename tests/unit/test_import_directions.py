@@ -1,7 +1,7 @@
 """Import directions: the science packages and the configuration know nothing of the orchestration.
 
 ``config`` (every number) imports only the standard library. The science packages (model, corpus, tokenizer,
-synthetic, evaluation, kernels) import ``config`` and each other, never ``kexaone_dag``, ``assets``,
+synthetic, evaluation, kernels, posttrain) import ``config`` and each other, never ``kexaone_dag``, ``assets``,
 ``resources`` or ``dagster`` itself; the one exception is the trainer's side of the Pipes protocol
 (``dagster_pipes``, a small standalone package, in ``model/train.py``). Checked on the source (every import
 statement, also inside functions) and at run time (what a fresh interpreter has loaded)."""
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SCIENCE = ("model", "corpus", "tokenizer", "synthetic", "evaluation", "kernels")
+SCIENCE = ("model", "corpus", "tokenizer", "synthetic", "evaluation", "kernels", "posttrain")
 ORCHESTRATION = ("kexaone_dag", "assets", "resources", "dagster")
 ALLOWED = {("model/train.py", "dagster_pipes")}  # the trainer reports through Pipes when Dagster launched it
 
