@@ -15,6 +15,7 @@ lint: setup  ## ruff: lint and format check (configured in pyproject.toml; `make
 
 test: setup lint  ## lint, then the full test suite tier by tier (what CI runs)
 	@scripts/install_slurm.sh
+	@scripts/install_chromium.sh
 	.venv/bin/python -m pytest tests/unit tests/integration tests/e2e -q
 
 test-unit: setup  ## the inner loop: no Dagster instance, no servers, no chain (under 3 min on 2 cores)
@@ -22,6 +23,7 @@ test-unit: setup  ## the inner loop: no Dagster instance, no servers, no chain (
 
 test-fast: setup  ## everything but the slow end-to-end tests
 	@scripts/install_slurm.sh
+	@scripts/install_chromium.sh
 	.venv/bin/python -m pytest tests -q -m "not slow"
 
 ui: setup  ## Dagster UI + daemon on http://127.0.0.1:3000 over the same embedded instance

@@ -38,20 +38,29 @@ def raw_corpus_key(source: str) -> AssetKey:
     return AssetKey(keys.raw_corpus(source))
 
 
+def observe_source(corpus_sources: CorpusSources, source: str) -> ObserveResult:
+    """What an observation of ``raw_corpus_<source>`` records: the content-manifest hash as the data version,
+    and the folder's URI, file count and bytes. The observable source returns it; ``raw_corpus_watch``
+    (``kexaone_dag/sensors.py``) records the same as a runless observation, so both agree by construction."""
+    manifest = corpus_sources.manifest(source)
+    return ObserveResult(
+        data_version=DataVersion(manifest.version),
+        metadata={"uri": manifest.uri, "files": len(manifest.files), "bytes": manifest.total_bytes},
+    )
+
+
 def _raw_corpus_source(source: str):
     @observable_source_asset(
         name=keys.raw_corpus(source),
         group_name=CORPUS_GROUP,
         description=f"Raw {source} corpus: a folder or prefix of JSONL / Parquet / text files. "
-        "Data version = hash of the content manifest.",
+        "Data version = hash of the content manifest. Observed by the `raw_corpus_watch` sensor within 30 s "
+        "of a change (or by the `observe_raw_corpus` job); a new version rebuilds `raw_corpus_stats` and "
+        f"partition `{source}` of the corpus assets, then what reads them (docs/operations.md).",
         metadata={"corpus_source": source},
     )
     def _observe(corpus_sources: CorpusSources) -> ObserveResult:
-        manifest = corpus_sources.manifest(source)
-        return ObserveResult(
-            data_version=DataVersion(manifest.version),
-            metadata={"uri": manifest.uri, "files": len(manifest.files), "bytes": manifest.total_bytes},
-        )
+        return observe_source(corpus_sources, source)
 
     return _observe
 

@@ -50,7 +50,7 @@ from corpus.pipeline import DOCUMENTS_DIR, STATS_FILE, run_dedup_partition, run_
 from corpus.plots import pipeline_steps_png
 from corpus.sources import SourceFile, file_format, filesystem, iter_documents
 from corpus.steps import read_labels
-from kexaone_dag.automation import DOWNSTREAM_OF_DATA
+from kexaone_dag.automation import DOWNSTREAM_OF_DATA, OWN_SOURCE_DATA
 from kexaone_dag.config import PresetResource
 from resources.artifact_store import ArtifactStore
 from resources.corpus_pipeline import CorpusPipeline
@@ -63,9 +63,9 @@ LABELS_SIDECAR = "PLANTED_{source}.json"  # demo labels for files without metada
 # Each partition reads only its own raw source, but Dagster cannot point an unpartitioned asset at one
 # partition of a partitioned one: an unpartitioned upstream is always an upstream of every partition (no
 # partition mapping applies to it; AllPartitionMapping states that explicitly). So every partition depends
-# on all eight sources, and a new version of raw_corpus_de requests every partition. The partition's
-# artifact version, though, is computed from its own source's manifest only, so the other seven partitions
-# find their artifact unchanged and reuse it without reading anything.
+# on all eight sources in the graph. The automation routes instead (OWN_SOURCE_DATA, kexaone_dag/automation.py):
+# a new version of raw_corpus_de requests only partition de. The partition's artifact version is computed from
+# its own source's manifest only, so a run over all partitions (the demo job) reuses the other seven.
 RAW_CORPUS_DEPS = [AssetDep(raw_corpus_key(s), partition_mapping=AllPartitionMapping()) for s in CORPUS_DOMAINS]
 
 _COMMON_CHECKS = {
@@ -91,7 +91,7 @@ DEDUP_CHECKS = {
     partitions_def=CORPUS_PARTITIONS,
     deps=RAW_CORPUS_DEPS,
     code_version="1",
-    automation_condition=DOWNSTREAM_OF_DATA,
+    automation_condition=OWN_SOURCE_DATA,  # partition p: only raw_corpus_<p>
     backfill_policy=BackfillPolicy.single_run(),
     kinds={"datatrove", "duckdb"},
     check_specs=[AssetCheckSpec(name, asset=keys.FILTERED_CORPUS, description=d) for name, d in FILTER_CHECKS.items()],

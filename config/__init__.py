@@ -13,7 +13,8 @@ compute (one error line listing every problem), ``config/corpus_filters.py`` the
 presets share. Assets read a *slice* of the preset (``preset.slice("model", "tokenizer")``) and that slice is
 hashed into the artifact version, so changing a number re-versions exactly what reads it.
 
-Selection: run config of the ``preset`` resource, else env var ``KEXAONE_PRESET``, else ``tiny``. The
+Selection: run config of the ``preset`` resource, else env var ``KEXAONE_PRESET``, else ``tiny``; dotted
+overrides from ``KEXAONE_PRESET_OVERRIDES`` (a JSON object) apply to it, and run-config overrides on top. The
 science packages (model, corpus, tokenizer, synthetic, evaluation, kernels) import this package and never
 the orchestration (``kexaone_dag``, ``assets``, ``resources``); ``tests/unit/test_import_directions.py`` holds
 them to it.
@@ -21,6 +22,7 @@ them to it.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Callable, Mapping
 
@@ -64,12 +66,43 @@ def preset_sources(name: str) -> dict[str, str]:
     return dict(_SOURCES[name])
 
 
+PRESET_OVERRIDES_ENV_VAR = "KEXAONE_PRESET_OVERRIDES"
+
+
+def env_overrides() -> dict[str, Any]:
+    """The dotted overrides in ``$KEXAONE_PRESET_OVERRIDES`` (a JSON object; empty when unset). A value that
+    is not a JSON object of dotted paths is refused in one line."""
+    raw = os.environ.get(PRESET_OVERRIDES_ENV_VAR, "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise PresetError(
+            f"{PRESET_OVERRIDES_ENV_VAR} is not valid JSON ({exc.msg} at character {exc.pos}); expected an object "
+            'of dotted overrides, e.g. {"pretrain.total_tokens": 6144}'
+        ) from None
+    if not isinstance(value, dict):
+        raise PresetError(
+            f"{PRESET_OVERRIDES_ENV_VAR} must be a JSON object of dotted overrides, "
+            f'e.g. {{"pretrain.total_tokens": 6144}}; got a {type(value).__name__}'
+        )
+    return value
+
+
 def get_preset(name: str | None = None, overrides: Mapping[str, Any] | None = None) -> Preset:
-    """Look up a preset by name (default: $KEXAONE_PRESET, else tiny), apply overrides, validate."""
+    """Look up a preset by name (default: $KEXAONE_PRESET, else tiny), apply $KEXAONE_PRESET_OVERRIDES, then
+    ``overrides`` (run config), validate."""
     name = name or os.environ.get(PRESET_ENV_VAR) or DEFAULT_PRESET
     if name not in PRESETS:
         raise PresetError(f"unknown preset {name!r} (known: {', '.join(PRESET_NAMES)})")
     preset = PRESETS[name]()
+    from_env = env_overrides()
+    if from_env:
+        try:
+            preset = preset.with_overrides(from_env)
+        except PresetError as exc:
+            raise PresetError(f"{PRESET_OVERRIDES_ENV_VAR}: {exc}") from None
     if overrides:
         preset = preset.with_overrides(overrides)
     return preset.validate()
@@ -99,6 +132,7 @@ __all__ = [
     "PRESETS",
     "PRESET_ENV_VAR",
     "PRESET_NAMES",
+    "PRESET_OVERRIDES_ENV_VAR",
     "SOURCES",
     "C4Args",
     "CodeQualityArgs",
@@ -119,6 +153,7 @@ __all__ = [
     "PretrainArgs",
     "SyntheticArgs",
     "TokenizerArgs",
+    "env_overrides",
     "get_preset",
     "leaf_paths",
     "preset_sources",

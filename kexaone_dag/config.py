@@ -4,8 +4,9 @@
       preset:
         config: {name: k-exaone-236b, overrides: {"pretrain.max_lr": 2.0e-4}}
 
-Without run config the name comes from $KEXAONE_PRESET (default ``tiny``). The preset is validated when
-the resource is set up, i.e. before any asset computes.
+Without run config the name comes from $KEXAONE_PRESET (default ``tiny``); the dotted overrides in
+$KEXAONE_PRESET_OVERRIDES (a JSON object) apply first, run-config overrides on top. The preset is validated
+when the resource is set up, i.e. before any asset computes.
 """
 
 from __future__ import annotations

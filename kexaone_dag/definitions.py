@@ -12,10 +12,17 @@ from assets.pretraining import pretraining_assets
 from assets.synthetic import synthetic_assets
 from assets.tokenizer import base_tokenizer, superbpe_tokenizer, tokenizer_report
 from config import get_preset
-from kexaone_dag.automation import automation_sensor
+from kexaone_dag.automation import build_automation_sensor
 from kexaone_dag.executors import executor_for_env
-from kexaone_dag.jobs import data_job, demo_job, observe_raw_corpus_job, observe_raw_corpus_schedule, pretraining_job
+from kexaone_dag.jobs import (
+    chain_jobs,
+    data_job,
+    demo_job,
+    observe_raw_corpus_job,
+    pretraining_job,
+)
 from kexaone_dag.resources_by_env import build_resources
+from kexaone_dag.sensors import build_raw_corpus_watch
 
 
 def build_definitions() -> Definitions:
@@ -33,9 +40,10 @@ def build_definitions() -> Definitions:
             *context_assets,
             *evaluation_assets,
         ],
-        jobs=[demo_job, data_job, pretraining_job, observe_raw_corpus_job],
-        schedules=[observe_raw_corpus_schedule],
-        sensors=[automation_sensor],
+        jobs=[demo_job, data_job, pretraining_job, *chain_jobs, observe_raw_corpus_job],
+        # raw_corpus_watch observes the corpus folders (it replaced the 15-minute observation schedule);
+        # kexaone_automation requests the runs. Their default status: KEXAONE_AUTOMATION (automation.py).
+        sensors=[build_automation_sensor(), build_raw_corpus_watch()],
         resources=build_resources(),
         executor=executor_for_env(),
     )

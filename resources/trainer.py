@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping
 
 from dagster import AssetExecutionContext, ConfigurableResource, PipesSubprocessClient
 
-from config import ComputeArgs, Preset
+from config import PRESET_OVERRIDES_ENV_VAR, ComputeArgs, Preset
 
 BACKENDS = ("subprocess", "k8s")
 
@@ -310,7 +310,12 @@ class TrainerLauncher(ConfigurableResource):
             namespace=namespace,
             extras=dict(extras),
             base_pod_meta=k8s_pod_meta(launch.work_dir, context.run_id),
-            env={"PYTHONUNBUFFERED": "1", "KEXAONE_HOME": os.environ.get("KEXAONE_HOME", self.mount_path)},
+            env={
+                "PYTHONUNBUFFERED": "1",
+                "KEXAONE_HOME": os.environ.get("KEXAONE_HOME", self.mount_path),
+                # the trainer pod resolves the same preset as this step (the subprocess trainer inherits it)
+                **{k: os.environ[k] for k in (PRESET_OVERRIDES_ENV_VAR,) if os.environ.get(k)},
+            },
             base_pod_spec=k8s_pod_spec(
                 preset,
                 nproc_per_node=nproc,

@@ -19,6 +19,11 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CORPUS = REPO / "corpus" / "demo_data"
 
+# The suite is no deployment: the webservers and daemons its tests start (`dagster dev`, `dagster-daemon`)
+# inherit this, so their sensors start stopped and launch no background runs; a test that wants them on says
+# so (KEXAONE_AUTOMATION, kexaone_dag/automation.py; tests/e2e/test_automation_daemon.py).
+os.environ["KEXAONE_AUTOMATION"] = "off"
+
 
 BACKSTOP_GRACE_S = 120  # after pytest-timeout's own limit: time for its report and the test's cleanup
 

@@ -25,6 +25,7 @@ from kexaone_dag.executors import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
+CORPUS_SOURCES = ("en", "ko", "es", "de", "ja", "vi", "code", "stem")
 SNAPSHOT = Path(__file__).resolve().parents[1] / "snapshots" / "asset_graph.json"
 
 
@@ -90,15 +91,17 @@ def test_graph_shape_that_the_design_requires(kexaone_env):
     assert stats.automation_condition is not None and stats.code_version
 
     # raw_corpus_{lang} -> filtered_corpus{lang} -> deduplicated_corpus{lang}, partitioned by language/domain
-    from kexaone_dag.automation import DOWNSTREAM_OF_DATA
+    from kexaone_dag.automation import DOWNSTREAM_OF_DATA, OWN_SOURCE_DATA
 
     languages = {"en", "ko", "es", "de", "ja", "vi", "code", "stem"}
     filtered, dedup = graph.get(AssetKey("filtered_corpus")), graph.get(AssetKey("deduplicated_corpus"))
     for node in (filtered, dedup):
         assert node.group_name == "corpus" and node.code_version
         assert set(node.partitions_def.get_partition_keys()) == languages
-        assert node.automation_condition == DOWNSTREAM_OF_DATA
         assert {"non_empty_output", "language_purity"} <= {c.name for c in node.check_keys}
+    # partition p of filtered_corpus is requested for a new version of raw_corpus_<p> only (tests/integration/
+    # test_automation.py); deduplicated_corpus p follows filtered_corpus p (same partitions)
+    assert filtered.automation_condition == OWN_SOURCE_DATA and dedup.automation_condition == DOWNSTREAM_OF_DATA
     assert {p.to_user_string() for p in filtered.parent_keys} == set(sources)
     assert {p.to_user_string() for p in dedup.parent_keys} == {"filtered_corpus"}
     assert "planted_duplicates_removed" in {c.name for c in dedup.check_keys}
@@ -139,12 +142,55 @@ def test_graph_shape_that_the_design_requires(kexaone_env):
         assert node.group_name == "pretraining" and node.pools == {GPU_POOL} and node.partitions_def is None
 
 
+CHECKPOINTS = ["pretrain_stage1", "pretrain_stage2", "pretrain_stage3", "context_ext_stage1", "context_ext_stage2"]
+
+
 def test_jobs_and_automation_ship_stopped(kexaone_env):
     defs = build_definitions()
-    assert {"demo", "observe_raw_corpus"} <= {j.name for j in defs.resolve_all_job_defs()}
-    sensor = defs.resolve_sensor_def("kexaone_automation")
-    schedule = defs.resolve_schedule_def("observe_raw_corpus_schedule")
-    assert sensor.default_status.value == "STOPPED" and schedule.default_status.value == "STOPPED"
+    chain = {f"upstream_of_{c}" for c in CHECKPOINTS}
+    assert {j.name for j in defs.resolve_all_job_defs()} - {"__ASSET_JOB"} == {
+        "demo",
+        "data",
+        "pretraining",
+        "observe_raw_corpus",
+        *chain,
+    }
+    # under the suite's KEXAONE_AUTOMATION=off (tests/conftest.py); the defaults per deployment:
+    # tests/integration/test_automation.py
+    assert {s.name: s.default_status.value for s in defs.sensors} == {
+        "kexaone_automation": "STOPPED",
+        "raw_corpus_watch": "STOPPED",
+    }
+    assert not defs.schedules  # raw_corpus_watch replaced the 15-minute observation schedule
+
+
+@pytest.mark.parametrize("checkpoint", CHECKPOINTS)
+def test_each_checkpoint_has_a_lineage_job_of_exactly_its_upstream_closure(checkpoint, kexaone_env):
+    """`upstream_of_<checkpoint>` selects the checkpoint and every materializable asset it transitively reads
+    (walked here over the asset graph's parent keys), with those assets' checks and nothing else; the
+    observable sources stay out (observed by `observe_raw_corpus`); the corpus partitions run in one run."""
+    from kexaone_dag.jobs import CORPUS_PARTITION_RANGE_TAGS
+
+    defs = build_definitions()
+    graph = defs.resolve_asset_graph()
+    closure, todo = set(), [AssetKey(checkpoint)]
+    while todo:
+        key = todo.pop()
+        if key not in closure:
+            closure.add(key)
+            todo.extend(graph.get(key).parent_keys)
+    sources = {k for k in closure if graph.get(k).is_observable}
+    assert {k.to_user_string() for k in sources} == {f"raw_corpus_{s}" for s in CORPUS_SOURCES}
+    expected = closure - sources
+    assert {"filtered_corpus", "deduplicated_corpus", "superbpe_tokenizer"} <= {k.to_user_string() for k in expected}
+
+    job = defs.resolve_job_def(f"upstream_of_{checkpoint}")
+    assert job.asset_layer.selected_asset_keys == expected
+    assert set(job.asset_layer.asset_graph.asset_check_keys) == {
+        c for c in graph.asset_check_keys if c.asset_key in expected
+    }
+    assert dict(job.tags) == CORPUS_PARTITION_RANGE_TAGS  # the partitioned corpus assets: all in one run
+    assert checkpoint in job.description
 
 
 def test_gpu_steps_request_gpus_from_the_preset_and_join_the_gpu_pool():

@@ -19,6 +19,7 @@ CODE = (
     "synthetic",
     "evaluation",
     "kernels",
+    "posttrain",
 )
 VAR = re.compile(r"KEXAONE_[A-Z0-9_]+")
 
@@ -57,7 +58,7 @@ def test_the_readme_is_short_and_links_only_inside_the_repository():
         body = page.read_text()
         assert "../shared" not in body, f"{page.name} points outside the repository"
         for path in re.findall(
-            r"`((?:docs|config|model|corpus|tokenizer|synthetic|evaluation|kernels|assets|"
+            r"`((?:docs|config|model|corpus|tokenizer|synthetic|evaluation|kernels|posttrain|assets|"
             r"resources|kexaone_dag|tests|bench|deploy|scripts)/[\w./-]+)`",
             body,
         ):
