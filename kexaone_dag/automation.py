@@ -62,20 +62,30 @@ class AutomationConfigError(ValueError):
 # -- the conditions -------------------------------------------------------------------------------
 
 
-class InPartition(AutomationCondition[AssetKey]):
-    """True for one partition key of the target (an unpartitioned target never)."""
+class _CursorFree(AutomationCondition[AssetKey]):
+    """The custom conditions below: no cursor of their own; equal when their type and parameters are."""
 
-    def __init__(self, partition_key: str):
-        self.partition_key = partition_key
+    def _parameters(self) -> object:
+        return None
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.partition_key == self.partition_key
+        return type(other) is type(self) and other._parameters() == self._parameters()
 
     __hash__ = AutomationCondition.__hash__
 
     @property
     def requires_cursor(self) -> bool:
         return False
+
+
+class InPartition(_CursorFree):
+    """True for one partition key of the target (an unpartitioned target never)."""
+
+    def __init__(self, partition_key: str):
+        self.partition_key = partition_key
+
+    def _parameters(self) -> object:
+        return self.partition_key
 
     @property
     def name(self) -> str:
@@ -93,7 +103,7 @@ class InPartition(AutomationCondition[AssetKey]):
         return AutomationResult(context, true)
 
 
-class Stale(AutomationCondition[AssetKey]):
+class Stale(_CursorFree):
     """True for the target partitions Dagster reports as stale (the UI's *Stale*: a new code version, or a
     dependency with a data version other than the one it was built from). ``partition_sources`` routes
     unpartitioned dependencies to one partition each: partition ``p`` counts only ``partition_sources[p]``
@@ -102,14 +112,8 @@ class Stale(AutomationCondition[AssetKey]):
     def __init__(self, partition_sources: Mapping[str, AssetKey] | None = None):
         self.partition_sources = dict(partition_sources or {})
 
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.partition_sources == self.partition_sources
-
-    __hash__ = AutomationCondition.__hash__
-
-    @property
-    def requires_cursor(self) -> bool:
-        return False
+    def _parameters(self) -> object:
+        return self.partition_sources
 
     @property
     def name(self) -> str:
@@ -145,13 +149,9 @@ class Stale(AutomationCondition[AssetKey]):
         return AutomationResult(context, view.compute_intersection_with_partition_keys(stale_keys, candidate))
 
 
-class AnyDepRequestedInAnotherRun(AutomationCondition[AssetKey]):
+class AnyDepRequestedInAnotherRun(_CursorFree):
     """True where a dependency is requested on this tick in a run that cannot also include this asset (a
     partitioned parent of an unpartitioned child): wait for its new data instead of building on the old."""
-
-    @property
-    def requires_cursor(self) -> bool:
-        return False
 
     @property
     def name(self) -> str:
@@ -160,11 +160,6 @@ class AnyDepRequestedInAnotherRun(AutomationCondition[AssetKey]):
     @property
     def description(self) -> str:
         return "A dependency is requested on this tick in another run"
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self)
-
-    __hash__ = AutomationCondition.__hash__
 
     def evaluate(self, context) -> AutomationResult:
         from dagster._core.definitions.assets.graph.asset_graph import executable_in_same_run

@@ -7,6 +7,7 @@ import contextlib
 import faulthandler
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import requests
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CORPUS = REPO / "corpus" / "demo_data"
@@ -84,6 +86,49 @@ def s3_server():
         proc.terminate()
         proc.wait(timeout=10)
         log.close()
+
+
+@contextlib.contextmanager
+def background_process(command: list[str], log_path: Path, env: dict[str, str] | None = None):
+    """A server or daemon in its own session, output to ``log_path``; on exit SIGTERM to its process group,
+    SIGKILL if it has not ended within 60 s."""
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        command, cwd=REPO, env=env or dict(os.environ), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        log.close()
+
+
+@contextlib.contextmanager
+def dagster_ui(log_path: Path, *, daemon: bool = True, env: dict[str, str] | None = None):
+    """``dagster dev`` (webserver + daemon: what ``make ui`` runs), or ``dagster-webserver`` alone, on a free
+    port over the environment's DAGSTER_HOME; yields the base URL once the code location has loaded."""
+    port = free_port()
+    bin_dir = Path(sys.executable).parent
+    serve = [str(bin_dir / "dagster"), "dev"] if daemon else [str(bin_dir / "dagster-webserver")]
+    command = [*serve, "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
+    with background_process(command, log_path, env) as proc:
+        wait_for_port(port, proc, timeout=180)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while True:  # the port opens before the code location has loaded
+            body = requests.post(f"{base}/graphql", json={"query": "{ assetNodes { id } }"}, timeout=60).json()
+            if (body.get("data") or {}).get("assetNodes"):
+                break
+            assert time.monotonic() < deadline, log_path.read_text()[-4000:]
+            time.sleep(1)
+        yield base
 
 
 def edit_first_document(folder: Path, suffix: str = " 추가된 문장입니다.") -> None:

@@ -14,9 +14,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import urlencode
@@ -25,7 +22,7 @@ import pytest
 import requests
 from playwright.sync_api import Page, sync_playwright
 
-from tests.conftest import REPO, free_port, wait_for_port
+from tests.conftest import REPO, dagster_ui
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHECKPOINT = "pretrain_stage1"
@@ -71,43 +68,10 @@ def ui(kexaone_env):
     """`dagster dev` (webserver + daemon: the daemon dequeues the runs the UI launches) on a free port over the
     test's own DAGSTER_HOME, KEXAONE_HOME and demo-corpus copy; yields the base URL once the code location is
     loaded."""
-    port = free_port()
-    log_path = kexaone_env["tmp"] / "dagster-dev.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "dev",
-            "-w",
-            "workspace.yaml",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        # no sensor launches runs behind the test's back (the local deployment turns automation on by default)
-        env={**os.environ, "KEXAONE_AUTOMATION": "off"},
-        start_new_session=True,
-    )
-    try:
-        wait_for_port(port, proc, timeout=180)
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
-        while not gql(base, ASSET_NODES).get("assetNodes"):  # the port opens before the code location loads
-            assert time.monotonic() < deadline, log_path.read_text()[-4000:]
-            time.sleep(1)
+    # no sensor launches runs behind the test's back (the local deployment turns automation on by default)
+    env = {**os.environ, "KEXAONE_AUTOMATION": "off"}
+    with dagster_ui(kexaone_env["tmp"] / "dagster-dev.log", env=env) as base:
         yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-        log.close()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from dagster import AssetKey, DagsterInstance
 
 from config import CORPUS_DOMAINS
 from kexaone_dag.definitions import build_definitions
-from tests.conftest import REPO, free_port, wait_for_port
+from tests.conftest import REPO, dagster_ui
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -94,36 +93,19 @@ def test_lineage_agrees_with_the_webservers_graph_and_latest_materializations(bu
     import requests
 
     nodes = json.loads(kexaone("lineage", TARGET, "--json").stdout)
-    port = free_port()
-    log = open(built_tokenizer["tmp"] / "webserver.log", "w")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1"]
-        + ["-p", str(port)],
-        cwd=REPO,
-        env=dict(os.environ),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}/graphql"
+    with dagster_ui(built_tokenizer["tmp"] / "webserver.log", daemon=False) as base:
+        url = f"{base}/graphql"
 
-    def gql(query: str, variables: dict | None = None) -> dict:
-        response = requests.post(url, json={"query": query, "variables": variables or {}}, timeout=60)
-        body = response.json()
-        assert "errors" not in body, body["errors"]
-        return body["data"]
+        def gql(query: str, variables: dict | None = None) -> dict:
+            response = requests.post(url, json={"query": query, "variables": variables or {}}, timeout=60)
+            body = response.json()
+            assert "errors" not in body, body["errors"]
+            return body["data"]
 
-    try:
-        wait_for_port(port, proc, timeout=180)
-        graph = {}
-        for _ in range(180):
-            graph = {
-                n["assetKey"]["path"][-1]: [d["path"][-1] for d in n["dependencyKeys"]]
-                for n in gql(ASSET_NODES)["assetNodes"]
-            }
-            if graph:
-                break
-            time.sleep(1)
+        graph = {
+            n["assetKey"]["path"][-1]: [d["path"][-1] for d in n["dependencyKeys"]]
+            for n in gql(ASSET_NODES)["assetNodes"]
+        }
         # the asset graph's upstream closure of the target = the assets of the lineage
         closure, todo = set(), [TARGET]
         while todo:
@@ -141,10 +123,3 @@ def test_lineage_agrees_with_the_webservers_graph_and_latest_materializations(bu
             latest = next(m for m in mats if (m["partition"] or "") == partition)
             entries = {e["label"]: e.get("text") for e in latest["metadataEntries"]}
             assert entries["artifact_version"] == node["version"], node["artifact"]
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()

@@ -3,17 +3,13 @@ GraphQL lists the asset graph, launches a materialization and reads the result b
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.conftest import REPO, free_port, wait_for_port
+from tests.conftest import dagster_ui
 
 pytestmark = pytest.mark.slow
 
@@ -47,43 +43,8 @@ query Mat($path: [String!]!) {
 
 @pytest.fixture
 def webserver(kexaone_env):
-    port = free_port()
-    log_path = kexaone_env["tmp"] / "dagster-dev.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "dev",
-            "-w",
-            "workspace.yaml",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ},
-        start_new_session=True,
-    )
-    try:
-        wait_for_port(port, proc, timeout=180)
-        url = f"http://127.0.0.1:{port}/graphql"
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:  # the port opens before the code location has loaded
-            nodes = gql(url, ASSET_NODES).get("assetNodes") or []
-            if nodes:
-                break
-            time.sleep(1)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+    with dagster_ui(kexaone_env["tmp"] / "dagster-dev.log") as base:
+        yield f"{base}/graphql"
 
 
 def gql(url: str, query: str, variables: dict | None = None) -> dict:
