@@ -16,6 +16,13 @@ THINKING_AUGMENTED_DATA = "thinking_augmented_data"
 MULTILINGUAL_SYNTHETIC_DATA = "multilingual_synthetic_data"
 SHORT_CONTEXT_EVAL = "short_context_eval"
 EVALUATION_SUMMARY = "evaluation_summary"
+TOOL_USE_TASKS = "tool_use_tasks"
+RL_PROMPTS = "rl_prompts"
+SFT_DATA = "sft_data"
+SFT_CHECKPOINT = "sft_checkpoint"
+RL_CHECKPOINT = "rl_checkpoint"
+PREFERENCE_CHECKPOINT = "preference_checkpoint"
+POST_TRAINING_EVAL = "post_training_eval"
 
 
 def raw_corpus(source: str) -> str:

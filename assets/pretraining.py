@@ -42,7 +42,7 @@ from model.plots import training_curves_png
 from model.stages import METRICS, stage_plan
 from resources.artifact_store import ArtifactStore
 from resources.lineage import lineage
-from resources.trainer import StageLaunch, TrainerLauncher
+from resources.trainer import TRAIN_MODULE, StageLaunch, TrainerLauncher
 from resources.warehouse import Warehouse
 from tokenizer.recipe import is_held_out
 
@@ -62,6 +62,12 @@ STEP_METRICS = {
     "lr": "",
     "expert_load_imbalance": "max/mean",
     "tokens_per_s": "tokens/s",
+    # policy stages (posttrain.policy_train), per rollout round
+    "mean_reward": "reward in [0, 1]",
+    "share_filtered": "share of groups",
+    "is_truncated_share": "share of tokens",
+    "mean_response_length": "tokens",
+    "entropy": "nats",
 }
 LOSS_PLOT = "loss_curves.png"  # losses and learning rate per step, drawn from metrics.jsonl (shown inline)
 
@@ -305,6 +311,9 @@ def train_stage(
     tokenizer_file: Path | None = None,
     context_parallel: int = 1,
     finish: Callable[[Path], BuildResult] | None = None,
+    module: str = TRAIN_MODULE,
+    algorithm: str | None = None,
+    prompts_file: Path | None = None,
 ):
     """Version -> (reuse | launch ``model.train`` through Pipes into staging -> commit) -> metrics rows.
 
@@ -335,6 +344,9 @@ def train_stage(
             niah_cases=cases_file,
             tokenizer=tokenizer_file,
             context_parallel=context_parallel,
+            module=module,
+            algorithm=algorithm,
+            prompts=prompts_file,
         )
         context.log.info(f"{asset_name}: launching {nproc} training process(es); resumable state in {work_dir}")
         invocation = trainer.launch(context, p, launch, extras={"artifact_version": version, "stage": stage})
@@ -397,7 +409,10 @@ FINAL_METRICS = (
 
 
 def final_metrics_table(summary: dict) -> dict:
-    """The stage's ``summary.json`` as a one-row table, one typed column per metric."""
+    """The stage's ``summary.json`` as a one-row table, one typed column per metric (a policy stage's
+    summary, which has no LM loss, keeps its own keys)."""
+    if "loss_final" not in summary:
+        return table([{k: v for k, v in summary.items() if not isinstance(v, (list, dict))}])
     return table([summary], FINAL_METRICS)
 
 
@@ -420,6 +435,7 @@ def _record_metrics(store: ArtifactStore, warehouse: Warehouse, asset_name: str,
                     "unit": unit,
                 }
                 for m, unit in STEP_METRICS.items()
+                if m in r  # a pre-training step or a policy round: each row has its own metrics
             ]
     warehouse.insert("metrics", rows, replace_keys=("asset", "version"))
 

@@ -19,6 +19,7 @@ from assets.versioning import BuildResult, Upstream, ensure_plot, latest_upstrea
 from config import Preset
 from kexaone_dag.automation import DOWNSTREAM_OF_DATA
 from kexaone_dag.config import PresetResource
+from posttrain import chat
 from resources.artifact_store import ArtifactStore
 from resources.warehouse import Warehouse
 from tokenizer.chart import bytes_per_token_chart
@@ -34,6 +35,7 @@ from tokenizer.superbpe import fingerprint, is_superword, merges_of
 
 TOKENIZER_GROUP = "tokenizer"
 TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"  # AutoTokenizer's settings + the chat template
 CORPUS_DEP = [AssetDep(keys.DEDUPLICATED_CORPUS)]  # every partition: the tokenizer sees all languages
 
 
@@ -109,7 +111,7 @@ def base_tokenizer(
 @asset(
     group_name=TOKENIZER_GROUP,
     deps=[*CORPUS_DEP, AssetDep(keys.BASE_TOKENIZER)],
-    code_version="2",
+    code_version="3",
     automation_condition=DOWNSTREAM_OF_DATA,
     kinds={"tokenizers"},
     check_specs=[
@@ -125,7 +127,8 @@ def base_tokenizer(
         ),
     ],
     description="The K-EXAONE SuperBPE tokenizer: stage-1 BPE (kept base merges + de/ja/vi/STEM/code) up to "
-    "the transition size, then superword merges (en:ko:other = 2:3:1), padded for the model.",
+    "the transition size, then superword merges (en:ko:other = 2:3:1), padded for the model; the chat template "
+    "ships beside it in `tokenizer_config.json` (transformers' `apply_chat_template`).",
 )
 def superbpe_tokenizer(
     context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore, warehouse: Warehouse
@@ -139,6 +142,8 @@ def superbpe_tokenizer(
     def build(staging: Path) -> BuildResult:
         result = build_superbpe_tokenizer(p, base, streams)
         result.tokenizer.save(str(staging / TOKENIZER_FILE))
+        # the HF way: tokenizer_config.json beside tokenizer.json carries the chat template
+        (staging / TOKENIZER_CONFIG_FILE).write_text(json.dumps(chat.tokenizer_config(), indent=2))
         (staging / "stage1_merges.json").write_text(json.dumps(result.stage1_merges, ensure_ascii=False))
         metadata = {
             **_vocab_metadata(result.tokenizer),

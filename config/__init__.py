@@ -114,7 +114,7 @@ def leaf_paths(preset: Preset) -> list[str]:
 
     def walk(node: Any, prefix: str) -> None:
         if isinstance(node, dict) and not prefix.endswith(
-            ("mixture", "mixtures", "threshold", "allocation", "fractions", "selector")
+            ("mixture", "mixtures", "threshold", "allocation", "fractions", "selector", "families", "conversations")
         ):
             for key, value in node.items():
                 walk(value, f"{prefix}.{key}" if prefix else key)

@@ -17,10 +17,15 @@ from config.schema import (
     DataArgs,
     EvalArgs,
     ModelArgs,
+    PolicyOptArgs,
+    PostTrainArgs,
     Preset,
     PretrainArgs,
+    RlPromptArgs,
+    SftArgs,
     SyntheticArgs,
     TokenizerArgs,
+    ToolTaskArgs,
 )
 from config.sourced import S, split_sources
 
@@ -32,6 +37,7 @@ MULTILINGUAL_TARGETS = ("de", "ja", "vi", "es")
 _DIRECTIONS = (
     "report §3.1 (cross-lingual synthesis spreads en/ko knowledge to de/ja/vi/es; the reverse at scale is a choice)"
 )
+REPORT_DECODING = "report §4.1 / post-training reference: rollouts decode as evaluation does"
 _EVENLY = "choice: report §3.1 says 'evenly', not how much; characters per target language"
 
 # Project choices (the report gives no per-stage numbers): stage 1 web-heavy, stage 2 more code/STEM,
@@ -241,6 +247,70 @@ def sourced_k_exaone_236b() -> Preset:
             multilingual_max_chars=S(64_000, "choice: one synthetic document per stage-3 sequence"),
             teacher_max_tokens=S(8192, "choice: completion budget per teacher request"),
             teacher_temperature=S(0.6, "choice: report §4.1 sampling temperature for reasoning mode"),
+        ),
+        posttrain=PostTrainArgs(
+            sft=SftArgs(
+                seq_length=S(32_768, "choice: conversations packed to the 32K context of context stage 1"),
+                global_batch_size=S(256, "choice: 8M tokens per step, as pre-training's 8K x 1024"),
+                steps=S(4_000, "choice: ~33B tokens of instruction data (the report gives no SFT size)"),
+                lr=S(1.0e-5, "choice: a common SFT peak LR for a 200B-class MoE"),
+                min_lr=S(1.0e-6, "choice: decays to lr / 10 as pre-training's WSD does"),
+                warmup_steps=S(100, "choice: a short warmup from the context-extension checkpoint"),
+                decay_steps=S(400, "choice: the final 10 % decays (WSD)"),
+                checkpoint_every_steps=S(250, OPERATIONAL),
+                reasoning_share=S(0.5, "report §3.3: both modes trained; choice: half of each source's conversations"),
+                max_conversations_per_source=S(10_000_000, "choice: no cap at scale"),
+                family_conversations=S(
+                    {"arithmetic": 100_000, "math_word": 200_000, "code": 200_000, "instruction": 200_000},
+                    "choice: reference answers of the RL families' train split, so RL starts on the format",
+                ),
+            ),
+            tool_tasks=ToolTaskArgs(
+                num_tasks=S(200_000, "choice: report §3.3 stage ii gives no count"),
+                sandbox_timeout_s=S(10.0, "choice: a tool task's check runs in well under a second"),
+                sandbox_memory_mb=S(1024, "choice: a tool check needs little memory"),
+            ),
+            prompts=RlPromptArgs(
+                families=S(
+                    {"math_word": 100_000, "code": 50_000, "instruction": 50_000, "tool": 50_000},
+                    "choice: report §3.4 names math/STEM, code, instruction following and agentic tasks, not counts",
+                ),
+                held_out_fraction=S(0.02, "choice: a held-out split for post_training_eval"),
+                arithmetic_range=S((10, 99), "choice: two-digit operands"),
+                arithmetic_operations=S(("+", "-", "*"), "choice: the arithmetic family's operations"),
+            ),
+            rl=PolicyOptArgs(
+                steps=S(500, "choice: rollout rounds (the report gives no RL length)"),
+                prompts_per_step=S(256, "choice: prompts per rollout round"),
+                group_size=S(16, "choice: G responses per prompt, as GRPO-style recipes use"),
+                optimizer_steps_per_batch=S(4, "report §3.4: AGAPO is off-policy; choice: 4 updates per batch"),
+                lr=S(1.0e-6, "choice: a common RL LR for a 200B-class MoE"),
+                max_response_tokens=S(32_768, "choice: reasoning traces up to 32K tokens"),
+                temperature=S(1.0, REPORT_DECODING),
+                top_p=S(0.95, REPORT_DECODING),
+                reasoning=S(True, "report §3.4: RL trains the reasoning mode"),
+                checkpoint_every_steps=S(10, OPERATIONAL),
+            ),
+            is_clip=S(2.0, "choice: truncated IS cap C = 2, the common value (post-training reference)"),
+            preference=PolicyOptArgs(
+                steps=S(200, "choice: rounds (the report gives no length)"),
+                prompts_per_step=S(256, "choice: prompts per rollout round"),
+                group_size=S(8, "report §3.5: several responses per prompt; choice: 8"),
+                optimizer_steps_per_batch=S(1, "choice: on-policy preference updates"),
+                lr=S(5.0e-7, "choice: below RL's LR"),
+                max_response_tokens=S(16_384, "choice: chat answers"),
+                temperature=S(1.0, REPORT_DECODING),
+                top_p=S(0.95, REPORT_DECODING),
+                reasoning=S(False, "choice: preference learning on the non-reasoning (chat) mode"),
+                checkpoint_every_steps=S(10, OPERATIONAL),
+            ),
+            rubric=S(
+                ("correctness", "helpfulness", "instruction_following", "language", "conciseness"),
+                "choice: report §3.5 scores with rubrics; these dimensions are ours",
+            ),
+            rule_weight=S(0.5, "choice: rule reward and rubric score weigh equally"),
+            eval_samples=S(4, "choice: pass@1 averaged over k = 4 samples (report §4.1 samples several)"),
+            eval_max_prompts=S(500, "choice: held-out prompts per family evaluated"),
         ),
     )
 

@@ -286,6 +286,80 @@ class SyntheticArgs:
 
 
 @dataclass(frozen=True)
+class SftArgs:
+    """Supervised fine-tuning (report §3.3): both modes, loss on assistant tokens only."""
+
+    seq_length: int  # packed conversations per training sample
+    global_batch_size: int
+    steps: int  # optimizer steps
+    lr: float  # peak of the stage's own warmup-stable-decay schedule
+    min_lr: float
+    warmup_steps: int
+    decay_steps: int
+    checkpoint_every_steps: int
+    # share of each source's conversations rendered in reasoning mode (the rest: non-reasoning, same problems)
+    reasoning_share: float
+    # conversations per source (thinking / multilingual / tool / rl-family train prompts), at most
+    max_conversations_per_source: int
+    # RL prompt families' train split also gets reference answers in SFT (so RL starts from a model that
+    # knows the format): conversations per family
+    family_conversations: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class ToolTaskArgs:
+    """Agentic tool-use tasks (report §3.3 stage ii), each checked in the sandbox before it is kept."""
+
+    num_tasks: int
+    sandbox_timeout_s: float
+    sandbox_memory_mb: int
+
+
+@dataclass(frozen=True)
+class RlPromptArgs:
+    """Prompts with verifiers for RL and evaluation; the held-out split never reaches training."""
+
+    families: Mapping[str, int]  # task family -> prompts built
+    held_out_fraction: float
+    # the arithmetic family: operands in [low, high], operations among + - * next max
+    arithmetic_range: tuple[int, int]
+    arithmetic_operations: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PolicyOptArgs:
+    """One policy-optimization stage (AGAPO RL or GROUPER preference learning)."""
+
+    steps: int  # rollout rounds
+    prompts_per_step: int
+    group_size: int  # G responses per prompt
+    optimizer_steps_per_batch: int  # off-policy: updates per rollout batch
+    lr: float
+    max_response_tokens: int
+    temperature: float  # rollout decoding (report §4.1: 1.0)
+    top_p: float  # report §4.1: 0.95
+    reasoning: bool  # rollouts in reasoning mode (think block) or not
+    checkpoint_every_steps: int
+
+
+@dataclass(frozen=True)
+class PostTrainArgs:
+    """The [post_training] group (report §3.3-3.5)."""
+
+    sft: SftArgs
+    tool_tasks: ToolTaskArgs
+    prompts: RlPromptArgs
+    rl: PolicyOptArgs
+    is_clip: float  # AGAPO's truncated importance-sampling cap C
+    preference: PolicyOptArgs
+    # GROUPER's score: rule reward x rule_weight + mean rubric score (scaled to [0, 1]) x (1 - rule_weight)
+    rubric: tuple[str, ...]
+    rule_weight: float
+    eval_samples: int  # k samples per held-out prompt for pass@1
+    eval_max_prompts: int  # held-out prompts per family evaluated
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str
     model: ModelArgs
@@ -296,6 +370,7 @@ class Preset:
     eval: EvalArgs
     compute: ComputeArgs
     synthetic: SyntheticArgs
+    posttrain: PostTrainArgs
 
     # -- views -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

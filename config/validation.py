@@ -218,6 +218,7 @@ def problems(preset: Preset) -> list[str]:
             f"compute.expert_parallel={k.expert_parallel} does not divide model.num_moe_experts={m.num_moe_experts}",
         )
     errs.extend(_synthetic_problems(preset))
+    errs.extend(_posttrain_problems(preset))
     return errs
 
 
@@ -266,6 +267,78 @@ def _synthetic_problems(preset: Preset) -> list[str]:
         s.teacher_max_tokens > 0 and 0 <= s.teacher_temperature <= 2,
         "synthetic.teacher_max_tokens must be positive and teacher_temperature within [0, 2]",
     )
+    return errs
+
+
+# task families posttrain.prompts builds (kept here as names: config imports no science package)
+PROMPT_FAMILIES = ("arithmetic", "math_word", "code", "instruction", "tool")
+ARITHMETIC_OPERATIONS = ("+", "-", "*", "next", "max")
+
+
+def _posttrain_problems(preset: Preset) -> list[str]:
+    """Validation of the post-training section (Preset.problems)."""
+    pt = preset.posttrain
+    errs = Problems()
+    need = errs.need
+    s = pt.sft
+    need(
+        s.seq_length >= 64 and s.global_batch_size >= 1 and s.steps >= 1,
+        "posttrain.sft: need seq_length >= 64, global_batch_size >= 1 and steps >= 1",
+    )
+    need(
+        s.seq_length <= max(cs.seq_length for cs in preset.context.stages.values()),
+        f"posttrain.sft.seq_length={s.seq_length} is beyond the longest context stage (the model never saw it)",
+    )
+    need(0 < s.min_lr <= s.lr, "posttrain.sft: need 0 < min_lr <= lr")
+    need(
+        0 <= s.warmup_steps and 1 <= s.decay_steps and s.warmup_steps + s.decay_steps <= s.steps,
+        "posttrain.sft: need warmup_steps >= 0, decay_steps >= 1 and warmup_steps + decay_steps <= steps",
+    )
+    need(s.checkpoint_every_steps >= 1, "posttrain.sft.checkpoint_every_steps must be >= 1")
+    need(0 <= s.reasoning_share <= 1, "posttrain.sft.reasoning_share must lie in [0, 1]")
+    need(s.max_conversations_per_source >= 1, "posttrain.sft.max_conversations_per_source must be >= 1")
+    need(
+        set(s.family_conversations) <= set(PROMPT_FAMILIES) and all(v >= 0 for v in s.family_conversations.values()),
+        f"posttrain.sft.family_conversations: families must be among {', '.join(PROMPT_FAMILIES)} with counts >= 0",
+    )
+    t = pt.tool_tasks
+    need(
+        t.num_tasks >= 1 and t.sandbox_timeout_s > 0 and t.sandbox_memory_mb >= 64,
+        "posttrain.tool_tasks: need num_tasks >= 1, sandbox_timeout_s > 0 and sandbox_memory_mb >= 64",
+    )
+    fam = pt.prompts.families
+    need(
+        bool(fam) and set(fam) <= set(PROMPT_FAMILIES) and all(v >= 1 for v in fam.values()),
+        f"posttrain.prompts.families must map some of {', '.join(PROMPT_FAMILIES)} to counts >= 1 (got {dict(fam)})",
+    )
+    need(0 < pt.prompts.held_out_fraction < 1, "posttrain.prompts.held_out_fraction must lie in (0, 1)")
+    low, high = pt.prompts.arithmetic_range
+    need(0 <= low <= high, "posttrain.prompts.arithmetic_range must be [low, high] with 0 <= low <= high")
+    need(
+        bool(pt.prompts.arithmetic_operations) and set(pt.prompts.arithmetic_operations) <= set(ARITHMETIC_OPERATIONS),
+        f"posttrain.prompts.arithmetic_operations must be among {', '.join(ARITHMETIC_OPERATIONS)}",
+    )
+    for name, st in (("rl", pt.rl), ("preference", pt.preference)):
+        need(
+            st.steps >= 1 and st.prompts_per_step >= 1 and st.optimizer_steps_per_batch >= 1,
+            f"posttrain.{name}: need steps, prompts_per_step and optimizer_steps_per_batch >= 1",
+        )
+        need(st.group_size >= 2, f"posttrain.{name}.group_size must be >= 2 (advantages compare responses in a group)")
+        need(st.lr > 0, f"posttrain.{name}.lr must be positive")
+        need(st.max_response_tokens >= 1, f"posttrain.{name}.max_response_tokens must be >= 1")
+        need(
+            0 < st.temperature <= 2 and 0 < st.top_p <= 1,
+            f"posttrain.{name}: need temperature in (0, 2] and top_p in (0, 1]",
+        )
+        need(st.checkpoint_every_steps >= 1, f"posttrain.{name}.checkpoint_every_steps must be >= 1")
+        need(
+            st.max_response_tokens < max(cs.seq_length for cs in preset.context.stages.values()),
+            f"posttrain.{name}.max_response_tokens={st.max_response_tokens} is beyond the model's context",
+        )
+    need(pt.is_clip >= 1, f"posttrain.is_clip={pt.is_clip} must be >= 1 (a cap on the importance weight)")
+    need(bool(pt.rubric) and len(set(pt.rubric)) == len(pt.rubric), "posttrain.rubric must list distinct dimensions")
+    need(0 <= pt.rule_weight <= 1, "posttrain.rule_weight must lie in [0, 1]")
+    need(pt.eval_samples >= 1 and pt.eval_max_prompts >= 1, "posttrain.eval_samples and eval_max_prompts must be >= 1")
     return errs
 
 

@@ -28,12 +28,16 @@ demo_job = define_asset_job(
 )
 
 # Everything before training (corpus, tokenizer, synthetic data): the DAG's data half, minutes on a laptop.
-TRAINING_GROUPS = ("pretraining", "context", "evaluation")
+TRAINING_GROUPS = ("pretraining", "context", "evaluation", "post_training")
+# post-training's data assets (tool tasks run in the sandbox, prompts with verifiers) need no model
+POST_TRAINING_DATA = AssetSelection.assets(keys.TOOL_USE_TASKS, keys.RL_PROMPTS)
+DATA_SELECTION = AssetSelection.all() - AssetSelection.groups(*TRAINING_GROUPS) | POST_TRAINING_DATA
 data_job = define_asset_job(
     "data",
-    selection=AssetSelection.all() - AssetSelection.groups(*TRAINING_GROUPS),
+    selection=DATA_SELECTION,
     tags=CORPUS_PARTITION_RANGE_TAGS,
-    description="Materialize the corpus, tokenizer and synthetic-data assets (no training).",
+    description="Materialize the corpus, tokenizer and synthetic-data assets, the tool-use tasks and the RL "
+    "prompts (no training).",
 )
 
 # Through the three pre-training stages (pretrain_stage3): the data half plus the curriculum, no context stage.
@@ -51,7 +55,13 @@ pretraining_job = define_asset_job(
 # (unchanged inputs are reused from the artifact store). The observable raw-corpus sources are left out of
 # the selection (a job cannot both observe and materialize; `observe_raw_corpus` observes them), and the
 # corpus partitions all run in the one run, as in `demo`.
-CHECKPOINTS = (*(keys.pretrain(s) for s in PRETRAIN_STAGES), *(keys.context_ext(s) for s in CONTEXT_STAGES))
+CHECKPOINTS = (
+    *(keys.pretrain(s) for s in PRETRAIN_STAGES),
+    *(keys.context_ext(s) for s in CONTEXT_STAGES),
+    keys.SFT_CHECKPOINT,
+    keys.RL_CHECKPOINT,
+    keys.PREFERENCE_CHECKPOINT,
+)
 
 
 def upstream_job_name(checkpoint: str) -> str:

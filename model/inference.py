@@ -15,6 +15,7 @@ template with its reasoning / non-reasoning variants (``<think>`` tags) through 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -122,4 +123,88 @@ def generate_batch(
     return out
 
 
-__all__ = ["PromptTemplate", "generate", "generate_batch", "raw_prompt"]
+@dataclass(frozen=True)
+class SampledRow:
+    ids: list[int]  # generated ids, EOS included when produced
+    # log pi(o_t) of each sampled token under the rollout model at temperature 1 over the full vocabulary
+    # (**choice**: the policy the trainer re-scores is the model itself, so the importance ratio of the first
+    # update after a rollout is exactly 1; temperature and top-p only shape which tokens are drawn)
+    logprobs: list[float]
+    entropy: list[float]  # entropy of that distribution at each step (nats)
+
+
+def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Logits outside the smallest set of tokens whose probability reaches ``top_p`` set to -inf."""
+    if top_p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+    cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+    drop = cumulative - torch.softmax(sorted_logits, dim=-1) >= top_p  # keep the token that crosses top_p
+    sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+    return torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+
+
+@torch.no_grad()
+def sample_batch(
+    model: torch.nn.Module,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    *,
+    temperature: float,
+    top_p: float,
+    eos_token_id: int | None,
+    vocab_size: int,
+    generator: torch.Generator,
+) -> list[SampledRow]:
+    """Sampling (temperature, nucleus) of several prompts of one length at once, KV cache and MTP off as in
+    ``generate_batch``; deterministic given ``generator``. Rows stop at EOS independently (a finished row
+    keeps decoding in the batch, its tokens discarded)."""
+    from megatron.core.inference.contexts import StaticInferenceContext
+    from megatron.core.inference.utils import InferenceMode
+
+    rows = [list(p) for p in prompts]
+    if not rows or not all(rows) or len({len(r) for r in rows}) != 1:
+        raise ValueError("sample_batch() needs non-empty prompts of one length")
+    if temperature <= 0 or not 0 < top_p <= 1:
+        raise ValueError(f"sampling needs temperature > 0 and top_p in (0, 1] (got {temperature}, {top_p})")
+    if not 0 < vocab_size <= model.vocab_size:
+        raise ValueError(f"vocab_size={vocab_size} must be within 1..{model.vocab_size}")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    batch, length = len(rows), len(rows[0])
+    out = [SampledRow([], [], []) for _ in rows]
+    done = [False] * batch
+    try:
+        with InferenceMode.active():
+            tokens = torch.tensor(rows, dtype=torch.long, device=device)
+            context = StaticInferenceContext(batch, length + max_new_tokens)
+            step_input, offset = tokens, 0
+            for _ in range(max_new_tokens):
+                positions = torch.arange(offset, offset + step_input.shape[1], device=device).unsqueeze(0)
+                logits = _logits(model, step_input, positions.expand(batch, -1), context)[:, -1, :vocab_size]
+                logits = logits.float()
+                logp = torch.log_softmax(logits, dim=-1)
+                probs = torch.softmax(top_p_filter(logits / temperature, top_p), dim=-1)
+                next_ids = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(device)
+                chosen = logp.gather(1, next_ids.unsqueeze(1)).squeeze(1)
+                entropy = -(logp.exp() * logp).sum(dim=-1)
+                for row in range(batch):
+                    if not done[row]:
+                        token = int(next_ids[row])
+                        out[row].ids.append(token)
+                        out[row].logprobs.append(float(chosen[row]))
+                        out[row].entropy.append(float(entropy[row]))
+                        done[row] = eos_token_id is not None and token == eos_token_id
+                if all(done):
+                    break
+                tokens = torch.cat([tokens, next_ids.unsqueeze(1)], dim=1)
+                context.sequence_len_offset += step_input.shape[1]
+                offset = context.sequence_len_offset
+                step_input = tokens[:, -1:]
+    finally:
+        model.train(was_training)
+    return out
+
+
+__all__ = ["PromptTemplate", "SampledRow", "generate", "generate_batch", "raw_prompt", "sample_batch", "top_p_filter"]

@@ -36,11 +36,12 @@ def training_curves_png(rows: Sequence[Mapping[str, Any]], path: str | Path, *, 
         raise ValueError("training_curves_png needs at least one metrics row")
     steps = [r["step"] for r in rows]
     fig, (loss_ax, lr_ax) = plt.subplots(1, 2, figsize=(8, 3), dpi=dpi, gridspec_kw={"width_ratios": [2, 1]})
-    for metric in ("lm_loss", "mtp_loss"):
+    policy = all("mean_reward" in r for r in rows)  # an RL / preference stage: reward per rollout round
+    for metric in ("mean_reward", "share_filtered") if policy else ("lm_loss", "mtp_loss"):
         if all(metric in r for r in rows):
             loss_ax.plot(steps, [r[metric] for r in rows], linewidth=1.2, label=metric)
-    loss_ax.set_xlabel("optimizer step (global)")
-    loss_ax.set_ylabel("loss (nats)")
+    loss_ax.set_xlabel("rollout round" if policy else "optimizer step (global)")
+    loss_ax.set_ylabel("reward / share" if policy else "loss (nats)")
     loss_ax.grid(alpha=0.3)
     loss_ax.legend(fontsize=8)
     loss_ax.set_title(title, fontsize=10)

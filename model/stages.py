@@ -83,12 +83,13 @@ class StagePlan:
 
 
 CONTEXT_PREFIX = "context_"
+SFT_STAGE = "sft"  # supervised fine-tuning (report §3.3): packed conversations, loss on assistant tokens
 
 
 def stage_plan(preset: Preset, stage: str) -> StagePlan:
     """The shape of one stage. Pre-training ``stage1..3`` share one WSD schedule; the context-extension
     stages ``context_stage1..2`` follow it, each at its sequence length with the pre-training tokens per
-    step (fewer, longer sequences)."""
+    step (fewer, longer sequences); ``sft`` follows them on its own schedule (``posttrain.sft``)."""
     bounds = stage_steps(preset)
     p = preset.pretrain
     if stage in bounds:
@@ -101,7 +102,24 @@ def stage_plan(preset: Preset, stage: str) -> StagePlan:
             steps=end - first,
             checkpoint_every_steps=p.checkpoint_every_steps,
         )
-    known = [*bounds, *(CONTEXT_PREFIX + k for k in preset.context.stages)]
+    if stage == SFT_STAGE:
+        sft = preset.posttrain.sft
+        first = schedule(preset).total_steps + sum(
+            stage_plan(preset, CONTEXT_PREFIX + k).steps for k in preset.context.stages
+        )
+        return StagePlan(
+            stage=stage,
+            seq_length=sft.seq_length,
+            global_batch_size=sft.global_batch_size,
+            first_step=first,
+            steps=sft.steps,
+            checkpoint_every_steps=sft.checkpoint_every_steps,
+            peak_lr=sft.lr,
+            min_lr=sft.min_lr,
+            warmup_steps=sft.warmup_steps,
+            decay_steps=sft.decay_steps,
+        )
+    known = [*bounds, *(CONTEXT_PREFIX + k for k in preset.context.stages), SFT_STAGE]
     if not stage.startswith(CONTEXT_PREFIX) or stage[len(CONTEXT_PREFIX) :] not in preset.context.stages:
         raise TrainingSetupError(f"unknown stage {stage!r} (known: {', '.join(known)})")
     first = schedule(preset).total_steps

@@ -1,8 +1,12 @@
-"""Post-training logic with no Dagster in it (report §3.3-3.5): the science behind SFT, RL with verifiable
-rewards (AGAPO) and preference learning (GROUPER), importable and testable without an orchestrator.
+"""Post-training logic with no Dagster in it (report §3.3-3.5), importable and testable without an
+orchestrator:
 
-Now: ``objectives`` (the AGAPO and GROUPER objectives as pure functions on torch tensors: zero-variance
-filtering, leave-one-out group advantages, global normalization, the truncated-IS token-level loss, the
-group-wise SimPER loss). Later: the chat format (template shipped with the tokenizer), the post-training
-data, rollouts and verifiers.
+* ``chat``: the chat format (roles, think blocks, tool calls), its HF chat template and loss weights;
+* ``sft``: SFT conversations in both modes from the project's data, packed with assistant-only loss weights;
+* ``sandbox``: untrusted Python in a fresh, limited subprocess;
+* ``tool_tasks``: real tools, tool-use tasks with executable criteria, validated in the sandbox;
+* ``prompts``: RL prompt families with verifier specs and a stable held-out split;
+* ``verifiers``: rule-based rewards and the judge (teacher-backed or offline);
+* ``objectives``: the AGAPO and GROUPER objectives as pure torch functions;
+* ``policy_train``: the RL / preference stage process (rollouts, rewards, updates, router frozen, resume).
 """

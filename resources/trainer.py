@@ -58,10 +58,34 @@ class StageLaunch:
     tokenizer: Path | None = None
     # context stages on GPUs: ranks the sequence is split over (TE attention with the sliding window)
     context_parallel: int = 1
+    # the process torchrun starts: ``model.train`` (pre-training, context, SFT) or
+    # ``posttrain.policy_train`` (AGAPO / GROUPER: ``algorithm`` over the ``prompts`` file)
+    module: str = "model.train"
+    algorithm: str | None = None
+    prompts: Path | None = None
 
     def train_args(self) -> list[str]:
         import json
 
+        if self.module == POLICY_MODULE:
+            return [
+                "--preset",
+                self.preset_name,
+                "--overrides",
+                json.dumps(dict(self.overrides)),
+                "--algorithm",
+                str(self.algorithm),
+                "--prompts",
+                str(self.prompts),
+                "--tokenizer",
+                str(self.tokenizer),
+                "--init-from",
+                str(self.init_from),
+                "--work-dir",
+                str(self.work_dir),
+                "--output",
+                str(self.output),
+            ]
         args = [
             "--preset",
             self.preset_name,
@@ -89,7 +113,13 @@ class StageLaunch:
         return args
 
 
-def torchrun_command(nproc_per_node: int, train_args: list[str], python: str = sys.executable) -> list[str]:
+TRAIN_MODULE = "model.train"
+POLICY_MODULE = "posttrain.policy_train"
+
+
+def torchrun_command(
+    nproc_per_node: int, train_args: list[str], python: str = sys.executable, module: str = TRAIN_MODULE
+) -> list[str]:
     return [
         python,
         "-m",
@@ -97,7 +127,7 @@ def torchrun_command(nproc_per_node: int, train_args: list[str], python: str = s
         "--standalone",
         f"--nproc-per-node={nproc_per_node}",
         "-m",
-        "model.train",
+        module,
         *train_args,
     ]
 
@@ -272,7 +302,7 @@ class TrainerLauncher(ConfigurableResource):
         nproc, _, _ = self.layout(preset)
         python = sys.executable if self.backend == "subprocess" else "python"
         command = guarded_command(
-            torchrun_command(nproc, launch.train_args(), python=python),
+            torchrun_command(nproc, launch.train_args(), python=python, module=launch.module),
             launch.work_dir,
             python=python,
             parent_pid=os.getpid() if self.backend == "subprocess" else None,

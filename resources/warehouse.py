@@ -16,6 +16,10 @@ Schema (``SCHEMA`` below is the only definition; docs/storage.md "Warehouse" mir
 * ``mixture_composition``   per tokenized mixture and source: requested vs effective share, tokens, epochs.
 * ``niah_results``      per context checkpoint, prompt length and needle depth: trials, correct, accuracy.
 * ``short_context_perplexity`` per short_context_eval version, checkpoint and domain: held-out perplexity.
+* ``rl_prompt_splits``  per rl_prompts version and domain: train and held-out prompts.
+* ``sft_mode_balance``  per sft_data version and source: conversations in reasoning / non-reasoning mode.
+* ``post_training_eval`` per evaluation, checkpoint, domain and mode: pass@1, mean score, well-formed think
+                        blocks, response length.
 * ``metrics``           long-format numbers from any asset (training curves, eval scores, filter
                         counts): asset, version, partition, step, metric, value, unit, recorded_at.
 
@@ -149,6 +153,36 @@ SCHEMA: dict[str, str] = {
         perplexity DOUBLE,
         tokens BIGINT,                    -- scored tokens
         PRIMARY KEY (eval_version, checkpoint, domain)
+    """,
+    "rl_prompt_splits": """
+        asset VARCHAR NOT NULL,           -- rl_prompts
+        version VARCHAR NOT NULL,
+        domain VARCHAR NOT NULL,          -- math | code | instruction | tool
+        train INTEGER,                    -- prompts RL trains on
+        held_out INTEGER,                 -- prompts kept apart for post_training_eval
+        PRIMARY KEY (asset, version, domain)
+    """,
+    "sft_mode_balance": """
+        asset VARCHAR NOT NULL,           -- sft_data
+        version VARCHAR NOT NULL,
+        source VARCHAR NOT NULL,          -- thinking | multilingual | tool | family:<name>
+        reasoning INTEGER,                -- conversations in reasoning mode (trajectory in the think block)
+        non_reasoning INTEGER,            -- conversations answered directly
+        PRIMARY KEY (asset, version, source)
+    """,
+    "post_training_eval": """
+        eval_version VARCHAR NOT NULL,    -- the post_training_eval artifact version
+        checkpoint VARCHAR NOT NULL,      -- context_ext_stage2 | sft_checkpoint | rl_checkpoint | preference_checkpoint
+        checkpoint_version VARCHAR NOT NULL,
+        domain VARCHAR NOT NULL,          -- verifier domain of the held-out prompts
+        mode VARCHAR NOT NULL,            -- reasoning | non_reasoning
+        prompts INTEGER,
+        samples INTEGER,                  -- k per prompt
+        pass_at_1 DOUBLE,                 -- share of samples whose verifier passes
+        mean_score DOUBLE,                -- mean verifier score (partial credit kept)
+        think_well_formed DOUBLE,         -- reasoning: one closed non-empty think block; direct: no think tag
+        mean_response_tokens DOUBLE,
+        PRIMARY KEY (eval_version, checkpoint, domain, mode)
     """,
     "metrics": """
         asset VARCHAR NOT NULL,

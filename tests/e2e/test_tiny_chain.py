@@ -83,7 +83,19 @@ def mat(result, name):
 
 
 def artifact(trained, name) -> Path:
-    return Path(mat(trained["result"], name).metadata["dagster/uri"].value)
+    result = trained.get("posttrain_result") if name in POST_TRAINING_ASSETS else trained["result"]
+    return Path(mat(result, name).metadata["dagster/uri"].value)
+
+
+POST_TRAINING_ASSETS = {
+    "tool_use_tasks",
+    "rl_prompts",
+    "sft_data",
+    "sft_checkpoint",
+    "rl_checkpoint",
+    "preference_checkpoint",
+    "post_training_eval",
+}
 
 
 def inline_png(value) -> bytes:
@@ -516,6 +528,99 @@ def test_an_under_trained_stage_fails_its_gate_and_blocks_downstream(context):
     assert "context_mixture_stage2" not in materialized and "context_ext_stage2" not in materialized
 
 
+# -- post-training on top of the chain -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def posttrained(context):
+    """The post_training group on top of ``context`` (same instance and stores)."""
+    require_whole_chain(context)
+    defs = context["defs"]
+    result = materialize(
+        list(defs.assets),
+        instance=context["instance"],
+        resources=defs.resources,
+        selection=AssetSelection.groups("post_training"),
+        raise_on_error=False,
+    )
+    return {**context, "posttrain_result": result}
+
+
+def require_post_training(run) -> None:
+    if not run["posttrain_result"].success:
+        pytest.fail("the post-training chain failed:\n" + chain_failures({"result": run["posttrain_result"]}))
+
+
+def test_sft_trains_on_assistant_tokens_in_both_modes_and_never_sees_held_out_prompts(posttrained):
+    require_post_training(posttrained)
+    sft_md = mat(posttrained["posttrain_result"], "sft_data").metadata
+    assert 0 < sft_md["trained_token_share"].value < 1 and sft_md["samples"].value > 0
+    modes = records(sft_md["mode_balance"])
+    assert sum(r["reasoning"] for r in modes) > 0 and sum(r["non_reasoning"] for r in modes) > 0
+    wh = Warehouse(path=str(posttrained["home"] / "warehouse.duckdb"))
+    assert {r["source"] for r in wh.query("select source from sft_mode_balance")} >= {"thinking", "tool"}
+    prompts = metrics(artifact(posttrained, "rl_prompts") / "prompts.jsonl")
+    held_out = {r["id"] for r in prompts if r["split"] == "held_out"}
+    assert held_out and {r["id"] for r in prompts if r["split"] == "train"}
+    conversations = metrics(artifact(posttrained, "sft_data") / "conversations.jsonl")
+    assert not {c["id"].rsplit("/", 1)[0] for c in conversations} & held_out
+    summary = json.loads((artifact(posttrained, "sft_checkpoint") / "summary.json").read_text())
+    assert summary["stage"] == "sft" and summary["steps"] == get_preset("tiny").posttrain.sft.steps
+    assert summary["loss_final"] < summary["loss_first"]
+
+
+def _router_tensors(checkpoint_dir: Path) -> dict:
+    from model import checkpoint as ckpt
+    from model import parallel
+    from model.architecture import build_model
+
+    parallel.initialize()
+    preset = get_preset("tiny")
+    model = build_model(preset)
+    ckpt.load_model(checkpoint_dir, model)
+    state = model.state_dict()
+    return {k: v.clone() for k, v in state.items() if v is not None and hasattr(v, "clone")}
+
+
+def test_rl_and_preference_stages_keep_the_router_frozen_and_record_their_metrics(posttrained):
+    import torch
+
+    require_post_training(posttrained)
+    before = _router_tensors(artifact(posttrained, "sft_checkpoint") / "checkpoint")
+    after = _router_tensors(artifact(posttrained, "rl_checkpoint") / "checkpoint")
+    router = [k for k in before if ".router." in k]
+    assert router and any("expert_bias" in k for k in router)
+    assert all(torch.equal(before[k], after[k]) for k in router)  # bit-identical: no KL, no router updates
+    assert any(
+        not torch.equal(before[k], after[k]) for k in before if k not in router and before[k].is_floating_point()
+    )
+    wh = Warehouse(path=str(posttrained["home"] / "warehouse.duckdb"))
+    for asset in ("rl_checkpoint", "preference_checkpoint"):
+        names = {r["metric"] for r in wh.query("select distinct metric from metrics where asset = ?", [asset])}
+        assert {"mean_reward", "share_filtered", "mean_response_length", "entropy"} <= names, (asset, names)
+    assert "is_truncated_share" in {
+        r["metric"] for r in wh.query("select distinct metric from metrics where asset = 'rl_checkpoint'")
+    }
+
+
+def test_post_training_eval_compares_the_checkpoints_and_long_context_survives(posttrained):
+    require_post_training(posttrained)
+    md = mat(posttrained["posttrain_result"], "post_training_eval").metadata
+    rows = records(md["pass_at_1"])
+    checkpoints = ["context_ext_stage2", "sft_checkpoint", "rl_checkpoint", "preference_checkpoint"]
+    assert {r["checkpoint"] for r in rows} == set(checkpoints)
+    assert {r["mode"] for r in rows} == {"reasoning", "non_reasoning"}
+    assert all(0 <= r["pass_at_1"] <= 1 and r["samples"] == r["prompts"] * 4 for r in rows)
+    wh = Warehouse(path=str(posttrained["home"] / "warehouse.duckdb"))
+    assert len(wh.query("select * from post_training_eval")) == len(rows)
+    checks = [
+        e
+        for e in posttrained["posttrain_result"].get_asset_check_evaluations()
+        if e.asset_key == AssetKey("post_training_eval")
+    ]
+    assert [(c.check_name, c.passed) for c in checks] == [("niah_survives_post_training", True)]
+
+
 # -- `kexaone demo` over the same artifacts ---------------------------------------------------------------
 
 KEXAONE = str(Path(sys.executable).parent / "kexaone")
@@ -533,9 +638,11 @@ def summary_rows(stdout: str) -> dict[str, list[str]]:
     return rows
 
 
-def test_kexaone_demo_reuses_every_artifact_the_run_built(context, tmp_path):
+def test_kexaone_demo_reuses_every_artifact_the_run_built(posttrained, tmp_path):
     """The CLI on a fresh Dagster instance over the runs' artifacts: nothing is rebuilt or retrained."""
+    context = posttrained
     require_whole_chain(context)
+    require_post_training(context)
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home")}
     env.pop("KEXAONE_PRESET", None)
     proc = subprocess.run([KEXAONE, "demo"], capture_output=True, text=True, timeout=1200, env=env, cwd=REPO)
@@ -544,7 +651,7 @@ def test_kexaone_demo_reuses_every_artifact_the_run_built(context, tmp_path):
     assert sum(1 for r in rows.values() if r[0] == "observed") == 8
     events = [
         e.step_materialization_data.materialization
-        for run in (context["pretraining_result"], context["result"])
+        for run in (context["pretraining_result"], context["result"], context["posttrain_result"])
         for e in run.get_asset_materialization_events()
     ]
     built = {str(m.metadata["dagster/uri"].value) for m in events if "dagster/uri" in m.metadata}
@@ -561,7 +668,7 @@ def test_kexaone_demo_reuses_every_artifact_the_run_built(context, tmp_path):
     }
     wh = Warehouse(path=str(context["home"] / "warehouse.duckdb"))
     assert wh.query("select count(*) as n from artifacts where asset = 'raw_corpus_stats'") == [{"n": 1}]
-    assert "context_ext_stage2" in rows and "evaluation_summary" in rows
+    assert "context_ext_stage2" in rows and "evaluation_summary" in rows and "post_training_eval" in rows
 
 
 # -- crash safety: a killed or stopped `kexaone demo` leaves no trainer, no wedged slot, and resumes ---------
@@ -571,8 +678,10 @@ DEMO_STOPS_S = 90  # bound for `kexaone demo` to stop after SIGTERM (Pipes termi
 
 
 @pytest.fixture(scope="module")
-def crash_home(context, tmp_path_factory):
-    """A copy of the chain's home without the context_ext_stage2 checkpoint: `kexaone demo` retrains it."""
+def crash_home(posttrained, tmp_path_factory):
+    """A copy of the chain's home without the context_ext_stage2 checkpoint: `kexaone demo` retrains it (and
+    reuses everything downstream: versions address inputs, not bytes)."""
+    context = posttrained
     require_whole_chain(context)
     import shutil
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.timeout(600)
 
 STATS = AssetKey("raw_corpus_stats")
 FILTERED, DEDUP = AssetKey("filtered_corpus"), AssetKey("deduplicated_corpus")
-TRAINING_GROUPS = ("pretraining", "context", "evaluation")
+from kexaone_dag.jobs import POST_TRAINING_DATA, TRAINING_GROUPS  # noqa: E402
 
 
 def observe(defs, instance) -> dict[str, str]:
@@ -107,7 +107,9 @@ def test_the_watch_sensor_records_what_the_observable_source_reports_for_exactly
 def test_a_changed_source_requests_its_own_partition_then_its_readers_and_nothing_else(kexaone_env):
     defs = build_definitions()
     graph = defs.resolve_asset_graph()
-    training = {k.to_user_string() for k in AssetSelection.groups(*TRAINING_GROUPS).resolve(graph)}
+    training = {
+        k.to_user_string() for k in (AssetSelection.groups(*TRAINING_GROUPS) - POST_TRAINING_DATA).resolve(graph)
+    }
     with DagsterInstance.ephemeral() as instance:
         first = observe(defs, instance)
         assert len(first) == 8 and all(first.values())
@@ -170,7 +172,9 @@ def test_turned_on_it_catches_up_missing_and_stale_partitions_by_their_own_sourc
         assert result.get_requested_partitions(FILTERED) == others | {"ko"}  # missing, and ko stale; de current
         assert result.get_requested_partitions(DEDUP) == others | {"ko"}  # with its filtered partition, same run
         assert result.get_requested_partitions(STATS) == {None}
-        assert not requested(result).keys() - {"filtered_corpus", "deduplicated_corpus", "raw_corpus_stats"}
+        # (and the post-training data roots, missing and independent of the corpus)
+        roots = {"tool_use_tasks", "rl_prompts"}
+        assert not requested(result).keys() - {"filtered_corpus", "deduplicated_corpus", "raw_corpus_stats", *roots}
 
     with DagsterInstance.ephemeral() as instance:
         observe(defs, instance)

@@ -141,8 +141,39 @@ def test_graph_shape_that_the_design_requires(kexaone_env):
         node = graph.get(AssetKey(f"pretrain_{stage}"))
         assert node.group_name == "pretraining" and node.pools == {GPU_POOL} and node.partitions_def is None
 
+    # [post_training] tool_use_tasks, sft_data -> sft_checkpoint (from context_ext_stage2); rl_prompts ->
+    # rl_checkpoint (AGAPO) -> preference_checkpoint (GROUPER) -> post_training_eval (blocking NIAH check)
+    assert parents_of("rl_prompts") == {"tool_use_tasks"}
+    assert parents_of("sft_data") == {
+        "thinking_augmented_data",
+        "multilingual_synthetic_data",
+        "tool_use_tasks",
+        "rl_prompts",
+        "superbpe_tokenizer",
+    }
+    assert parents_of("sft_checkpoint") == {"sft_data", "context_ext_stage2", "superbpe_tokenizer"}
+    assert parents_of("rl_checkpoint") == {"rl_prompts", "sft_checkpoint", "superbpe_tokenizer"}
+    assert parents_of("preference_checkpoint") == {"rl_prompts", "rl_checkpoint", "superbpe_tokenizer"}
+    assert {"context_ext_stage2", "sft_checkpoint", "rl_checkpoint", "preference_checkpoint"} <= parents_of(
+        "post_training_eval"
+    )
+    for name in ("sft_checkpoint", "rl_checkpoint", "preference_checkpoint", "post_training_eval"):
+        node = graph.get(AssetKey(name))
+        assert node.group_name == "post_training" and node.pools == {GPU_POOL}
+    eval_checks = {c.name: c for c in graph.get(AssetKey("post_training_eval")).check_keys}
+    assert "niah_survives_post_training" in eval_checks
 
-CHECKPOINTS = ["pretrain_stage1", "pretrain_stage2", "pretrain_stage3", "context_ext_stage1", "context_ext_stage2"]
+
+CHECKPOINTS = [
+    "pretrain_stage1",
+    "pretrain_stage2",
+    "pretrain_stage3",
+    "context_ext_stage1",
+    "context_ext_stage2",
+    "sft_checkpoint",
+    "rl_checkpoint",
+    "preference_checkpoint",
+]
 
 
 def test_jobs_and_automation_ship_stopped(kexaone_env):

@@ -22,7 +22,18 @@ import config.schema as schema
 from config import PRESET_NAMES, PresetError, get_preset, leaf_paths
 
 REPO = Path(__file__).resolve().parents[2]
-CONSUMERS = ("model", "corpus", "tokenizer", "synthetic", "evaluation", "kernels", "assets", "resources", "kexaone_dag")
+CONSUMERS = (
+    "model",
+    "corpus",
+    "tokenizer",
+    "synthetic",
+    "evaluation",
+    "posttrain",
+    "kernels",
+    "assets",
+    "resources",
+    "kexaone_dag",
+)
 # fields nothing builds from: each with a value validation refuses, naming the field
 REJECTED = {("PretrainArgs", "lr_schedule"): ("pretrain.lr_schedule", "cosine")}
 

@@ -1,0 +1,207 @@
+"""The policy-optimization stage process (``posttrain.policy_train``) on a small tiny model, as Dagster
+launches it: AGAPO and GROUPER rounds from a checkpoint, the router frozen bit-identically, metrics per
+round, resume after SIGKILL without double-counting, bad input refused before compute."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.posttrain_support import VOCAB, small_chat_tokenizer
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.timeout(600)
+OVERRIDES = {
+    "posttrain.rl.steps": 4,
+    "posttrain.rl.prompts_per_step": 2,
+    "posttrain.rl.group_size": 4,
+    "posttrain.rl.max_response_tokens": 6,
+    "posttrain.rl.checkpoint_every_steps": 2,
+    "posttrain.preference.steps": 2,
+    "posttrain.preference.prompts_per_step": 2,
+    "posttrain.preference.group_size": 3,
+    "posttrain.preference.max_response_tokens": 6,
+}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A tiny model checkpoint (random weights, saved as the trainer saves), a tokenizer and prompts."""
+    tmp = tmp_path_factory.mktemp("policy")
+    tokenizer = small_chat_tokenizer(tmp / "tokenizer")
+    script = f"""
+import json, sys
+sys.path.insert(0, {str(REPO)!r})
+from tokenizers import Tokenizer
+from config import get_preset
+from model import checkpoint, parallel, training
+from model.architecture import build_model
+from posttrain import prompts
+from posttrain.policy_train import ConstantLR
+parallel.initialize()
+preset = get_preset("tiny")
+tok = Tokenizer.from_file({str(tokenizer)!r})
+model = build_model(preset, vocab_size=tok.get_vocab_size(with_added_tokens=True))
+optimizer = training.adamw(model, preset)
+checkpoint.save({str(tmp / "init")!r}, model, optimizer, ConstantLR(), data_position={{"stage": "sft"}})
+records = prompts.build_prompts({{"arithmetic": 12}}, seed=0, held_out_fraction=0.2,
+    arithmetic=prompts.ArithmeticParams(low=1, high=9, operations=("+",)))
+open({str(tmp / "prompts.jsonl")!r}, "w").write("".join(json.dumps(r) + "\\n" for r in records))
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=REPO, timeout=300, capture_output=True)
+    # an untrained model almost never gets a sum right (every group's rewards equal, nothing to learn from):
+    # rule-checked prompts whose reward varies with random text make every round update the policy
+    rules = [{"rule": "max_chars", "value": v} for v in (8, 11, 14, 17, 20)] + [{"rule": "lowercase"}]
+    extra = [
+        {"id": f"short-{i}", "domain": "instruction", "split": "train", "reference": None,
+         "messages": [{"role": "user", "content": f"Say something short, in lowercase ({i})."}],
+         "verifier": {"kind": "instruction", "rules": rules}}
+        for i in range(24)
+    ]  # fmt: skip
+    with open(tmp / "prompts.jsonl", "a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in extra))
+    return {"tmp": tmp, "tokenizer": tokenizer, "init": tmp / "init", "prompts": tmp / "prompts.jsonl"}
+
+
+def command(setup, algorithm: str, work: Path, out: Path, overrides: dict | None = None) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "posttrain.policy_train",
+        "--preset",
+        "tiny",
+        "--overrides",
+        json.dumps(overrides or OVERRIDES),
+        "--algorithm",
+        algorithm,
+        "--prompts",
+        str(setup["prompts"]),
+        "--tokenizer",
+        str(setup["tokenizer"]),
+        "--init-from",
+        str(setup["init"]),
+        "--work-dir",
+        str(work),
+        "--output",
+        str(out),
+    ]
+
+
+def run(cmd: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=500)
+
+
+def state(checkpoint_dir: Path) -> dict:
+    """The checkpoint's tensors, loaded in a fresh process (Megatron's state is process-global)."""
+    out = checkpoint_dir.parent / f"{checkpoint_dir.parent.name}_state.pt"
+    script = f"""
+import sys, torch
+sys.path.insert(0, {str(REPO)!r})
+from config import get_preset
+from model import checkpoint, parallel
+from model.architecture import build_model
+parallel.initialize()
+m = build_model(get_preset("tiny"), vocab_size={VOCAB})
+checkpoint.load_model({str(checkpoint_dir)!r}, m)
+torch.save({{k: v for k, v in m.state_dict().items() if isinstance(v, torch.Tensor)}}, {str(out)!r})
+"""
+    if not out.exists():  # loaded once per checkpoint
+        subprocess.run([sys.executable, "-c", script], check=True, cwd=REPO, timeout=300, capture_output=True)
+    import torch
+
+    return torch.load(out)
+
+
+def rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def straight(setup):
+    """One uninterrupted AGAPO run (4 rounds, a checkpoint after round 2): its output folder."""
+    work, out = setup["tmp"] / "agapo_work", setup["tmp"] / "agapo_out"
+    proc = run(command(setup, "agapo", work, out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_agapo_rounds_train_everything_but_the_router(setup, straight):
+    import torch
+
+    metrics = rows(straight / "metrics.jsonl")
+    assert [r["step"] for r in metrics] == [1, 2, 3, 4]
+    for r in metrics:
+        assert 0 <= r["mean_reward"] <= 1 and 0 <= r["share_filtered"] <= 1 and 0 <= r["is_truncated_share"] <= 1
+        assert r["mean_response_length"] > 0 and r["entropy"] >= 0
+    assert any(r["updates"] == 2 for r in metrics[2:])  # a round after the checkpoint trains (resume test)
+    summary = json.loads((straight / "summary.json").read_text())
+    assert summary["router_frozen_tensors"] > 0 and summary["steps"] == 4
+    before, after = state(setup["init"]), state(straight / "checkpoint")
+    router = [k for k in before if ".router." in k]
+    assert any(k.endswith("expert_bias") for k in router) and any(k.endswith("router.weight") for k in router)
+    assert all(torch.equal(before[k], after[k]) for k in router)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k not in router)
+
+
+def test_a_killed_stage_resumes_from_its_checkpoint_and_counts_each_round_once(setup, straight):
+    work, out = setup["tmp"] / "killed_work", setup["tmp"] / "killed_out"
+    proc = subprocess.Popen(command(setup, "agapo", work, out), cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    deadline = time.time() + 300
+    while not (work / "checkpoints" / "step_000002").exists():
+        assert proc.poll() is None and time.time() < deadline, "no checkpoint before the process ended"
+        time.sleep(0.05)
+    assert proc.poll() is None, "the stage finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert not (out / "summary.json").exists() and (work / "metrics.jsonl").exists()
+    resumed = run(command(setup, "agapo", work, out))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed_from"].endswith("step_000002")
+
+    def comparable(r: dict) -> dict:
+        return {k: v for k, v in r.items() if k != "step_seconds"}
+
+    assert [comparable(r) for r in rows(out / "metrics.jsonl")] == [
+        comparable(r) for r in rows(straight / "metrics.jsonl")
+    ]
+    import torch
+
+    # CPU, one process, the same thread count: the resumed run redoes rounds 3-4 bit for bit
+    a, b = state(straight / "checkpoint"), state(out / "checkpoint")  # (cached from the first test)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_grouper_scores_with_the_judge_and_trains(setup):
+    work, out = setup["tmp"] / "grouper_work", setup["tmp"] / "grouper_out"
+    proc = run(command(setup, "grouper", work, out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = rows(out / "metrics.jsonl")
+    assert [r["stage"] for r in metrics] == ["grouper", "grouper"] and "is_truncated_share" not in metrics[0]
+    assert any(r["updates"] for r in metrics) and all(0 <= r["mean_reward"] <= 1 for r in metrics)
+
+
+def test_bad_input_is_refused_in_one_line_before_compute(setup, tmp_path):
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "x").write_text("finished artifact")
+    proc = run(command(setup, "ppo", tmp_path / "w", taken))
+    assert proc.returncode == 2
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: --algorithm must be one of agapo, grouper")
+    assert "is not empty" in line and (taken / "x").read_text() == "finished artifact"
+    proc = run(command(setup, "agapo", tmp_path / "w", tmp_path / "o", {"posttrain.rl.group_size": 1}))
+    assert proc.returncode == 2 and "posttrain.rl.group_size must be >= 2" in proc.stderr
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"id": "p1", "split": "train", "messages": [{"role": "user", "content": "hi"}]}) + "\n")
+    proc = run(command({**setup, "prompts": bad}, "agapo", tmp_path / "w", tmp_path / "o"))
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].endswith("the record lacks verifier")
+    assert not (tmp_path / "w").exists()  # refused before any work
