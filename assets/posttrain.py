@@ -26,6 +26,7 @@ from assets import keys
 from assets.context import read_niah
 from assets.metadata import table
 from assets.pretraining import PRETRAIN_SHOWS, planned_metadata, train_stage
+from assets.synthetic import write_jsonl
 from assets.tokenizer import TOKENIZER_FILE, eod_and_pad, load_tokenizer
 from assets.versioning import BuildResult, Upstream, latest_upstream, materialize_versioned
 from config import Preset, get_preset
@@ -45,12 +46,6 @@ POST_TRAINING_GROUP = "post_training"
 TASKS_FILE = "tasks.jsonl"
 PROMPTS_FILE = "prompts.jsonl"
 CONVERSATIONS_FILE = "conversations.jsonl"
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    with path.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def _read_jsonl(store: ArtifactStore, asset_name: str, version: str, name: str) -> list[dict]:
@@ -94,8 +89,8 @@ def tool_use_tasks(
         by_id = {v.task_id: v for v in verdicts}
         kept = [tool_tasks.task_to_json(x) for x in tasks if by_id[x.id].kept]
         rejected = [{**tool_tasks.task_to_json(x), "reason": by_id[x.id].reason} for x in tasks if not by_id[x.id].kept]
-        _write_jsonl(staging / TASKS_FILE, kept)
-        _write_jsonl(staging / "rejected.jsonl", rejected)
+        write_jsonl(staging / TASKS_FILE, kept)
+        write_jsonl(staging / "rejected.jsonl", rejected)
         families: dict[str, list[int]] = {}
         for x in tasks:
             families.setdefault(x.family, [0, 0])[0 if by_id[x.id].kept else 1] += 1
@@ -160,7 +155,7 @@ def rl_prompts(
         )
         for r in records:  # every verifier spec checked before anything trains on it
             verifiers.validate_spec(r["verifier"])
-        _write_jsonl(staging / PROMPTS_FILE, records)
+        write_jsonl(staging / PROMPTS_FILE, records)
         counts: dict[tuple[str, str], int] = {}
         for r in records:
             counts[(r["domain"], r["split"])] = counts.get((r["domain"], r["split"]), 0) + 1
@@ -227,7 +222,7 @@ def sft_conversations(p: Preset, store: ArtifactStore, versions: dict[str, str])
     for family, n in sorted(s.family_conversations.items()):
         train = [r for r in records if r.get("family", r["domain"]) == family and r["split"] == "train"][:n]
         for r in train:
-            reasoning = sft.unit_interval(f"{r['id']}/mode") < s.reasoning_share
+            reasoning = prompts.unit_interval(f"{r['id']}/mode") < s.reasoning_share
             answer = prompts.reference_answer(r, reasoning=reasoning)
             convs.append(
                 {
@@ -301,7 +296,7 @@ def sft_data(
             loss_weights=True,
         )
         data.write_packed_samples(staging, packed.samples, manifest, loss_weights=packed.loss_weights.astype(np.uint8))
-        _write_jsonl(staging / CONVERSATIONS_FILE, convs)
+        write_jsonl(staging / CONVERSATIONS_FILE, convs)
         rows = [
             {"source": src, "reasoning": m.get("reasoning", 0), "non_reasoning": m.get("non_reasoning", 0)}
             for src, m in packed.by_source.items()

@@ -66,7 +66,7 @@ def _language_of():
     return lambda text: lid.classify(text)[0]
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
+def write_jsonl(path: Path, rows: list[dict]) -> None:
     with path.open("w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -112,8 +112,8 @@ def thinking_augmented_data(
             )
         finally:
             client.close()
-        _write_jsonl(staging / "samples.jsonl", result.samples)
-        _write_jsonl(staging / "rejected.jsonl", result.rejected)
+        write_jsonl(staging / "samples.jsonl", result.samples)
+        write_jsonl(staging / "rejected.jsonl", result.rejected)
         by_source = {src: sum(x["source"] == src for x in result.samples) for src in s.thinking_sources}
         metadata = {
             "samples": len(result.samples),
@@ -181,8 +181,8 @@ def multilingual_synthetic_data(
             )
         finally:
             client.close()
-        _write_jsonl(staging / "documents.jsonl", result.samples)
-        _write_jsonl(staging / "rejected.jsonl", result.rejected)
+        write_jsonl(staging / "documents.jsonl", result.samples)
+        write_jsonl(staging / "rejected.jsonl", result.rejected)
         (staging / "balance.json").write_text(json.dumps(balance, indent=2))
         metadata = {
             "documents": len(result.samples),

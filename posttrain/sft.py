@@ -21,7 +21,6 @@ across documents (no per-document attention mask on the CPU path).
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 from collections import Counter
@@ -31,13 +30,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from posttrain.chat import Encode, encode_conversation
+from posttrain.prompts import unit_interval  # mode choices by a stable hash, never by order
 
 THINK_RE = re.compile(r"<think>(.*?)</think>", re.S)
-
-
-def unit_interval(key: str) -> float:
-    """A stable number in [0, 1) from a string (mode and split choices that never depend on order)."""
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
 
 
 def thinking_conversations(samples: Iterable[Mapping[str, Any]], reasoning_share: float) -> list[dict]:
@@ -195,7 +190,6 @@ def pack_conversations(
 __all__ = [
     "PackedSft",
     "cap_per_source",
-    "unit_interval",
     "multilingual_conversations",
     "pack_conversations",
     "tagged",
