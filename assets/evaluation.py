@@ -10,6 +10,7 @@
   short-context drift.
 """
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from evaluation.summary import (
     EvaluationSections,
     LossCurve,
     NiahStage,
+    PostTrainingSection,
     TokenizerEfficiency,
     drift_plot_png,
     evaluation_summary_markdown,
@@ -245,6 +247,21 @@ def perplexity_table(rows: list[dict]) -> dict:
     )
 
 
+def post_training_section(store: ArtifactStore, version: str, p) -> PostTrainingSection:
+    """The summary's post-training section from a ``post_training_eval`` artifact."""
+    from assets.posttrain import EVAL_CHECKPOINTS, EVAL_FILE
+
+    results = read_niah(store, keys.POST_TRAINING_EVAL, version)
+    passed, _ = niah.gate(results, p.eval.niah_threshold)
+    return PostTrainingSection(
+        rows=store.read_json(keys.POST_TRAINING_EVAL, version, EVAL_FILE),
+        checkpoints=EVAL_CHECKPOINTS,
+        niah_accuracy=results.accuracy,
+        niah_passed=passed,
+        threshold=p.eval.niah_threshold,
+    )
+
+
 SUMMARY_DEPS = [
     keys.RAW_CORPUS_STATS,
     keys.DEDUPLICATED_CORPUS,
@@ -255,17 +272,19 @@ SUMMARY_DEPS = [
     "niah_report_stage1",
     "niah_report_stage2",
     keys.SHORT_CONTEXT_EVAL,
+    keys.POST_TRAINING_EVAL,
 ]
 
 
 @asset(
     group_name=EVALUATION_GROUP,
-    code_version="1",
+    code_version="2",
     automation_condition=DOWNSTREAM_OF_DATA,
     deps=[AssetDep(d) for d in SUMMARY_DEPS],
     kinds={"duckdb"},
     description="One markdown report of the whole chain (with its plots): corpus stats -> tokenizer efficiency "
-    "-> loss curves -> NIAH heatmaps -> short-context drift.",
+    "-> loss curves -> NIAH heatmaps -> short-context drift -> post-training (held-out pass@1, rubric, long "
+    "context after post-training).",
 )
 def evaluation_summary(
     context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore, warehouse: Warehouse
@@ -351,6 +370,10 @@ def evaluation_summary(
             tolerance=p.eval.short_context_ppl_tolerance,
             image=copy(keys.SHORT_CONTEXT_EVAL, "perplexity.png", "short_context.png"),
         )
+        post_training = post_training_section(artifact_store, upstream[keys.POST_TRAINING_EVAL].version, p)
+        post_training = dataclasses.replace(
+            post_training, image=copy(keys.POST_TRAINING_EVAL, "pass_at_1.png", "post_training_pass_at_1.png")
+        )
         page = evaluation_summary_markdown(
             EvaluationSections(
                 corpus=corpus,
@@ -358,6 +381,7 @@ def evaluation_summary(
                 loss_curves=curves,
                 niah=stages,
                 drift=drift_section,
+                post_training=post_training,
                 notes=(f"preset `{p.name}`", *(f"`{k}` {u.version}" for k, u in sorted(upstream.items()))),
             )
         )

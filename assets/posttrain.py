@@ -60,7 +60,7 @@ def _teacher_upstream(teacher: TeacherLLM) -> Upstream:
 
 @asset(
     group_name=POST_TRAINING_GROUP,
-    code_version="2",
+    code_version="3",
     automation_condition=DOWNSTREAM_OF_DATA,
     description="Agentic tool-use tasks (report §3.3 stage ii): tool schemas (JSON Schema), a task, a reference "
     "solution and an executable pass criterion; every task is run in the sandbox and kept only when its "
@@ -79,24 +79,33 @@ def tool_use_tasks(
     t = p.posttrain.tool_tasks
 
     def build(staging: Path) -> BuildResult:
-        if teacher.backend != "offline":
-            raise NotImplementedError(
-                "tool_use_tasks: the HTTP teacher backend for tool tasks is designed (posttrain.tool_tasks "
-                "teacher_request/parse_teacher_tasks) but not wired yet; run with the offline teacher"
-            )
-        tasks = tool_tasks.programmatic_tasks(t.num_tasks, seed=p.pretrain.seed)
+        if teacher.backend == "offline":  # programmatic tasks over the real tools
+            tasks, unparsed = tool_tasks.programmatic_tasks(t.num_tasks, seed=p.pretrain.seed), []
+        else:  # the teacher writes them (tool schemas in the prompt); its reply is parsed strictly
+            s = p.synthetic
+            client = teacher.client(max_tokens=s.teacher_max_tokens, temperature=s.teacher_temperature)
+            tasks, unparsed = tool_tasks.teacher_tasks(client.complete_many, t.num_tasks, t.tasks_per_request)
         verdicts = tool_tasks.validate_tasks(tasks, timeout_s=t.sandbox_timeout_s, memory_mb=t.sandbox_memory_mb)
         by_id = {v.task_id: v for v in verdicts}
         kept = [tool_tasks.task_to_json(x) for x in tasks if by_id[x.id].kept]
         rejected = [{**tool_tasks.task_to_json(x), "reason": by_id[x.id].reason} for x in tasks if not by_id[x.id].kept]
         write_jsonl(staging / TASKS_FILE, kept)
-        write_jsonl(staging / "rejected.jsonl", rejected)
+        write_jsonl(staging / "rejected.jsonl", [*rejected, *unparsed])
         families: dict[str, list[int]] = {}
         for x in tasks:
             families.setdefault(x.family, [0, 0])[0 if by_id[x.id].kept else 1] += 1
+        if unparsed:
+            families["(teacher output not parsed)"] = [0, len(unparsed)]
         rows = [{"family": f, "kept": k, "rejected": r} for f, (k, r) in sorted(families.items())]
+        if not kept:
+            reasons = sorted({r["reason"] for r in [*rejected, *unparsed]})[:3]
+            raise ValueError(f"tool_use_tasks: no task survived the checks ({len(tasks)} parsed); e.g. {reasons}")
         return BuildResult(
-            metadata={"tasks": len(kept), "rejected": len(rejected), "backend": teacher.identity()},
+            metadata={
+                "tasks": len(kept),
+                "rejected": len(rejected) + len(unparsed),
+                "backend": teacher.identity(),
+            },
             tables={
                 "families": table(
                     rows,
@@ -114,7 +123,12 @@ def tool_use_tasks(
         store=artifact_store,
         warehouse=warehouse,
         preset=p,
-        preset_sections=("posttrain.tool_tasks", "pretrain.seed"),
+        preset_sections=(
+            "posttrain.tool_tasks",
+            "pretrain.seed",
+            "synthetic.teacher_max_tokens",
+            "synthetic.teacher_temperature",
+        ),
         upstream={"teacher": _teacher_upstream(teacher)},
         build=build,
     ).materialize_result()
@@ -473,7 +487,7 @@ EVAL_FILE = "post_training_eval.json"
         AssetDep(keys.SUPERBPE_TOKENIZER),
         AssetDep(keys.DEDUPLICATED_CORPUS),
     ],
-    code_version="1",
+    code_version="2",
     automation_condition=DOWNSTREAM_OF_DATA,
     check_specs=[
         AssetCheckSpec(
@@ -500,9 +514,9 @@ def post_training_eval(
     from evaluation import posttrain_eval as pe
     from model import checkpoint as ckpt
     from model.architecture import build_model
-    from model.inference import generate_batch, sample_batch
+    from model.inference import generate_batch
     from model.stages import NIAH_BATCH_TOKENS
-    from posttrain import chat, verifiers
+    from posttrain import verifiers
 
     p = preset.get()
     pt, rl = p.posttrain, p.posttrain.rl
@@ -523,34 +537,25 @@ def post_training_eval(
         )
         encode = lambda text: tok.encode(text, add_special_tokens=False).ids  # noqa: E731
         model = build_model(p, vocab_size=vocab)
+        judge = verifiers.OfflineJudge()
         rows: list[pe.EvalRow] = []
-
-        def sample(prompt: list[int], n: int, seed: int) -> list[list[int]]:
-            generator = torch.Generator().manual_seed(seed)
-            out = sample_batch(
-                model,
-                [prompt] * n,
-                rl.max_response_tokens,
-                temperature=rl.temperature,
-                top_p=rl.top_p,
-                eos_token_id=eod,
-                vocab_size=vocab,
-                generator=generator,
-            )
-            return [[i for i in r.ids if i != eod] for r in out]
-
         for name in EVAL_CHECKPOINTS:
             with artifact_store.local_copy(name, upstream[name].version) as copy:
                 ckpt.load_model(copy / "checkpoint", model)
-            rows += pe.evaluate_checkpoint(
+            rows += pe.evaluate_model(
+                model,
                 name,
                 records,
-                prompt_ids=lambda r, reasoning: chat.encode_prompt(encode, r["messages"], reasoning=reasoning),
-                sample=sample,
-                decode=lambda ids: tok.decode(ids, skip_special_tokens=False),
-                score=lambda spec, text, reasoning: verifiers.score(spec, text, reasoning=reasoning),
+                tokenizer=tok,
+                eos_token_id=eod,
+                vocab_size=vocab,
+                max_new_tokens=rl.max_response_tokens,
+                temperature=rl.temperature,
+                top_p=rl.top_p,
                 k=pt.eval_samples,
                 seed=p.pretrain.seed,
+                judge=judge,
+                rubric_dimensions=pt.rubric,
             )
             context.log.info(f"post_training_eval: {name} answered {len(records)} held-out prompts x 2 modes")
         # long context after post-training: the stage-2 NIAH grid, greedy (as the context stage's gate)
@@ -599,6 +604,7 @@ def post_training_eval(
             "posttrain.rl.max_response_tokens",
             "posttrain.rl.temperature",
             "posttrain.rl.top_p",
+            "posttrain.rubric",
             "eval",
             "context.stages.stage2.seq_length",
             "pretrain.seed",
@@ -639,6 +645,7 @@ EVAL_COLUMNS = [
     ("mean_score", "float", "mean verifier score (partial credit kept)"),
     ("think_well_formed", "float", "reasoning: one closed non-empty think block; direct: no trajectory"),
     ("mean_response_tokens", "float", "mean response length in tokens"),
+    ("rubric_score", "float", "the offline judge's mean rubric score (posttrain.rubric), scaled to [0, 1]"),
 ]
 
 posttrain_assets.append(post_training_eval)

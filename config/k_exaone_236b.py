@@ -261,19 +261,35 @@ def sourced_k_exaone_236b() -> Preset:
                 reasoning_share=S(0.5, "report §3.3: both modes trained; choice: half of each source's conversations"),
                 max_conversations_per_source=S(10_000_000, "choice: no cap at scale"),
                 family_conversations=S(
-                    {"arithmetic": 100_000, "math_word": 200_000, "code": 200_000, "instruction": 200_000},
+                    {
+                        "arithmetic": 100_000,
+                        "math_word": 200_000,
+                        "multiple_choice": 20_000,
+                        "code": 200_000,
+                        "instruction": 200_000,
+                    },
                     "choice: reference answers of the RL families' train split, so RL starts on the format",
                 ),
             ),
             tool_tasks=ToolTaskArgs(
                 num_tasks=S(200_000, "choice: report §3.3 stage ii gives no count"),
+                tasks_per_request=S(
+                    16, "choice: 16 tasks of a few hundred tokens fit synthetic.teacher_max_tokens = 8192"
+                ),
                 sandbox_timeout_s=S(10.0, "choice: a tool task's check runs in well under a second"),
                 sandbox_memory_mb=S(1024, "choice: a tool check needs little memory"),
             ),
             prompts=RlPromptArgs(
                 families=S(
-                    {"math_word": 100_000, "code": 50_000, "instruction": 50_000, "tool": 50_000},
-                    "choice: report §3.4 names math/STEM, code, instruction following and agentic tasks, not counts",
+                    {
+                        "math_word": 100_000,
+                        "multiple_choice": 20_000,
+                        "code": 50_000,
+                        "instruction": 50_000,
+                        "tool": 50_000,
+                    },
+                    "choice: report §3.4 names math/STEM, code, instruction following and agentic tasks, not counts; "
+                    "multiple choice for the evaluation's multiple-choice template (post-training.md §4.1)",
                 ),
                 held_out_fraction=S(0.02, "choice: a held-out split for post_training_eval"),
                 arithmetic_range=S((10, 99), "choice: two-digit operands"),

@@ -311,6 +311,7 @@ class ToolTaskArgs:
     """Agentic tool-use tasks (report §3.3 stage ii), each checked in the sandbox before it is kept."""
 
     num_tasks: int
+    tasks_per_request: int  # HTTP teacher: tasks asked for in one request (its reply is one JSON list)
     sandbox_timeout_s: float
     sandbox_memory_mb: int
 

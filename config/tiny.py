@@ -158,13 +158,21 @@ def sourced_tiny() -> Preset:
             tool_tasks=dataclasses.replace(
                 full.posttrain.tool_tasks,
                 num_tasks=S(24, DEMO_CAP),
+                tasks_per_request=S(4, "tiny: 4 tasks fit synthetic.teacher_max_tokens = 1024"),
                 sandbox_timeout_s=S(5.0, "tiny: programmatic checks run in milliseconds"),
                 sandbox_memory_mb=S(256, "tiny: the 2-core, small-memory CI machine"),
             ),
             prompts=dataclasses.replace(
                 full.posttrain.prompts,
                 families=S(
-                    {"arithmetic": 600, "math_word": 16, "code": 8, "instruction": 16, "tool": 16},
+                    {
+                        "arithmetic": 600,
+                        "math_word": 16,
+                        "multiple_choice": 16,
+                        "code": 8,
+                        "instruction": 16,
+                        "tool": 16,
+                    },  # fmt: skip
                     "tiny: the arithmetic family the small model can learn, a few of each other kind",
                 ),
                 held_out_fraction=S(0.2, "tiny: enough held-out arithmetic prompts for pass@1"),

@@ -271,7 +271,7 @@ def _synthetic_problems(preset: Preset) -> list[str]:
 
 
 # task families posttrain.prompts builds (kept here as names: config imports no science package)
-PROMPT_FAMILIES = ("arithmetic", "math_word", "code", "instruction", "tool")
+PROMPT_FAMILIES = ("arithmetic", "math_word", "multiple_choice", "code", "instruction", "tool")
 ARITHMETIC_OPERATIONS = ("+", "-", "*", "next", "max")
 
 
@@ -303,8 +303,9 @@ def _posttrain_problems(preset: Preset) -> list[str]:
     )
     t = pt.tool_tasks
     need(
-        t.num_tasks >= 1 and t.sandbox_timeout_s > 0 and t.sandbox_memory_mb >= 64,
-        "posttrain.tool_tasks: need num_tasks >= 1, sandbox_timeout_s > 0 and sandbox_memory_mb >= 64",
+        t.num_tasks >= 1 and t.tasks_per_request >= 1 and t.sandbox_timeout_s > 0 and t.sandbox_memory_mb >= 64,
+        "posttrain.tool_tasks: need num_tasks >= 1, tasks_per_request >= 1, sandbox_timeout_s > 0 and "
+        "sandbox_memory_mb >= 64",
     )
     fam = pt.prompts.families
     need(

@@ -9,10 +9,13 @@ off) and scored by the prompt's verifier. Per (checkpoint, domain, mode):
 * ``mean_score``: the mean verifier score (partial credit kept);
 * ``think_well_formed``: reasoning mode, the share of responses with exactly one closed, non-empty think
   block (``posttrain.chat.parse_response``); non-reasoning mode: the share without a think tag of its own;
-* ``mean_response_tokens``.
+* ``mean_response_tokens``;
+* ``rubric_score``: with a judge, its mean rubric score scaled to [0, 1] (what GROUPER optimizes besides the
+  rule reward); otherwise empty.
 
-Everything model-specific comes in as functions (``sample``, ``decode``, ``score``), so this module is
-tested without a model.
+``evaluate_checkpoint`` takes everything model-specific as functions (``sample``, ``decode``, ``score``), so
+it is tested without a model; ``evaluate_model`` binds them to a loaded model and tokenizer (what the
+``post_training_eval`` asset and ``bench/posttrain_learning.py`` both call).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class EvalRow:
     mean_score: float
     think_well_formed: float
     mean_response_tokens: float
+    rubric_score: float | None = None
 
     def row(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,8 +69,10 @@ def evaluate_checkpoint(
     k: int,
     modes: Sequence[bool] = (True, False),
     seed: int = 0,
+    rubric: Callable[[Mapping[str, Any], str, bool], float] | None = None,
 ) -> list[EvalRow]:
-    """Rows per (domain, mode) for one checkpoint; ``records`` are the held-out prompts to answer."""
+    """Rows per (domain, mode) for one checkpoint; ``records`` are the held-out prompts to answer.
+    ``rubric(record, text, reasoning)``: the judge's mean rubric score in [0, 1], when given."""
     acc: dict[tuple[str, bool], dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for i, record in enumerate(records):
         for reasoning in modes:
@@ -87,6 +93,8 @@ def evaluate_checkpoint(
                 else:  # answered directly: no think tag of its own
                     a["well_formed"] += THINK_OPEN not in text and THINK_CLOSE not in text
                 a["tokens"] += len(ids)
+                if rubric is not None:
+                    a["rubric"] += float(rubric(record, text, reasoning))
     rows = []
     for (domain, reasoning), a in sorted(acc.items()):
         n = max(1.0, a["samples"])
@@ -101,9 +109,66 @@ def evaluate_checkpoint(
                 mean_score=round(a["score"] / n, 4),
                 think_well_formed=round(a["well_formed"] / n, 4),
                 mean_response_tokens=round(a["tokens"] / n, 2),
+                rubric_score=None if rubric is None else round(a["rubric"] / n, 4),
             )
         )
     return rows
+
+
+def evaluate_model(
+    model,
+    checkpoint: str,
+    records: Sequence[Mapping[str, Any]],
+    *,
+    tokenizer,
+    eos_token_id: int,
+    vocab_size: int,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    k: int,
+    seed: int,
+    judge=None,
+    rubric_dimensions: Sequence[str] = (),
+    modes: Sequence[bool] = (True, False),
+) -> list[EvalRow]:
+    """``evaluate_checkpoint`` for a loaded model: the chat prompt of each record in each mode, ``k`` samples
+    with the given decoding (the report's: temperature 1.0, top-p 0.95, MTP off), the record's verifier, and
+    the judge's rubric when ``judge`` (``posttrain.verifiers.OfflineJudge`` or an LLM judge) is given."""
+    import torch
+
+    from model.inference import sample_batch
+    from posttrain import chat, verifiers
+
+    encode = lambda text: tokenizer.encode(text, add_special_tokens=False).ids  # noqa: E731
+
+    def sample(prompt: list[int], n: int, sample_seed: int) -> list[list[int]]:
+        out = sample_batch(
+            model,
+            [prompt] * n,
+            max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            eos_token_id=eos_token_id,
+            vocab_size=vocab_size,
+            generator=torch.Generator().manual_seed(sample_seed),
+        )
+        return [[i for i in r.ids if i != eos_token_id] for r in out]
+
+    return evaluate_checkpoint(
+        checkpoint,
+        records,
+        prompt_ids=lambda r, reasoning: chat.encode_prompt(encode, r["messages"], reasoning=reasoning),
+        sample=sample,
+        decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=False),
+        score=lambda spec, text, reasoning: verifiers.score(spec, text, reasoning=reasoning),
+        k=k,
+        modes=modes,
+        seed=seed,
+        rubric=None
+        if judge is None
+        else lambda r, text, reasoning: judge.mean_score(r, text, rubric_dimensions, reasoning=reasoning),
+    )
 
 
 def comparison_markdown(rows: Sequence[EvalRow], checkpoints: Sequence[str]) -> str:
@@ -147,4 +212,4 @@ def pass_at_1_png(rows: Sequence[EvalRow], checkpoints: Sequence[str], path, *, 
     return path
 
 
-__all__ = ["EvalRow", "comparison_markdown", "evaluate_checkpoint", "held_out", "pass_at_1_png"]
+__all__ = ["EvalRow", "comparison_markdown", "evaluate_checkpoint", "evaluate_model", "held_out", "pass_at_1_png"]

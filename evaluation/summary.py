@@ -1,7 +1,8 @@
 """The evaluation summary: one markdown page a person reads to see the whole chain (no Dagster).
 
 corpus stats -> tokenizer efficiency -> loss curves -> NIAH heatmaps (pass / fail per stage) ->
-short-context perplexity drift. The inputs are small typed records the ``evaluation_summary`` asset fills
+short-context perplexity drift -> post-training (held-out pass@1 per checkpoint and mode, rubric score, long
+context after post-training). The inputs are small typed records the ``evaluation_summary`` asset fills
 from warehouse rows; images are linked by a path relative to the markdown (the asset copies the PNGs next
 to it), so the page renders wherever the artifact folder is opened.
 
@@ -70,12 +71,26 @@ class DriftSection:
 
 
 @dataclass(frozen=True)
+class PostTrainingSection:
+    """``post_training_eval``: its rows (``evaluation.posttrain_eval.EvalRow`` fields), the checkpoints in chain
+    order, and the stage-2 NIAH of the final checkpoint (its blocking check's verdict)."""
+
+    rows: Sequence[Mapping]
+    checkpoints: Sequence[str]
+    niah_accuracy: float
+    niah_passed: bool
+    threshold: float  # eval.niah_threshold
+    image: str | None = None  # pass@1 bars, relative to the markdown
+
+
+@dataclass(frozen=True)
 class EvaluationSections:
     corpus: Sequence[CorpusStat] = ()
     tokenizer: Sequence[TokenizerEfficiency] = ()
     loss_curves: Sequence[LossCurve] = ()
     niah: Sequence[NiahStage] = ()
     drift: DriftSection | None = None
+    post_training: PostTrainingSection | None = None
     title: str = "K-EXAONE evaluation summary"
     notes: Sequence[str] = field(default_factory=tuple)  # lines under the title (preset, versions, ...)
 
@@ -234,7 +249,41 @@ def _drift(section: DriftSection | None) -> list[str]:
     return lines
 
 
-SECTION_TITLES = ("Corpus", "Tokenizer efficiency", "Training loss", "Needle in a haystack", "Short-context drift")
+def _post_training(section: PostTrainingSection | None) -> list[str]:
+    if section is None or not section.rows:
+        return [NOT_AVAILABLE]
+    from evaluation.posttrain_eval import EvalRow, comparison_markdown
+
+    rows = [EvalRow(**dict(r)) for r in section.rows]
+    lines = ["Held-out prompts (never trained on), the report's decoding; pass@1 averaged over k samples.", ""]
+    lines += comparison_markdown(rows, section.checkpoints).strip().splitlines()
+    rubric = {}
+    for c in section.checkpoints:
+        mine = [r for r in rows if r.checkpoint == c and r.rubric_score is not None]
+        if mine:
+            rubric[c] = sum(r.rubric_score * r.samples for r in mine) / sum(r.samples for r in mine)
+    if rubric:
+        lines += ["", "Mean rubric score (offline judge, [0, 1], over every domain and mode):", ""]
+        lines += _table(tuple(rubric), [tuple(f"{v:.3f}" for v in rubric.values())])
+    verdict = "PASS" if section.niah_passed else "FAIL"
+    lines += [
+        "",
+        f"Long context after post-training (`{section.checkpoints[-1]}` on the stage-2 NIAH grid): mean accuracy "
+        f"{section.niah_accuracy:.3f}, every cell >= {section.threshold:.2f}: **{verdict}**.",
+    ]
+    if section.image:
+        lines += ["", f"![held-out pass@1 per checkpoint]({_relative_image(section.image)})"]
+    return lines
+
+
+SECTION_TITLES = (
+    "Corpus",
+    "Tokenizer efficiency",
+    "Training loss",
+    "Needle in a haystack",
+    "Short-context drift",
+    "Post-training",
+)
 
 
 def evaluation_summary_markdown(sections: EvaluationSections) -> str:
@@ -245,6 +294,7 @@ def evaluation_summary_markdown(sections: EvaluationSections) -> str:
         _loss_curves(sections.loss_curves),
         _niah(sections.niah),
         _drift(sections.drift),
+        _post_training(sections.post_training),
     )
     lines = [f"# {sections.title}", ""]
     if sections.notes:
@@ -293,6 +343,7 @@ __all__ = [
     "EvaluationSections",
     "LossCurve",
     "NiahStage",
+    "PostTrainingSection",
     "TokenizerEfficiency",
     "drift_plot_png",
     "evaluation_summary_markdown",

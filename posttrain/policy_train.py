@@ -58,7 +58,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
@@ -335,6 +335,26 @@ def run(args: argparse.Namespace, preset: Preset, prompts: list[dict], report: R
     }
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def cli_args(
+    *,
+    preset: str,
+    overrides: Mapping[str, Any],
+    algorithm: str,
+    prompts: Path,
+    tokenizer: Path,
+    init_from: Path,
+    work_dir: Path,
+    output: Path,
+) -> list[str]:
+    """The arguments of ``python -m posttrain.policy_train`` (what ``parse_args`` reads): the trainer resource,
+    the tests and the bench build them here."""
+    return [
+        *("--preset", preset, "--overrides", json.dumps(dict(overrides)), "--algorithm", algorithm),
+        *("--prompts", str(prompts), "--tokenizer", str(tokenizer), "--init-from", str(init_from)),
+        *("--work-dir", str(work_dir), "--output", str(output)),
+    ]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

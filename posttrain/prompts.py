@@ -13,13 +13,18 @@ Families (``FAMILIES``; ``build_prompts`` takes a count per family):
 
 * ``arithmetic``: the tiny preset's family, short enough for a 4-layer, 64-wide MoE trained on CPU for a
   few hundred steps: ``What is 37 + 48?`` answered ``Answer: 85`` (exact). ``ArithmeticParams`` holds the
-  operand range and the operations (``+``, ``-`` (never negative), ``*``), so the difficulty can be tuned
-  until SFT lands between 10 % and 70 % pass@1 (not measured here: **open**; the default, two-digit sums,
-  is the brief's example).
+  operand range and the operations (``+``, ``-`` (never negative), ``*``, ``next`` (the number after a),
+  ``max`` (the larger of two)), so the difficulty can be tuned until SFT lands between 10 % and 70 % pass@1
+  (tiny: ``+``, ``next``, ``max`` on two-digit operands; measured in ``docs/post-training.md`` and
+  ``bench/posttrain_learning.py``).
 * ``math_word``: short word problems with exact decimal answers, built on ``synthetic.stem`` (its exact
   unit factors and number format): unit conversion, a sum of two quantities, a linear equation, a
   two-step count. The request ends with the answer-line instruction (``MATH_SUFFIX``: **choice**, the
   report's Appendix C template could not be retrieved; the verifier reads ``Answer:``).
+* ``multiple_choice``: four options (``A``-``D``), one right, over ``synthetic.stem``'s exact unit
+  conversions; the distractors are the usual slips (the factor applied the wrong way, a power of ten off).
+  The request lists the options one per line and ends with ``MC_SUFFIX`` (**choice**, as ``MATH_SUFFIX``);
+  verifier ``{"kind": "choice", "answer": "B", "options": ["A", "B", "C", "D"]}``.
 * ``code``: small function-writing tasks (a parameter varies per prompt) with 3-5 asserts run in the
   sandbox; expected values are computed by executing the reference solution here (trusted code).
 * ``instruction``: a topic with 1-4 rule-checked instructions (language, format: bullets / JSON keys /
@@ -51,9 +56,19 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from synthetic.stem import CONVERSIONS, fmt
 
-FAMILIES = ("arithmetic", "math_word", "code", "instruction", "tool")
-DOMAINS = {"arithmetic": "math", "math_word": "math", "code": "code", "instruction": "instruction", "tool": "tool"}
+FAMILIES = ("arithmetic", "math_word", "multiple_choice", "code", "instruction", "tool")
+DOMAINS = {
+    "arithmetic": "math",
+    "math_word": "math",
+    "multiple_choice": "multiple_choice",
+    "code": "code",
+    "instruction": "instruction",
+    "tool": "tool",
+}
 MATH_SUFFIX = "Put the final answer on the last line as 'Answer: <number>'."
+# choice (the report's Appendix C templates could not be retrieved): options one per line, then this line
+MC_SUFFIX = "Answer with the letter of the correct option on the last line as 'Answer: <letter>'."
+MC_LETTERS = ("A", "B", "C", "D")
 EXACT_REL_TOL = 1e-6  # math answers are exact decimals; this only forgives float printing (0.30000000000000004)
 
 
@@ -230,6 +245,28 @@ def math_word_draft(rng: random.Random) -> Draft:
         verifier={"kind": "exact_number", "answer": fmt(answer), "rel_tol": EXACT_REL_TOL},
         reference=f"Answer: {fmt(answer)}{unit_suffix}",
         reasoning=reasoning,
+    )
+
+
+def multiple_choice_draft(rng: random.Random) -> Draft:
+    """A unit conversion with four options: the right value and three slips (x10, /10, the inverse factor)."""
+    unit = rng.choice(sorted(u for u, (_, f) in CONVERSIONS.items() if f == f.to_integral_value() and f > 1))
+    target, factor = CONVERSIONS[unit]
+    v = Decimal(rng.randint(2, 90))
+    right = v * factor
+    slips = [right * 10, right / 10, v / factor]
+    values = [right, *(s for s in slips if s != right)][:4]
+    order = list(range(len(values)))
+    rng.shuffle(order)
+    letters = MC_LETTERS[: len(values)]
+    options = {letters[pos]: values[i] for pos, i in enumerate(order)}
+    answer = next(letter for letter, value in options.items() if value == right)
+    listed = "\n".join(f"{letter}) {fmt(value)} {target}" for letter, value in options.items())
+    return Draft(
+        user=f"How much is {fmt(v)} {unit} in {target}?\n{listed}\n{MC_SUFFIX}",
+        verifier={"kind": "choice", "answer": answer, "options": list(letters)},
+        reference=f"Answer: {answer}",
+        reasoning=f"1 {unit} = {fmt(factor)} {target}, so {fmt(v)} {unit} = {fmt(right)} {target}: option {answer}.",
     )
 
 
@@ -507,6 +544,8 @@ def family_drafts(
         return _unique(family, n, lambda i: arithmetic_draft(_rng(seed, family, i), arithmetic))
     if family == "math_word":
         return _unique(family, n, lambda i: math_word_draft(_rng(seed, family, i)))
+    if family == "multiple_choice":
+        return _unique(family, n, lambda i: multiple_choice_draft(_rng(seed, family, i)))
     if family == "code":
         return _unique(family, n, lambda i: code_draft(_rng(seed, family, i)))
     if family == "instruction":
@@ -598,6 +637,7 @@ __all__ = [
     "DOMAINS",
     "FAMILIES",
     "MATH_SUFFIX",
+    "MC_SUFFIX",
     "ArithmeticParams",
     "Draft",
     "build_prompts",

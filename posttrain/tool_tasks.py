@@ -700,6 +700,28 @@ def _teacher_task(item: Any, seed: int, seen: set[str]) -> Task:
     )
 
 
+def teacher_tasks(
+    complete_many: Callable[[Sequence[Any]], Sequence[Any]], n: int, per_request: int
+) -> tuple[list[Task], list[dict[str, Any]]]:
+    """``n`` tasks asked of the teacher in requests of ``per_request`` (request ``b`` is batch ``b``: its own
+    seed, so task ids never collide across requests), each reply parsed by ``parse_teacher_tasks``.
+    ``complete_many``: the teacher client's (``Completion.text`` per request, cached and retried there).
+    Returns the parsed tasks (still to be validated in the sandbox) and the rejections, each with its batch."""
+    if n < 1 or per_request < 1:
+        raise ValueError(f"teacher_tasks needs n >= 1 and per_request >= 1 (got {n}, {per_request})")
+    sizes = [min(per_request, n - start) for start in range(0, n, per_request)]
+    completions = complete_many([teacher_request(size, seed=b) for b, size in enumerate(sizes)])
+    tasks: list[Task] = []
+    rejected: list[dict[str, Any]] = []
+    for b, completion in enumerate(completions):
+        kept, bad = parse_teacher_tasks(completion.text, seed=b)
+        tasks += kept[: sizes[b]]
+        rejected += [{**r, "batch": b} for r in bad]
+        extra = kept[sizes[b] :]
+        rejected += [{"index": None, "id": t.id, "batch": b, "reason": "more tasks than asked"} for t in extra]
+    return tasks, rejected
+
+
 def parse_teacher_tasks(text: str, *, seed: int = 0) -> tuple[list[Task], list[dict[str, Any]]]:
     """Tasks from the teacher's reply (tool results computed here by the real tools), and rejections
     ``{"index", "id", "reason"}`` with a one-line reason; malformed output never raises. The kept tasks still
@@ -737,6 +759,7 @@ __all__ = [
     "check_arguments",
     "make_task",
     "parse_teacher_tasks",
+    "teacher_tasks",
     "programmatic_tasks",
     "run_criterion",
     "task_from_json",

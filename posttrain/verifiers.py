@@ -6,6 +6,7 @@ before any compute (the ``rl_prompts`` asset and the policy stage run it on ever
 a missing or mistyped field, an unknown key: ``VerifierError`` with one line. Spec kinds (JSON)::
 
     {"kind": "exact_number", "answer": "85", "rel_tol": 1e-6}
+    {"kind": "choice", "answer": "B", "options": ["A", "B", "C", "D"]}
     {"kind": "instruction", "rules": [{"rule": "language", "value": "ko"}, {"rule": "max_words", "value": 30},
                                       {"rule": "bullets", "value": 3}, {"rule": "lowercase"}, ...],
      "all_or_nothing": false}
@@ -17,6 +18,8 @@ a missing or mistyped field, an unknown key: ``VerifierError`` with one line. Sp
 * What is scored: the answer after the think block (``posttrain.chat.parse_response``). **Choice:** in
   reasoning mode a response that is not well formed (no closed think block, an empty trajectory, a stray
   think tag) scores 0 whatever its answer: the format is part of the task, as in EXAONE 4.0's RL.
+* ``choice``: the letter after the last ``Answer:`` (``B``, ``(B)``, ``B)``), or an answer that is only a
+  letter, equal to the spec's (``final_choice``); any other letter or none scores 0.
 * ``exact_number``: the final number of the answer: the first number after the last ``Answer:`` if there
   is one, else the one in the last ``\\boxed{}``, else the last number of the answer. ``1,234`` (thousands
   commas), ``-3.5``, ``42.0``, ``3/4`` and a Unicode minus are read; a decimal comma is not (``3,5`` is not
@@ -64,7 +67,7 @@ from typing import Any, Mapping, Protocol, Sequence
 from posttrain.chat import THINK_CLOSE, THINK_OPEN, parse_response
 from synthetic.teacher import Teacher, TeacherRequest
 
-KINDS = ("exact_number", "instruction", "code", "tool", "judge")
+KINDS = ("exact_number", "choice", "instruction", "code", "tool", "judge")
 DEFAULT_REL_TOL = 0.0  # exact_number without rel_tol: exact equality
 LANGUAGES = ("en", "ko", "ja", "de", "es", "vi")
 
@@ -110,6 +113,18 @@ def parse_number(text: str) -> Decimal | None:
     """The last number in ``text`` (``1,234``, ``-3.5``, ``3/4`` accepted), or None."""
     found = _NUMBER_RE.findall(text)
     return _to_decimal(found[-1]) if found else None
+
+
+def final_choice(answer: str, options: Sequence[str]) -> str | None:
+    """The option letter the answer picks: after its last ``Answer:`` (``B``, ``(B)``, ``B)``, ``B.``), else
+    an answer that is only a letter; None when it picks none of ``options``."""
+    marks = list(re.finditer(r"Answer\s*[:：]\s*\(?([A-Z])\b", answer))
+    if marks:
+        letter = marks[-1].group(1)
+    else:
+        alone = re.fullmatch(r"\s*\(?([A-Z])[).]?\s*", answer)
+        letter = alone.group(1) if alone else None
+    return letter if letter in options else None
 
 
 def final_number(answer: str) -> Decimal | None:
@@ -304,6 +319,7 @@ def rule_share(rules: Sequence[Mapping[str, Any]], answer: str) -> float:
 
 _KEYS = {
     "exact_number": ({"answer"}, {"rel_tol"}),
+    "choice": ({"answer", "options"}, set()),
     "instruction": ({"rules"}, {"all_or_nothing"}),
     "code": ({"function", "tests"}, {"all_or_nothing"}),
     "tool": ({"task"}, set()),
@@ -359,6 +375,17 @@ def validate_spec(spec: Any) -> None:
         tol = spec.get("rel_tol", DEFAULT_REL_TOL)
         if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < 1:
             _fail(f"exact_number rel_tol must be a number in [0, 1) (got {tol!r})")
+    elif kind == "choice":
+        options = spec["options"]
+        if (
+            not isinstance(options, list)
+            or len(options) < 2
+            or len(set(options)) != len(options)
+            or not all(isinstance(o, str) and re.fullmatch(r"[A-Z]", o) for o in options)
+        ):
+            _fail(f"choice options must be two or more distinct capital letters (got {options!r})")
+        if spec["answer"] not in options:
+            _fail(f"choice answer {spec['answer']!r} is not one of the options {options}")
     elif kind == "instruction":
         rules = spec["rules"]
         if not isinstance(rules, list) or not rules:
@@ -492,6 +519,8 @@ def score(
     if kind == "exact_number":
         want = _expected(spec["answer"])
         return float(numbers_match(want, final_number(answer), spec.get("rel_tol", DEFAULT_REL_TOL)))
+    if kind == "choice":
+        return float(final_choice(answer, spec["options"]) == spec["answer"])
     if kind == "instruction":
         flags = [check_rule(r, answer) for r in spec["rules"]]
         return _share(flags, spec.get("all_or_nothing", False))

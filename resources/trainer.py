@@ -68,24 +68,18 @@ class StageLaunch:
         import json
 
         if self.module == POLICY_MODULE:
-            return [
-                "--preset",
-                self.preset_name,
-                "--overrides",
-                json.dumps(dict(self.overrides)),
-                "--algorithm",
-                str(self.algorithm),
-                "--prompts",
-                str(self.prompts),
-                "--tokenizer",
-                str(self.tokenizer),
-                "--init-from",
-                str(self.init_from),
-                "--work-dir",
-                str(self.work_dir),
-                "--output",
-                str(self.output),
-            ]
+            from posttrain.policy_train import cli_args
+
+            return cli_args(
+                preset=self.preset_name,
+                overrides=self.overrides,
+                algorithm=str(self.algorithm),
+                prompts=Path(str(self.prompts)),
+                tokenizer=Path(str(self.tokenizer)),
+                init_from=Path(str(self.init_from)),
+                work_dir=self.work_dir,
+                output=self.output,
+            )
         args = [
             "--preset",
             self.preset_name,

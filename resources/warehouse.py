@@ -182,6 +182,7 @@ SCHEMA: dict[str, str] = {
         mean_score DOUBLE,                -- mean verifier score (partial credit kept)
         think_well_formed DOUBLE,         -- reasoning: one closed non-empty think block; direct: no think tag
         mean_response_tokens DOUBLE,
+        rubric_score DOUBLE,              -- the judge's mean rubric score in [0, 1] (posttrain.rubric)
         PRIMARY KEY (eval_version, checkpoint, domain, mode)
     """,
     "metrics": """
@@ -226,6 +227,7 @@ class Warehouse(ConfigurableResource):
         if not read_only:
             for table, columns in SCHEMA.items():
                 con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+                _add_new_columns(con, table, columns)
         return con
 
     def insert(self, table: str, rows: Iterable[Mapping[str, Any]], *, replace_keys: Sequence[str] = ()) -> int:
@@ -257,6 +259,25 @@ class Warehouse(ConfigurableResource):
             cur = con.execute(sql, list(params or []))
             names = [d[0] for d in cur.description] if cur.description else []
             return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def _schema_columns(columns: str) -> list[tuple[str, str]]:
+    """(name, type) of each column line of a ``SCHEMA`` entry (constraint lines skipped)."""
+    out = []
+    for line in columns.splitlines():
+        words = line.split("--")[0].replace(",", " ").split()
+        if len(words) >= 2 and words[0].upper() not in ("PRIMARY", "UNIQUE", "FOREIGN", "CHECK"):
+            out.append((words[0], words[1]))
+    return out
+
+
+def _add_new_columns(con: duckdb.DuckDBPyConnection, table: str, columns: str) -> None:
+    """A warehouse written by an older version gains the columns added since (nullable, empty for its old
+    rows): later code inserts into it instead of failing on a missing column."""
+    have = {r[0] for r in con.execute(f"SELECT name FROM pragma_table_info('{table}')").fetchall()}
+    for name, kind in _schema_columns(columns):
+        if name not in have:
+            con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
 def _is_read(sql: str) -> bool:

@@ -175,8 +175,7 @@ def s3_bucket(s3_server, monkeypatch):
     return {"endpoint": s3_server, "bucket": bucket, "fs": fs}
 
 
-@pytest.fixture
-def kexaone_env(tmp_path, monkeypatch):
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     """Isolated state folders and a private copy of the demo corpus (tests may edit it)."""
     home = tmp_path / "kexaone"
     corpus = tmp_path / "corpus"
@@ -195,3 +194,9 @@ def kexaone_env(tmp_path, monkeypatch):
     ):
         monkeypatch.delenv(var, raising=False)
     return {"home": home, "corpus": corpus, "dagster_home": tmp_path / "dagster_home", "tmp": tmp_path}
+
+
+@pytest.fixture
+def kexaone_env(tmp_path, monkeypatch):
+    """Isolated state folders and a private copy of the demo corpus (tests may edit it)."""
+    return isolated_env(tmp_path, monkeypatch)

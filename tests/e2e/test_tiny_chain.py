@@ -7,8 +7,10 @@ failure stays one failure:
 * ``context`` (the context and evaluation groups on top of it): whole-document mixtures, both stages pass
   their own NIAH gate over the configured grid (a failed gate is reported with its cells and scores, and only
   the tests that need the whole chain fail with it), an under-trained stage fails it and blocks downstream;
-  short-context eval and the summary; ``kexaone demo`` (what ``make demo`` runs) over the same artifacts
-  reuses every one of them.
+  short-context eval;
+* ``posttrained`` (the post_training group and the evaluation summary on top of it): SFT, AGAPO, GROUPER,
+  their evaluation and the summary of the whole chain; ``kexaone demo`` (what ``make demo`` runs) over the
+  same artifacts reuses every one of them; a killed or stopped demo leaves no trainer and resumes.
 
 The chain is the expensive part of the suite, so each fixture runs once per module."""
 
@@ -62,7 +64,8 @@ def context(trained):
         list(defs.assets),
         instance=trained["instance"],
         resources=defs.resources,
-        selection=AssetSelection.groups("context", "evaluation"),
+        # the summary waits for post-training (its last section): built by ``posttrained``
+        selection=AssetSelection.groups("context", "evaluation") - AssetSelection.assets("evaluation_summary"),
         raise_on_error=False,
     )
     return {**trained, "result": result, "pretraining_result": trained["result"]}
@@ -95,6 +98,7 @@ POST_TRAINING_ASSETS = {
     "rl_checkpoint",
     "preference_checkpoint",
     "post_training_eval",
+    "evaluation_summary",
 }
 
 
@@ -474,7 +478,7 @@ def test_context_mixtures_pack_whole_documents(context):
         assert all(abs(effective[k] - requested[k]) < 0.05 for k in requested), (effective, requested)
 
 
-def test_short_context_eval_and_summary_cover_the_chain(context):
+def test_short_context_eval_covers_the_chain(context):
     from evaluation.summary import CHAIN_ORDER
 
     require_whole_chain(context)
@@ -495,12 +499,6 @@ def test_short_context_eval_and_summary_cover_the_chain(context):
     assert list(table) == list(CHAIN_ORDER)
     assert all(table[c][d] == round(v, 2) for (c, d), v in by.items())
     assert inline_png(md["plot"]) == (artifact(context, "short_context_eval") / "perplexity.png").read_bytes()
-
-    page = (artifact(context, "evaluation_summary") / "evaluation_summary.md").read_text()
-    images = artifact(context, "evaluation_summary") / "images"
-    for link in ("pretrain_stage1_loss.png", "niah_report_stage1.png", "niah_report_stage2.png", "short_context.png"):
-        assert f"images/{link}" in page and (images / link).stat().st_size > 0
-    assert "PASS" in page
 
 
 def test_an_under_trained_stage_fails_its_gate_and_blocks_downstream(context):
@@ -540,7 +538,7 @@ def posttrained(context):
         list(defs.assets),
         instance=context["instance"],
         resources=defs.resources,
-        selection=AssetSelection.groups("post_training"),
+        selection=AssetSelection.groups("post_training") | AssetSelection.assets("evaluation_summary"),
         raise_on_error=False,
     )
     return {**context, "posttrain_result": result}
@@ -619,6 +617,20 @@ def test_post_training_eval_compares_the_checkpoints_and_long_context_survives(p
         if e.asset_key == AssetKey("post_training_eval")
     ]
     assert [(c.check_name, c.passed) for c in checks] == [("niah_survives_post_training", True)]
+    assert all(0 <= r["rubric_score"] <= 1 for r in rows)
+
+
+def test_the_evaluation_summary_covers_the_whole_chain_post_training_included(posttrained):
+    require_post_training(posttrained)
+    page = (artifact(posttrained, "evaluation_summary") / "evaluation_summary.md").read_text()
+    images = artifact(posttrained, "evaluation_summary") / "images"
+    links = ("pretrain_stage1_loss.png", "niah_report_stage1.png", "niah_report_stage2.png", "short_context.png")
+    for link in (*links, "post_training_pass_at_1.png"):
+        assert f"images/{link}" in page and (images / link).stat().st_size > 0
+    post = page[page.index("## Post-training") :]
+    for checkpoint in ("context_ext_stage2", "sft_checkpoint", "rl_checkpoint", "preference_checkpoint"):
+        assert checkpoint in post
+    assert "| math | non_reasoning |" in post and "every cell >= 0.95: **PASS**" in post
 
 
 # -- `kexaone demo` over the same artifacts ---------------------------------------------------------------
@@ -674,20 +686,22 @@ def test_kexaone_demo_reuses_every_artifact_the_run_built(posttrained, tmp_path)
 # -- crash safety: a killed or stopped `kexaone demo` leaves no trainer, no wedged slot, and resumes ---------
 
 TRAINER_GONE_S = 15  # bound for the trainer to stop after its launcher dies (the kernel signals at once)
+CRASH_STAGE = "sft_checkpoint"  # the stage a crash_home retrains (model.train --stage sft)
 DEMO_STOPS_S = 90  # bound for `kexaone demo` to stop after SIGTERM (Pipes terminates torchrun, which stops its worker)
 
 
 @pytest.fixture(scope="module")
 def crash_home(posttrained, tmp_path_factory):
-    """A copy of the chain's home without the context_ext_stage2 checkpoint: `kexaone demo` retrains it (and
-    reuses everything downstream: versions address inputs, not bytes)."""
+    """A copy of the chain's home without the sft_checkpoint: `kexaone demo` retrains it (and reuses everything
+    downstream: versions address inputs, not bytes). A short ``model.train`` stage with room between its
+    checkpoints (300 steps, one every 100); what these tests show does not depend on which stage it is."""
     context = posttrained
     require_whole_chain(context)
     import shutil
 
     home = tmp_path_factory.mktemp("crash") / "home"
     shutil.copytree(context["home"], home, ignore=shutil.ignore_patterns("training", "dagster_home"))
-    for folder in (home / "artifacts" / "context_ext_stage2").iterdir():
+    for folder in (home / "artifacts" / CRASH_STAGE).iterdir():
         shutil.rmtree(folder)
     return home
 
@@ -736,7 +750,7 @@ def _claimed_gpu_slots(dagster_home: Path) -> list:
 def test_sigterm_stops_kexaone_demo_its_trainer_and_frees_the_slot(crash_home, tmp_path):
     dagster_home = tmp_path / "dagster_home"
     demo = _demo(crash_home, dagster_home)
-    work = crash_home / "training" / "context_ext_stage2"
+    work = crash_home / "training" / CRASH_STAGE
     _wait_for(lambda: any(len(m.read_text().splitlines()) >= 2 for m in work.glob("*/metrics.jsonl")), 600, demo)
     trainers = _trainers(work)
     assert trainers
@@ -751,9 +765,12 @@ def test_sigterm_stops_kexaone_demo_its_trainer_and_frees_the_slot(crash_home, t
 
 def test_a_sigkilled_demo_leaves_no_trainer_and_the_next_demo_resumes_and_frees_the_slot(crash_home, tmp_path):
     dagster_home = tmp_path / "dagster_home"
+    work = crash_home / "training" / CRASH_STAGE
+    before = set(work.glob("*/checkpoints/step_*"))  # what the SIGTERM test's run may have left
     demo = _demo(crash_home, dagster_home)
-    work = crash_home / "training" / "context_ext_stage2"
-    checkpoint = _wait_for(lambda: next(iter(work.glob("*/checkpoints/step_000050")), None), 900, demo)
+    checkpoint = _wait_for(
+        lambda: next((c for c in work.glob("*/checkpoints/step_*") if c not in before), None), 900, demo
+    )
     trainers = _trainers(work)
     assert len(trainers) >= 2  # torchrun and its worker
     demo.send_signal(signal.SIGKILL)  # `kexaone demo` is the run worker and the step process (in-process run)
@@ -769,7 +786,7 @@ def test_a_sigkilled_demo_leaves_no_trainer_and_the_next_demo_resumes_and_frees_
     assert again.returncode == 0, out[-3000:]
     assert "recovered: run " in out and "had lost its process: marked failed, its pool slots freed" in out
     rows = summary_rows(out)
-    assert rows["context_ext_stage2"][0] == "built"
-    summary = json.loads((Path(rows["context_ext_stage2"][2]) / "summary.json").read_text())
+    assert rows[CRASH_STAGE][0] == "built"
+    summary = json.loads((Path(rows[CRASH_STAGE][2]) / "summary.json").read_text())
     assert summary["resumed_from"] == str(checkpoint)  # lost at most one checkpoint interval of training
     assert _claimed_gpu_slots(dagster_home) == [] and not _trainers(work)

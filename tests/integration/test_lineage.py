@@ -15,7 +15,7 @@ from dagster import AssetKey, DagsterInstance
 
 from config import CORPUS_DOMAINS
 from kexaone_dag.definitions import build_definitions
-from tests.conftest import REPO, dagster_ui
+from tests.conftest import REPO, dagster_ui, isolated_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -42,14 +42,17 @@ def kexaone(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.fixture
-def built_tokenizer(kexaone_env):
-    """The corpus and both tokenizers materialized on a persistent instance ($DAGSTER_HOME of the env)."""
-    defs = build_definitions()
-    with DagsterInstance.get() as instance:
-        assert defs.resolve_job_def("observe_raw_corpus").execute_in_process(instance=instance).success
-        assert defs.resolve_job_def("data").execute_in_process(instance=instance).success
-    return kexaone_env
+@pytest.fixture(scope="module")
+def built_tokenizer(tmp_path_factory):
+    """The corpus and both tokenizers materialized on a persistent instance ($DAGSTER_HOME of the env), once
+    for the module: both tests only read it."""
+    with pytest.MonkeyPatch.context() as mp:
+        env = isolated_env(tmp_path_factory.mktemp("lineage"), mp)
+        defs = build_definitions()
+        with DagsterInstance.get() as instance:
+            assert defs.resolve_job_def("observe_raw_corpus").execute_in_process(instance=instance).success
+            assert defs.resolve_job_def("data").execute_in_process(instance=instance).success
+        yield env
 
 
 def test_lineage_follows_the_provenance_files_back_to_the_raw_corpus(built_tokenizer):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from posttrain.policy_train import cli_args
 from tests.posttrain_support import VOCAB, small_chat_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,27 +72,17 @@ open({str(tmp / "prompts.jsonl")!r}, "w").write("".join(json.dumps(r) + "\\n" fo
 
 
 def command(setup, algorithm: str, work: Path, out: Path, overrides: dict | None = None) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "posttrain.policy_train",
-        "--preset",
-        "tiny",
-        "--overrides",
-        json.dumps(overrides or OVERRIDES),
-        "--algorithm",
-        algorithm,
-        "--prompts",
-        str(setup["prompts"]),
-        "--tokenizer",
-        str(setup["tokenizer"]),
-        "--init-from",
-        str(setup["init"]),
-        "--work-dir",
-        str(work),
-        "--output",
-        str(out),
-    ]
+    args = cli_args(
+        preset="tiny",
+        overrides=overrides or OVERRIDES,
+        algorithm=algorithm,
+        prompts=setup["prompts"],
+        tokenizer=setup["tokenizer"],
+        init_from=setup["init"],
+        work_dir=work,
+        output=out,
+    )
+    return [sys.executable, "-m", "posttrain.policy_train", *args]
 
 
 def run(cmd: list[str]) -> subprocess.CompletedProcess:

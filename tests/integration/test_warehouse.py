@@ -53,3 +53,28 @@ def test_two_processes_write_without_losing_rows(tmp_path):
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
     rows = Warehouse(path=path).query("select asset, count(*) as n from metrics group by asset order by asset")
     assert rows == [{"asset": "a", "n": 40}, {"asset": "b", "n": 40}]
+
+
+def test_a_warehouse_from_an_older_version_gains_the_new_columns(tmp_path):
+    """post_training_eval gained rubric_score: a file written before it keeps its rows and takes new ones."""
+    from resources.warehouse import _schema_columns
+
+    path = tmp_path / "old.duckdb"
+    old = SCHEMA["post_training_eval"].replace("rubric_score DOUBLE,", "")
+    with duckdb.connect(str(path)) as con:
+        con.execute(f"CREATE TABLE post_training_eval ({old})")
+        con.execute(
+            "INSERT INTO post_training_eval (eval_version, checkpoint, checkpoint_version, domain, mode, pass_at_1)"
+            " VALUES ('v0', 'sft_checkpoint', 'c0', 'math', 'reasoning', 0.25)"
+        )
+    wh = Warehouse(path=str(path))
+    row = {"eval_version": "v1", "checkpoint": "rl_checkpoint", "checkpoint_version": "c1", "domain": "math"}
+    wh.insert("post_training_eval", [{**row, "mode": "reasoning", "pass_at_1": 0.5, "rubric_score": 0.75}])
+    got = wh.query("select eval_version, pass_at_1, rubric_score from post_training_eval order by eval_version")
+    assert got == [
+        {"eval_version": "v0", "pass_at_1": 0.25, "rubric_score": None},
+        {"eval_version": "v1", "pass_at_1": 0.5, "rubric_score": 0.75},
+    ]
+    for table, columns in SCHEMA.items():  # the parser reads every table's columns, no constraint as a column
+        names = [c["name"] for c in wh.query(f"select name from pragma_table_info('{table}')")]
+        assert [n for n, _ in _schema_columns(columns)] == names, table

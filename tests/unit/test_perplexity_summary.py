@@ -18,6 +18,7 @@ from evaluation.summary import (
     EvaluationSections,
     LossCurve,
     NiahStage,
+    PostTrainingSection,
     TokenizerEfficiency,
     drift_plot_png,
     evaluation_summary_markdown,
@@ -199,9 +200,41 @@ def test_the_summary_holds_every_section_in_chain_order_with_its_images():
     assert "**Drift over tolerance:** `context_ext_stage1` ko 40.00 -> 44.00 (+10.0%)" in md
 
 
+POST = ("context_ext_stage2", "sft_checkpoint", "rl_checkpoint", "preference_checkpoint")
+
+
+def _post_rows() -> list[dict]:
+    """post_training_eval.json rows: math in one mode, pass@1 rising along the chain."""
+    rows = []
+    for i, c in enumerate(POST):
+        for samples, rubric in ((100, 0.5 + 0.1 * i), (300, 0.3 + 0.1 * i)):
+            domain = "math" if samples == 300 else "code"
+            rows.append(
+                dict(checkpoint=c, domain=domain, mode="non_reasoning", prompts=samples // 4, samples=samples,
+                     pass_at_1=0.1 * i, mean_score=0.1 * i, think_well_formed=1.0, mean_response_tokens=4.0,
+                     rubric_score=rubric)
+            )  # fmt: skip
+    return rows
+
+
+def test_the_post_training_section_compares_the_checkpoints_and_says_whether_long_context_survived():
+    section = PostTrainingSection(_post_rows(), POST, niah_accuracy=0.987, niah_passed=True, threshold=0.95,
+                                  image="images/post.png")  # fmt: skip
+    md = evaluation_summary_markdown(_sections(post_training=section))
+    post = md[md.index("## Post-training") :]
+    assert md.index("## Short-context drift") < md.index("## Post-training")
+    assert "| math | non_reasoning | 0.0% (100% wf) | 10.0% (100% wf) | 20.0% (100% wf) | 30.0% (100% wf) |" in post
+    # rubric pooled over domains by samples: (100 x 0.5 + 300 x 0.3) / 400 = 0.35 for the base, +0.1 per stage
+    assert "| 0.350 | 0.450 | 0.550 | 0.650 |" in post
+    assert "mean accuracy 0.987, every cell >= 0.95: **PASS**" in post and "`preference_checkpoint`" in post
+    assert "![held-out pass@1 per checkpoint](images/post.png)" in post
+    failed = PostTrainingSection(_post_rows(), POST, niah_accuracy=0.8, niah_passed=False, threshold=0.95)
+    assert "**FAIL**" in evaluation_summary_markdown(_sections(post_training=failed))
+
+
 def test_missing_inputs_leave_a_visible_gap_and_no_drift_says_so():
     md = evaluation_summary_markdown(EvaluationSections())
-    assert md.count(NOT_AVAILABLE) == 5 and md.count("## ") == 5
+    assert md.count(NOT_AVAILABLE) == 6 and md.count("## ") == 6
     calm = [r | {"perplexity": 25.0 if r["domain"] == "en" else 40.0} for r in _ppl_rows()]
     md = evaluation_summary_markdown(_sections(drift=DriftSection(calm, "pretrain_stage3", 0.05)))
     assert "No domain rose more than 5% over `pretrain_stage3`." in md and "**over**" not in md

@@ -11,7 +11,7 @@ import pytest
 from posttrain import chat, prompts, verifiers
 from posttrain.prompts import ArithmeticParams, Draft
 
-TINY = {"arithmetic": 60, "math_word": 8, "code": 4, "instruction": 8, "tool": 4}
+TINY = {"arithmetic": 60, "math_word": 8, "multiple_choice": 8, "code": 4, "instruction": 8, "tool": 4}
 
 
 def user_text(record: dict) -> str:
@@ -45,6 +45,20 @@ def test_the_arithmetic_family_is_short_exact_two_digit_sums():
         assert op == "+" and 10 <= int(a) <= 99 and 10 <= int(b) <= 99
         assert r["verifier"] == {"kind": "exact_number", "answer": int(a) + int(b), "rel_tol": 0}
         assert r["reference"] == f"Answer: {int(a) + int(b)}"
+
+
+def test_multiple_choice_lists_four_distinct_options_and_only_the_right_one_passes():
+    records = prompts.build_prompts({"multiple_choice": 40}, seed=3, held_out_fraction=0.2)
+    assert len(records) == 40 and {r["domain"] for r in records} == {"multiple_choice"}
+    for r in records:
+        lines = user_text(r).splitlines()
+        options = [line for line in lines if line[:3] in ("A) ", "B) ", "C) ", "D) ")]
+        assert [o[0] for o in options] == ["A", "B", "C", "D"] and len({o[3:] for o in options}) == 4
+        assert lines[-1] == prompts.MC_SUFFIX and r["reference"] == f"Answer: {r['verifier']['answer']}"
+        for letter in "ABCD":
+            ok = verifiers.score(r["verifier"], f"Answer: {letter}", reasoning=False)
+            assert ok == float(letter == r["verifier"]["answer"])
+    assert len({r["verifier"]["answer"] for r in records}) == 4  # the right option is not always in one place
 
 
 def test_arithmetic_difficulty_is_a_parameter():

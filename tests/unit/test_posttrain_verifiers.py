@@ -47,6 +47,28 @@ def test_final_number_reads_common_notations(text, expected):
     assert got == (None if expected is None else Decimal(expected))
 
 
+CHOICE = {"kind": "choice", "answer": "B", "options": ["A", "B", "C", "D"]}
+
+
+@pytest.mark.parametrize(
+    ("text", "passes"),
+    [
+        ("Answer: B", True),
+        ("Answer: (B)", True),
+        ("3 kg is 3000 g.\nAnswer: B) 3000 g", True),
+        ("B", True),
+        ("(B)", True),
+        ("Answer: A\nAnswer: B", True),  # the last Answer: line counts
+        ("Answer: C", False),
+        ("Answer: E", False),  # not an option
+        ("Both A and B look right", False),  # no pick
+        ("", False),
+    ],
+)
+def test_choice_reads_the_picked_letter(text, passes):
+    assert v.score(CHOICE, text, reasoning=False) == float(passes)
+
+
 def test_relative_tolerance_from_the_spec():
     spec = {"kind": "exact_number", "answer": "2.777778", "rel_tol": 1e-3}
     assert v.score(spec, "Answer: 2.778", reasoning=False) == 1.0
@@ -163,6 +185,9 @@ def test_extract_code_prefers_the_last_python_fence():
         ({"kind": "exact_number", "answer": "eighty"}, "must be a finite number"),
         ({"kind": "exact_number", "answer": 1, "rel_tol": 2}, "rel_tol"),
         ({"kind": "exact_number", "answer": 1, "tolerance": 0.1}, "unknown keys ['tolerance']"),
+        ({"kind": "choice", "answer": "E", "options": ["A", "B", "C", "D"]}, "'E' is not one of the options"),
+        ({"kind": "choice", "answer": "A", "options": ["A", "A"]}, "distinct capital letters"),
+        ({"kind": "choice", "answer": "a", "options": ["a", "b"]}, "distinct capital letters"),
         ({"kind": "instruction", "rules": []}, "non-empty list of rules"),
         ({"kind": "instruction", "rules": [{"rule": "shout"}]}, "'shout' is not one of"),
         ({"kind": "instruction", "rules": [{"rule": "max_words", "value": "ten"}]}, "non-negative integer"),
