@@ -223,16 +223,21 @@ def report(results: list[dict], k: int) -> str:
     prompts = {r["domain"]: r["prompts"] for r in results[0]["rows"] if r["checkpoint"] == "sft"}
     best_other = {d: max(r["pass_at_1"] for res in results for r in res["rows"] if r["domain"] == d) for d in others}
 
-    def stats(xs: list[float], pct: bool) -> str:
-        sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
-        f = (lambda v: f"{v * 100:+.1f} pt") if pct else (lambda v: f"{v:+.3f}")
-        return f"mean {f(statistics.mean(xs))}, sd {f(sd)[1:]}, minimum {f(min(xs))} over {len(xs)} runs"
-
     configs = list(dict.fromkeys(res["config"] for res in results))
     per_seed = {}
     for res in results:
         per_seed.setdefault(res["seed"], []).append(json.dumps([res["rows"], res.get("niah")], sort_keys=True))
     same = len(configs) > 1 and all(len(set(v)) == 1 for v in per_seed.values())
+    if same:  # repeated runs are not more evidence: count each seed once
+        gains_pass = gains_pass[: len(per_seed)]
+        gains_rubric = gains_rubric[: len(per_seed)]
+
+    def stats(xs: list[float], pct: bool) -> str:
+        sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+        f = (lambda v: f"{v * 100:+.1f} pt") if pct else (lambda v: f"{v:+.3f}")
+        runs = f"{len(xs)} seeds (each the same in every configuration)" if same else f"{len(xs)} runs"
+        return f"mean {f(statistics.mean(xs))}, sd {f(sd)[1:]}, minimum {f(min(xs))} over {runs}"
+
     identical = (
         f"Every configuration gives identical rows: {', '.join(configs)} change the floats of training (the loss "
         "curves differ in the 7th digit) but, in these runs, no sampled token and no greedy NIAH answer.\n\n"
