@@ -7,7 +7,8 @@
   chain; ``short_context_perplexity`` rows, a table and one plot. Check ``short_context_drift`` (WARN) flags a
   context stage whose perplexity rose more than ``eval.short_context_ppl_tolerance`` over pretrain_stage3.
 * ``evaluation_summary``: one markdown page with its plots: corpus -> tokenizer -> loss curves -> NIAH ->
-  short-context drift.
+  short-context drift -> post-training (``post_training_eval``: held-out pass@1, rubric, NIAH after); it waits
+  for post-training, so it is the last asset of the chain.
 """
 
 import dataclasses
