@@ -435,6 +435,12 @@ def policy_asset(algorithm: str):
         trainer: TrainerLauncher,
     ):
         p = preset.get()
+        nproc, _, _ = trainer.layout(p)
+        if nproc != 1:  # refused here, before any upstream is read or any process started
+            raise ValueError(
+                f"{name}: the policy stage runs on one process for now, and this trainer would start {nproc} "
+                "(compute.gpus_per_training_step / the trainer's nproc_per_node); multi-rank AGAPO/GROUPER is open"
+            )
         upstream = {
             "prompts": latest_upstream(context, keys.RL_PROMPTS),
             "init": latest_upstream(context, previous),
