@@ -188,15 +188,50 @@ class SpawnPoolPipelineExecutor(_ResumableLocalExecutor):
             for local_rank in range(self.workers):
                 ranks_q.put(local_rank)
             completed, lock = manager.Value("i", self.local_tasks - len(ranks)), manager.Lock()
-            with ctx.Pool(min(self.workers, len(ranks))) as pool:
+            pool = ctx.Pool(min(self.workers, len(ranks)))
+            finished = False
+            try:
                 stats = list(
                     pool.imap_unordered(
                         partial(self._launch_run_for_rank, ranks_q=ranks_q, completed=completed, completed_lock=lock),
                         ranks,
                     )
                 )
+                finished = True
+            finally:
+                stop_pool(pool, graceful=finished)
         logger.success(sum(stats, start=PipelineStats()).get_repr(f"All {self.local_tasks} tasks"))
         return stats
+
+
+POOL_EXIT_S = 30.0  # a finished pool's workers exit on its sentinel in well under a second
+
+
+def stop_pool(pool: Any, *, graceful: bool, exit_s: float = POOL_EXIT_S) -> None:
+    """Stop a ``multiprocess`` pool without ever waiting on a worker forever.
+
+    ``with Pool()`` ends in ``terminate()``: SIGTERM to every worker, then an unbounded ``join``; on CI a worker
+    once outlived its SIGTERM and the step hung there (AMD EPYC, 2 cores). Here a finished pool is
+    closed (each worker exits on the pool's sentinel, no signal involved) and a failed one terminated; a worker
+    still alive after ``exit_s`` is SIGKILLed (which nothing can ignore), with a warning, and reaped."""
+    workers = list(pool._pool)  # multiprocess.Pool's worker processes (no public accessor)
+    if graceful:
+        pool.close()
+    else:
+        for worker in workers:
+            if worker.exitcode is None:
+                worker.terminate()
+    deadline = time.monotonic() + exit_s
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+        if worker.exitcode is None:
+            logger.warning(f"corpus pool: worker pid {worker.pid} alive {exit_s:.0f} s after the pool ended; killed")
+            worker.kill()
+            worker.join(10)
+    if graceful:
+        pool.join()
+    else:
+        pool.terminate()
 
 
 def make_executor(

@@ -740,6 +740,11 @@ def _wait_for(path_fn, timeout: float, proc: subprocess.Popen):
     raise AssertionError(f"not reached within {timeout}s")
 
 
+def _complete_checkpoints(work: Path) -> list[Path]:
+    """Periodic checkpoints written to the end (``step_000100``; a ``step_000100.partial`` is being written)."""
+    return [c for c in work.glob("*/checkpoints/step_*") if c.name.removeprefix("step_").isdigit()]
+
+
 def _claimed_gpu_slots(dagster_home: Path) -> list:
     from dagster._core.instance.ref import InstanceRef
 
@@ -766,11 +771,9 @@ def test_sigterm_stops_kexaone_demo_its_trainer_and_frees_the_slot(crash_home, t
 def test_a_sigkilled_demo_leaves_no_trainer_and_the_next_demo_resumes_and_frees_the_slot(crash_home, tmp_path):
     dagster_home = tmp_path / "dagster_home"
     work = crash_home / "training" / CRASH_STAGE
-    before = set(work.glob("*/checkpoints/step_*"))  # what the SIGTERM test's run may have left
+    before = set(_complete_checkpoints(work))  # what the SIGTERM test's run may have left
     demo = _demo(crash_home, dagster_home)
-    checkpoint = _wait_for(
-        lambda: next((c for c in work.glob("*/checkpoints/step_*") if c not in before), None), 900, demo
-    )
+    checkpoint = _wait_for(lambda: next((c for c in _complete_checkpoints(work) if c not in before), None), 900, demo)
     trainers = _trainers(work)
     assert len(trainers) >= 2  # torchrun and its worker
     demo.send_signal(signal.SIGKILL)  # `kexaone demo` is the run worker and the step process (in-process run)
