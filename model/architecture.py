@@ -243,17 +243,25 @@ def build_model(
     ``preset.model.padded_vocab_size`` rows. ``seed`` (default ``preset.pretrain.seed``) seeds the
     initialisation. Initialises torch.distributed / parallel state first if nobody has.
     """
+    from megatron.core import parallel_state
     from megatron.core.models.gpt import GPTModel
 
     from model import parallel
 
     padded = check_vocab(preset, vocab_size)
     chosen = select_backend(backend)
-    config = transformer_config(preset, backend=chosen.name, fp8=fp8, **config_overrides)
     if not chosen.use_transformer_engine:
         cpu_compat.ensure()
     if not parallel.is_initialized():
         parallel.initialize()
+    # the process's layout in the config too: Megatron's linear layers read ``expert_model_parallel_size``
+    # from it to mark expert weights ``allreduce=False`` (held by one expert-parallel rank), which gradient
+    # averaging and the global gradient norm (``model.training``) rely on
+    layout = {
+        "tensor_model_parallel_size": parallel_state.get_tensor_model_parallel_world_size(),
+        "expert_model_parallel_size": parallel_state.get_expert_model_parallel_world_size(),
+    }
+    config = transformer_config(preset, backend=chosen.name, fp8=fp8, **{**layout, **config_overrides})
     parallel.seed_everything(preset.pretrain.seed if seed is None else seed)
     return GPTModel(
         config=config,
