@@ -37,6 +37,7 @@ from kexaone_dag.executors import training_asset_kwargs
 from model import data
 from model.stages import SFT_STAGE
 from posttrain import sft
+from posttrain.launch import JUDGE_API_KEY_ENV, layout_problems
 from resources.artifact_store import ArtifactStore
 from resources.teacher import TeacherLLM
 from resources.trainer import POLICY_MODULE, TrainerLauncher
@@ -422,7 +423,7 @@ def policy_asset(algorithm: str):
         name=name,
         group_name=POST_TRAINING_GROUP,
         deps=[AssetDep(keys.RL_PROMPTS), AssetDep(previous), AssetDep(keys.SUPERBPE_TOKENIZER)],
-        code_version="1",
+        code_version="2",
         automation_condition=DOWNSTREAM_OF_DATA,
         **training_asset_kwargs(get_preset()),
         description=described,
@@ -433,18 +434,23 @@ def policy_asset(algorithm: str):
         artifact_store: ArtifactStore,
         warehouse: Warehouse,
         trainer: TrainerLauncher,
+        teacher: TeacherLLM,
     ):
         p = preset.get()
-        nproc, _, _ = trainer.layout(p)
-        if nproc != 1:  # refused here, before any upstream is read or any process started
-            raise ValueError(
-                f"{name}: the policy stage runs on one process for now, and this trainer would start {nproc} "
-                "(compute.gpus_per_training_step / the trainer's nproc_per_node); multi-rank AGAPO/GROUPER is open"
-            )
+        nproc, tp, ep = trainer.layout(p)
+        if problems := layout_problems(p, algorithm, nproc, tp, ep):  # before any upstream is read
+            raise ValueError(f"{name}: the trainer's layout cannot run the stage: {'; '.join(problems)}")
+        if problems := teacher.problems():
+            raise ValueError(f"{name}: the judge (teacher resource): {'; '.join(problems)}")
+        judge, launch_env = None, None
+        if teacher.backend == "http":  # the LLM judge: the teacher endpoint, its key through the environment
+            judge = {"base_url": str(teacher.base_url), "model": str(teacher.model), "cache": str(teacher.cache_file())}
+            launch_env = {JUDGE_API_KEY_ENV: str(teacher.api_key)}
         upstream = {
             "prompts": latest_upstream(context, keys.RL_PROMPTS),
             "init": latest_upstream(context, previous),
             "tokenizer": latest_upstream(context, keys.SUPERBPE_TOKENIZER),
+            "judge": _teacher_upstream(teacher),  # another judge re-versions the checkpoint
         }
         with (
             artifact_store.local_copy(keys.RL_PROMPTS, upstream["prompts"].version) as prompts_dir,
@@ -468,6 +474,8 @@ def policy_asset(algorithm: str):
                 module=POLICY_MODULE,
                 algorithm=algorithm,
                 prompts_file=prompts_dir / PROMPTS_FILE,
+                judge=judge,
+                launch_env=launch_env,
             )
         return result.materialize_result(extra_metadata=extra)
 
@@ -493,7 +501,7 @@ EVAL_FILE = "post_training_eval.json"
         AssetDep(keys.SUPERBPE_TOKENIZER),
         AssetDep(keys.DEDUPLICATED_CORPUS),
     ],
-    code_version="2",
+    code_version="3",
     automation_condition=DOWNSTREAM_OF_DATA,
     check_specs=[
         AssetCheckSpec(
@@ -511,7 +519,11 @@ EVAL_FILE = "post_training_eval.json"
     "well-formed think blocks, response length; NIAH of the final checkpoint on the stage-2 grid (blocking).",
 )
 def post_training_eval(
-    context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore, warehouse: Warehouse
+    context: AssetExecutionContext,
+    preset: PresetResource,
+    artifact_store: ArtifactStore,
+    warehouse: Warehouse,
+    teacher: TeacherLLM,
 ):
     import torch
     from tokenizers import Tokenizer
@@ -526,7 +538,10 @@ def post_training_eval(
 
     p = preset.get()
     pt, rl = p.posttrain, p.posttrain.rl
+    if problems := teacher.problems():
+        raise ValueError(f"post_training_eval: the judge (teacher resource): {'; '.join(problems)}")
     upstream = {c: latest_upstream(context, c) for c in EVAL_CHECKPOINTS}
+    upstream["judge"] = _teacher_upstream(teacher)
     upstream["prompts"] = latest_upstream(context, keys.RL_PROMPTS)
     upstream["tokenizer"] = latest_upstream(context, keys.SUPERBPE_TOKENIZER)
     held_texts, corpus_up = corpus_texts(context, artifact_store, p, held_out=True)
@@ -543,7 +558,11 @@ def post_training_eval(
         )
         encode = lambda text: tok.encode(text, add_special_tokens=False).ids  # noqa: E731
         model = build_model(p, vocab_size=vocab)
-        judge = verifiers.OfflineJudge()
+        judge = (  # the rubric's judge: the teacher endpoint when it is an LLM, else the offline rule judge
+            verifiers.TeacherJudge(teacher.client(max_tokens=pt.judge_max_tokens, temperature=pt.judge_temperature))
+            if teacher.backend == "http"
+            else verifiers.OfflineJudge()
+        )
         rows: list[pe.EvalRow] = []
         for name in EVAL_CHECKPOINTS:
             with artifact_store.local_copy(name, upstream[name].version) as copy:
@@ -592,6 +611,7 @@ def post_training_eval(
             metadata={
                 "held_out_prompts": len(records),
                 "k": pt.eval_samples,
+                "judge": judge.identity,
                 "niah_accuracy": round(results.accuracy, 4),
             },
             markdown={"pass_at_1": page},
@@ -651,7 +671,7 @@ EVAL_COLUMNS = [
     ("mean_score", "float", "mean verifier score (partial credit kept)"),
     ("think_well_formed", "float", "reasoning: one closed non-empty think block; direct: no trajectory"),
     ("mean_response_tokens", "float", "mean response length in tokens"),
-    ("rubric_score", "float", "the offline judge's mean rubric score (posttrain.rubric), scaled to [0, 1]"),
+    ("rubric_score", "float", "the judge's mean rubric score (posttrain.rubric), scaled to [0, 1]"),
 ]
 
 posttrain_assets.append(post_training_eval)

@@ -16,7 +16,7 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Mapping
 
 from dagster import AssetDep, AssetExecutionContext, AssetsDefinition, MetadataValue, asset
 
@@ -42,7 +42,7 @@ from model.plots import training_curves_png
 from model.stages import METRICS, stage_plan
 from resources.artifact_store import ArtifactStore
 from resources.lineage import lineage
-from resources.trainer import TRAIN_MODULE, StageLaunch, TrainerLauncher
+from resources.trainer import POLICY_MODULE, TRAIN_MODULE, StageLaunch, TrainerLauncher
 from resources.warehouse import Warehouse
 from tokenizer.recipe import is_held_out
 
@@ -314,6 +314,8 @@ def train_stage(
     module: str = TRAIN_MODULE,
     algorithm: str | None = None,
     prompts_file: Path | None = None,
+    judge: Mapping[str, str] | None = None,
+    launch_env: Mapping[str, str] | None = None,
 ):
     """Version -> (reuse | launch ``model.train`` through Pipes into staging -> commit) -> metrics rows.
 
@@ -347,6 +349,10 @@ def train_stage(
             module=module,
             algorithm=algorithm,
             prompts=prompts_file,
+            judge=judge,
+            env=launch_env,
+            rollout_base_url=trainer.rollout_base_url if module == POLICY_MODULE else None,
+            rollout_model=trainer.rollout_model,
         )
         context.log.info(f"{asset_name}: launching {nproc} training process(es); resumable state in {work_dir}")
         invocation = trainer.launch(context, p, launch, extras={"artifact_version": version, "stage": stage})

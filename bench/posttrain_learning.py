@@ -60,7 +60,7 @@ def latest(home: Path, asset: str) -> Path:
 
 def policy_stage(algorithm: str, seed: int, init: Path, inputs: dict, out: Path, log) -> Path:
     """``python -m posttrain.policy_train`` as the trainer runs it; returns the new checkpoint folder."""
-    from posttrain.policy_train import cli_args
+    from posttrain.launch import cli_args
 
     args = cli_args(
         preset="tiny",

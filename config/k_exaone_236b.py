@@ -325,6 +325,8 @@ def sourced_k_exaone_236b() -> Preset:
                 "choice: report §3.5 scores with rubrics; these dimensions are ours",
             ),
             rule_weight=S(0.5, "choice: rule reward and rubric score weigh equally"),
+            judge_max_tokens=S(512, "choice: a rubric answer is one short JSON object"),
+            judge_temperature=S(0.0, "choice: greedy judging, so a score is reproducible and cacheable"),
             eval_samples=S(4, "choice: pass@1 averaged over k = 4 samples (report §4.1 samples several)"),
             eval_max_prompts=S(500, "choice: held-out prompts per family evaluated"),
         ),

@@ -356,6 +356,9 @@ class PostTrainArgs:
     # GROUPER's score: rule reward x rule_weight + mean rubric score (scaled to [0, 1]) x (1 - rule_weight)
     rubric: tuple[str, ...]
     rule_weight: float
+    # the LLM judge (HTTP teacher backend): decoding of its rubric answers (one JSON object)
+    judge_max_tokens: int
+    judge_temperature: float
     eval_samples: int  # k samples per held-out prompt for pass@1
     eval_max_prompts: int  # held-out prompts per family evaluated
 

@@ -339,6 +339,10 @@ def _posttrain_problems(preset: Preset) -> list[str]:
     need(pt.is_clip >= 1, f"posttrain.is_clip={pt.is_clip} must be >= 1 (a cap on the importance weight)")
     need(bool(pt.rubric) and len(set(pt.rubric)) == len(pt.rubric), "posttrain.rubric must list distinct dimensions")
     need(0 <= pt.rule_weight <= 1, "posttrain.rule_weight must lie in [0, 1]")
+    need(
+        pt.judge_max_tokens >= 16 and 0 <= pt.judge_temperature <= 2,
+        "posttrain: need judge_max_tokens >= 16 and judge_temperature in [0, 2]",
+    )
     need(pt.eval_samples >= 1 and pt.eval_max_prompts >= 1, "posttrain.eval_samples and eval_max_prompts must be >= 1")
     return errs
 

@@ -78,6 +78,8 @@ def trainer_from_env(home: Path) -> TrainerLauncher:
         image=os.environ.get("KEXAONE_TRAINER_IMAGE"),
         namespace=os.environ.get("KEXAONE_TRAINER_NAMESPACE"),
         pvc_claim=os.environ.get("KEXAONE_TRAINER_PVC"),
+        rollout_base_url=os.environ.get("KEXAONE_ROLLOUT_BASE_URL") or None,
+        rollout_model=os.environ.get("KEXAONE_ROLLOUT_MODEL") or "policy",
     )
     launcher.check_config()
     return launcher

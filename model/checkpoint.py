@@ -190,6 +190,27 @@ def save(
     return directory
 
 
+def save_model(directory: str | Path, model: torch.nn.Module) -> Path:
+    """Weights only into a fresh ``directory`` (what ``load_model`` reads): the policy stage's per-round
+    weights for a rollout server. Every rank calls it (dist_checkpointing)."""
+    from megatron.core import dist_checkpointing
+
+    directory = Path(directory)
+    if torch.distributed.get_rank() == 0:
+        directory.mkdir(parents=True, exist_ok=False)
+    if torch.distributed.get_world_size() > 1:
+        torch.distributed.barrier()
+    state = {
+        "model": model.sharded_state_dict(),
+        "tensor_shapes": _tensor_shapes(model),
+        "world_size": _rank_and_world()[1],
+    }
+    dist_checkpointing.save(state, str(directory))
+    if torch.distributed.get_world_size() > 1:
+        torch.distributed.barrier()
+    return directory
+
+
 def check_compatible(directory: str | Path, model: torch.nn.Module) -> None:
     """Raise CheckpointError (one line) unless the checkpoint holds exactly this model's tensor shapes."""
     from megatron.core import dist_checkpointing
@@ -264,5 +285,6 @@ __all__ = [
     "load_model",
     "rng_state",
     "save",
+    "save_model",
     "set_rng_state",
 ]

@@ -145,6 +145,13 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
 
 
 @torch.no_grad()
+def _world_max(value: int, device: torch.device) -> int:
+    """The largest ``value`` over every rank of the world (all ranks call this together)."""
+    t = torch.tensor([value], dtype=torch.long, device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return int(t)
+
+
 def sample_batch(
     model: torch.nn.Module,
     prompts: Sequence[Sequence[int]],
@@ -155,10 +162,19 @@ def sample_batch(
     eos_token_id: int | None,
     vocab_size: int,
     generator: torch.Generator,
+    lockstep: bool = False,
 ) -> list[SampledRow]:
     """Sampling (temperature, nucleus) of several prompts of one length at once, KV cache and MTP off as in
     ``generate_batch``; deterministic given ``generator``. Rows stop at EOS independently (a finished row
-    keeps decoding in the batch, its tokens discarded)."""
+    keeps decoding in the batch, its tokens discarded).
+
+    ``lockstep`` (a model split over ranks, expert or tensor parallel: every forward is a collective whose
+    ranks must bring as many tokens as each other): all ranks of the world call this together, each with its
+    own prompts (the same batch size on every rank), and run the same forwards. The prefill is right-padded
+    to the longest prompt of any rank (causal attention: the real positions never see the padding; the
+    next-token logits are read at the last real position and the cache offset set there, so the padding's
+    cache entries are overwritten before any query reaches them), and decoding goes on while any rank has a
+    row alive (a finished rank keeps decoding, its tokens discarded)."""
     from megatron.core.inference.contexts import StaticInferenceContext
     from megatron.core.inference.utils import InferenceMode
 
@@ -173,16 +189,21 @@ def sample_batch(
     was_training = model.training
     model.eval()
     batch, length = len(rows), len(rows[0])
+    padded = _world_max(length, device) if lockstep else length
     out = [SampledRow([], [], []) for _ in rows]
     done = [False] * batch
     try:
         with InferenceMode.active():
             tokens = torch.tensor(rows, dtype=torch.long, device=device)
-            context = StaticInferenceContext(batch, length + max_new_tokens)
+            context = StaticInferenceContext(batch, padded + max_new_tokens)
             step_input, offset = tokens, 0
+            if padded > length:
+                step_input = torch.cat([tokens, tokens[:, -1:].expand(batch, padded - length)], dim=1)
+                context.config.materialize_only_last_token_logits = False  # the last real position's logits
             for _ in range(max_new_tokens):
                 positions = torch.arange(offset, offset + step_input.shape[1], device=device).unsqueeze(0)
-                logits = _logits(model, step_input, positions.expand(batch, -1), context)[:, -1, :vocab_size]
+                last = length - 1 if offset == 0 and padded > length else -1  # lockstep's padded prefill
+                logits = _logits(model, step_input, positions.expand(batch, -1), context)[:, last, :vocab_size]
                 logits = logits.float()
                 logp = torch.log_softmax(logits, dim=-1)
                 probs = torch.softmax(top_p_filter(logits / temperature, top_p), dim=-1)
@@ -196,10 +217,10 @@ def sample_batch(
                         out[row].logprobs.append(float(chosen[row]))
                         out[row].entropy.append(float(entropy[row]))
                         done[row] = eos_token_id is not None and token == eos_token_id
-                if all(done):
+                if (_world_max(int(not all(done)), device) == 0) if lockstep else all(done):
                     break
                 tokens = torch.cat([tokens, next_ids.unsqueeze(1)], dim=1)
-                context.sequence_len_offset += step_input.shape[1]
+                context.sequence_len_offset = tokens.shape[1] - 1
                 offset = context.sequence_len_offset
                 step_input = tokens[:, -1:]
     finally:

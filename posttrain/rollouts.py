@@ -11,9 +11,11 @@ policy's log-prob of the sampled token, which AGAPO's truncated importance weigh
   rollout is exactly 1 when the engine holds the trainer's weights; temperature and top-p only decide
   which tokens are drawn. vLLM's V1 sampler returns exactly these (``--logprobs-mode raw_logprobs``, its
   default: log-probs before temperature, penalties and top-k/top-p).
-* ``LocalRollouts`` (tiny preset, CI, one process): ``model.inference.sample_batch`` on the live training
-  model, MTP off, a fresh ``torch.Generator`` seeded with ``seed`` per call (deterministic). The engine
-  *is* the policy, so ``refresh`` has nothing to copy (it may swap in another model object).
+* ``LocalRollouts`` (tiny preset, CI): ``model.inference.sample_batch`` on the live training model, MTP
+  off, a fresh ``torch.Generator`` seeded with ``seed`` per call (deterministic). The engine *is* the
+  policy, so ``refresh`` has nothing to copy (it may swap in another model object). On several ranks
+  (expert / tensor parallel) every rank samples its own prompts in ``lockstep`` (the forwards are
+  collectives).
 * ``OpenAIRollouts`` (clusters): a stdlib ``urllib`` client of ``POST {base_url}/v1/completions`` with a
   token-id prompt, ``n``, ``temperature``, ``top_p``, ``max_tokens``, ``seed``, ``logprobs: 0`` (only the
   sampled token's log-prob) and vLLM's ``return_tokens_as_token_ids`` (each returned token reads
@@ -22,13 +24,14 @@ policy's log-prob of the sampled token, which AGAPO's truncated importance weigh
   ``logprobs.token_logprobs``. The server cannot report the full-distribution entropy cheaply, so a row's
   ``entropy`` holds each token's surprisal ``-log p`` (**choice**: an unbiased one-sample estimate of the
   entropy when the server samples at temperature 1 without top-p; biased low under top-p).
-* ``OpenAIRollouts.refresh(path)``: the server must serve the trainer's newest weights each round. That is
-  deployment-specific and **not faked here**: the trainer exports its weights (an HF-format export of the
-  round's checkpoint) to ``path`` on shared storage and the configured ``reload`` hook makes the server
-  load them, e.g. vLLM's ``/collective_rpc`` endpoint (``VLLM_SERVER_DEV_MODE=1``) calling a worker
-  extension's ``reload_weights``, a ``/sleep`` + ``/wake_up`` cycle around a weight copy, or a restart of
-  the server on the new folder. Without a hook ``refresh`` raises ``RolloutError``: rollouts from stale
-  weights would be silently off-policy (the IS weight would correct only part of it).
+* ``OpenAIRollouts.refresh(path)``: the server must serve the trainer's newest weights each round. The
+  policy stage (``--rollout-base-url``) writes the round's weights (``model.checkpoint.save_model``) to
+  ``path`` under its work folder and the ``reload`` hook makes the server load them before the round's
+  rollouts. ``load_weights_hook`` is the hook of ``model.serve`` (this project's server, which loads those
+  checkpoints: tested, CPU). For vLLM the weights must be in HF format (issue 18's export) and the hook is
+  deployment-specific, e.g. vLLM's ``/collective_rpc`` (``VLLM_SERVER_DEV_MODE=1``) calling a worker
+  extension's ``reload_weights``, or a restart on the new folder: **not wired here**. Without a hook
+  ``refresh`` raises ``RolloutError``: rollouts from stale weights would be silently off-policy.
 """
 
 from __future__ import annotations
@@ -69,10 +72,13 @@ class LocalRollouts:
     pure function of (weights, prompt, seed).
     """
 
-    def __init__(self, model: torch.nn.Module, *, eos_token_id: int | None, vocab_size: int) -> None:
+    def __init__(
+        self, model: torch.nn.Module, *, eos_token_id: int | None, vocab_size: int, lockstep: bool = False
+    ) -> None:
         self.model = model
         self.eos_token_id = eos_token_id
         self.vocab_size = vocab_size
+        self.lockstep = lockstep  # a model split over ranks: every rank calls generate() together
 
     def generate(
         self, prompt_ids: Sequence[int], n: int, *, max_new_tokens: int, temperature: float, top_p: float, seed: int
@@ -88,6 +94,7 @@ class LocalRollouts:
             eos_token_id=self.eos_token_id,
             vocab_size=self.vocab_size,
             generator=torch.Generator().manual_seed(seed),
+            lockstep=self.lockstep,
         )
 
     def refresh(self, weights: Any) -> None:
@@ -147,10 +154,13 @@ class OpenAIRollouts:
         api_key: str | None = None,
         timeout_s: float = 600.0,
         reload: Callable[[str], None] | None = None,
+        eos_token_id: int | None = None,
     ) -> None:
         root = base_url.rstrip("/")
-        self.url = (root if root.endswith("/v1") else root + "/v1") + "/completions"
+        self.root = root if root.endswith("/v1") else root + "/v1"
+        self.url = self.root + "/completions"
         self.model = model
+        self.eos_token_id = eos_token_id  # sent as stop_token_ids: a choice ends after it, as locally
         self.api_key = api_key
         self.timeout_s = timeout_s
         self.reload = reload
@@ -169,6 +179,7 @@ class OpenAIRollouts:
             "logprobs": 0,  # the sampled token's log-prob only (vLLM: raw, temperature 1, full vocabulary)
             "return_tokens_as_token_ids": True,
             "skip_special_tokens": False,
+            **({"stop_token_ids": [self.eos_token_id]} if self.eos_token_id is not None else {}),
         }
 
     def generate(
@@ -204,8 +215,31 @@ class OpenAIRollouts:
         self.reload(str(weights))
 
 
+def load_weights_hook(base_url: str, *, timeout_s: float = 600.0) -> Callable[[str], None]:
+    """The refresh of ``model.serve`` (the project's own rollout server): ``POST /v1/load_weights`` with the
+    path of the round's weights on storage both sides reach; returns once the server has loaded them."""
+    root = base_url.rstrip("/")
+    url = (root if root.endswith("/v1") else root + "/v1") + "/load_weights"
+
+    def reload(path: str) -> None:
+        request = urllib.request.Request(
+            url, data=json.dumps({"path": path}).encode(), headers={"Content-Type": "application/json"}, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:
+                response.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode("utf-8", "replace").replace("\n", " ")[:300]
+            raise RolloutError(f"{url}: HTTP {exc.code}: {detail}") from exc
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            raise RolloutError(f"{url}: {exc}") from exc
+
+    return reload
+
+
 __all__ = [
     "LocalRollouts",
+    "load_weights_hook",
     "OpenAIRollouts",
     "RolloutEngine",
     "RolloutError",

@@ -63,12 +63,18 @@ class StageLaunch:
     module: str = "model.train"
     algorithm: str | None = None
     prompts: Path | None = None
+    # policy stages: the LLM judge ({"base_url", "model", "cache"}), and environment variables the stage
+    # process gets beside the inherited ones (the judge's API key: never on the command line)
+    judge: Mapping[str, str] | None = None
+    env: Mapping[str, str] | None = None
+    rollout_base_url: str | None = None  # policy stages: the rollout server (None: the trainer's own model)
+    rollout_model: str = "policy"
 
     def train_args(self) -> list[str]:
         import json
 
         if self.module == POLICY_MODULE:
-            from posttrain.policy_train import cli_args
+            from posttrain.launch import cli_args
 
             return cli_args(
                 preset=self.preset_name,
@@ -79,6 +85,10 @@ class StageLaunch:
                 init_from=Path(str(self.init_from)),
                 work_dir=self.work_dir,
                 output=self.output,
+                tensor_parallel=self.tensor_parallel,
+                expert_parallel=self.expert_parallel,
+                judge=self.judge,
+                rollout=(self.rollout_base_url, self.rollout_model) if self.rollout_base_url else None,
             )
         args = [
             "--preset",
@@ -274,10 +284,16 @@ class TrainerLauncher(ConfigurableResource):
     pvc_claim: str | None = None  # k8s: volume with the artifact store and work_root
     mount_path: str = "/data"
     service_account: str | None = None
+    # policy stages: rollouts from an OpenAI-compatible server (``model.serve``; vLLM on a cluster) that loads
+    # each round's weights, instead of the trainer's own model
+    rollout_base_url: str | None = None
+    rollout_model: str = "policy"
 
     def check_config(self) -> None:
         if self.backend not in BACKENDS:
             raise TrainerConfigError(f"trainer backend {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        if self.rollout_base_url and not self.rollout_base_url.startswith(("http://", "https://")):
+            raise TrainerConfigError(f"rollout server {self.rollout_base_url!r} is not an http(s):// URL")
         if self.backend == "k8s" and not self.image:
             raise TrainerConfigError("trainer backend 'k8s' needs an image (KEXAONE_TRAINER_IMAGE)")
 
@@ -302,7 +318,7 @@ class TrainerLauncher(ConfigurableResource):
             parent_pid=os.getpid() if self.backend == "subprocess" else None,
         )
         if self.backend == "subprocess":
-            env = {"PYTHONUNBUFFERED": "1"}
+            env = {"PYTHONUNBUFFERED": "1", **dict(launch.env or {})}
             client = PipesSubprocessClient(
                 env=env, cwd=str(Path(__file__).resolve().parent.parent), forward_termination=True
             )
@@ -339,6 +355,7 @@ class TrainerLauncher(ConfigurableResource):
                 "KEXAONE_HOME": os.environ.get("KEXAONE_HOME", self.mount_path),
                 # the trainer pod resolves the same preset as this step (the subprocess trainer inherits it)
                 **{k: os.environ[k] for k in (PRESET_OVERRIDES_ENV_VAR,) if os.environ.get(k)},
+                **dict(launch.env or {}),
             },
             base_pod_spec=k8s_pod_spec(
                 preset,

@@ -2,7 +2,7 @@
 
 A ``TeacherRequest`` carries chat messages (what an LLM is sent) plus the structured problem they were
 rendered from (what the offline backend computes from). Both backends return one ``Completion`` per
-request, in order. The HTTP backend lives in ``resources/teacher.py`` (it needs the network and a cache).
+request, in order. The HTTP backend lives in ``synthetic/http_teacher.py`` (it needs the network and a cache).
 """
 
 from __future__ import annotations

@@ -116,14 +116,15 @@ def test_a_tokenizer_without_its_corpus_fails_before_training_naming_the_missing
     assert not (kexaone_env["home"] / "artifacts" / "base_tokenizer").exists()
 
 
-def test_a_multi_process_policy_stage_is_refused_before_reading_anything(kexaone_env):
-    """AGAPO / GROUPER run on one process for now: a trainer that would start more is refused in one line."""
+def test_a_policy_stage_layout_that_cannot_run_is_refused_before_reading_anything(kexaone_env):
+    """AGAPO / GROUPER run on several processes as pre-training does (TP x DP, EP splitting DP); a trainer
+    layout that does not divide is refused in one line before any upstream is read."""
     from dagster import materialize
 
     from resources.trainer import TrainerLauncher
 
     defs = build_definitions()
-    trainer = TrainerLauncher(work_root=defs.resources["trainer"].work_root, nproc_per_node=2)
+    trainer = TrainerLauncher(work_root=defs.resources["trainer"].work_root, nproc_per_node=2, expert_parallel=3)
     with DagsterInstance.ephemeral() as instance:
         result = materialize(
             [defs.get_assets_def(AssetKey("rl_checkpoint"))],
@@ -134,5 +135,8 @@ def test_a_multi_process_policy_stage_is_refused_before_reading_anything(kexaone
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     message = failure.event_specific_data.error.cause.message
-    assert "rl_checkpoint: the policy stage runs on one process for now, and this trainer would start 2" in message
+    assert (
+        "rl_checkpoint: the trainer's layout cannot run the stage: 2 processes do not divide into TP=1 x EP=3"
+        in message
+    )
     assert "\n" not in message.strip() and not (kexaone_env["home"] / "training").exists()

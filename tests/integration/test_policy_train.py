@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from posttrain.policy_train import cli_args
+from posttrain.launch import cli_args
 from tests.posttrain_support import VOCAB, small_chat_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,7 +71,9 @@ open({str(tmp / "prompts.jsonl")!r}, "w").write("".join(json.dumps(r) + "\\n" fo
     return {"tmp": tmp, "tokenizer": tokenizer, "init": tmp / "init", "prompts": tmp / "prompts.jsonl"}
 
 
-def command(setup, algorithm: str, work: Path, out: Path, overrides: dict | None = None) -> list[str]:
+def command(
+    setup, algorithm: str, work: Path, out: Path, overrides: dict | None = None, nproc: int = 1, ep: int = 1
+) -> list[str]:
     args = cli_args(
         preset="tiny",
         overrides=overrides or OVERRIDES,
@@ -81,7 +83,11 @@ def command(setup, algorithm: str, work: Path, out: Path, overrides: dict | None
         init_from=setup["init"],
         work_dir=work,
         output=out,
+        expert_parallel=ep,
     )
+    if nproc > 1:  # as the trainer resource launches a stage (torchrun, gloo on CPU)
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+                "-m", "posttrain.policy_train", *args]  # fmt: skip
     return [sys.executable, "-m", "posttrain.policy_train", *args]
 
 
@@ -171,6 +177,94 @@ def test_a_killed_stage_resumes_from_its_checkpoint_and_counts_each_round_once(s
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_two_processes_with_expert_parallelism_match_one_process(setup, straight):
+    """The same 4 AGAPO rounds on 2 processes (EP 2: experts split 4 + 4, data parallel 2, one prompt of each
+    round per rank, lockstep rollouts) as on one: same rollouts (rewards, lengths), the same loss and the
+    same final weights up to float summation order."""
+    import torch
+
+    work, out = setup["tmp"] / "ep2_work", setup["tmp"] / "ep2_out"
+    proc = run(command(setup, "agapo", work, out, nproc=2, ep=2))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["world_size"], summary["expert_parallel"]) == (2, 2)
+    one, two = rows(straight / "metrics.jsonl"), rows(out / "metrics.jsonl")
+    assert [r["step"] for r in two] == [1, 2, 3, 4]
+    for a, b in zip(one, two, strict=True):
+        for key in ("mean_reward", "share_filtered", "mean_response_length", "updates"):
+            assert a[key] == b[key], (key, a, b)
+        for key in ("loss", "entropy", "is_truncated_share"):
+            assert abs(a[key] - b[key]) <= 1e-4 * max(1.0, abs(a[key])), (key, a, b)
+    assert any(r["updates"] for r in two)
+    a, b = state(straight / "checkpoint"), state(out / "checkpoint")
+    assert a.keys() == b.keys()
+    worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+    assert worst <= 1e-4, worst
+    router = [k for k in a if ".router." in k]
+    assert all(torch.equal(a[k], b[k]) for k in router)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_rollouts_from_a_server_that_loads_each_rounds_weights(setup, straight):
+    """AGAPO with its rollouts from ``model.serve`` (an OpenAI-compatible completions server, where a cluster
+    runs vLLM): before each round the stage writes its weights and the server loads them, so the server
+    samples what the local engine samples: the same rewards and lengths as the uninterrupted local run, the
+    same loss and final weights up to float noise. A dead server is refused in one line before compute."""
+    import urllib.error
+    import urllib.request
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "model.serve", "--preset", "tiny", "--checkpoint", str(setup["init"]),
+         "--vocab-size", str(VOCAB), "--port", str(port)],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 180
+        while True:
+            assert server.poll() is None, server.stderr.read()[-2000:]
+            assert time.time() < deadline, "model.serve did not come up"
+            try:
+                with urllib.request.urlopen(url + "/v1/models", timeout=5) as answer:
+                    assert json.load(answer)["data"][0]["root"] == str(setup["init"])
+                break
+            except OSError:
+                time.sleep(0.5)
+        work, out = setup["tmp"] / "served_work", setup["tmp"] / "served_out"
+        proc = run(command(setup, "agapo", work, out) + ["--rollout-base-url", url])
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        with urllib.request.urlopen(url + "/v1/models", timeout=5) as answer:  # the last round's weights
+            assert json.load(answer)["data"][0]["root"] == str(work / "rollout_weights" / "step_000003")
+        assert [p.name for p in (work / "rollout_weights").iterdir()] == ["step_000003"]  # older rounds dropped
+        bad = urllib.request.Request(url + "/v1/completions", data=json.dumps({"prompt": "text"}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(bad, timeout=30)
+        assert refused.value.code == 400
+        assert "prompt must be a non-empty list of token ids" in json.load(refused.value)["error"]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+    one, served = rows(straight / "metrics.jsonl"), rows(out / "metrics.jsonl")
+    for a, b in zip(one, served, strict=True):
+        for key in ("mean_reward", "share_filtered", "mean_response_length", "updates"):
+            assert a[key] == b[key], (key, a, b)
+        for key in ("loss", "is_truncated_share"):
+            assert abs(a[key] - b[key]) <= 1e-4 * max(1.0, abs(a[key])), (key, a, b)
+        assert b["entropy"] > 0  # a server reports no distribution: the sampled tokens' surprisal estimates it
+    dead = run(command(setup, "agapo", setup["tmp"] / "dead_w", setup["tmp"] / "dead_o") + ["--rollout-base-url", url])
+    assert dead.returncode == 2
+    assert f"rollout server {url}/v1/models is unreachable" in dead.stderr.strip().splitlines()[-1]
+
+
 def test_grouper_scores_with_the_judge_and_trains(setup):
     work, out = setup["tmp"] / "grouper_work", setup["tmp"] / "grouper_out"
     proc = run(command(setup, "grouper", work, out))
@@ -178,6 +272,42 @@ def test_grouper_scores_with_the_judge_and_trains(setup):
     metrics = rows(out / "metrics.jsonl")
     assert [r["stage"] for r in metrics] == ["grouper", "grouper"] and "is_truncated_share" not in metrics[0]
     assert any(r["updates"] for r in metrics) and all(0 <= r["mean_reward"] <= 1 for r in metrics)
+
+
+def test_grouper_with_an_llm_judge_over_http(setup, tmp_path):
+    """GROUPER's rubric from an LLM judge: the stage process asks a real OpenAI-compatible chat server
+    (the HTTP teacher client) for each response's rubric scores; a judge that gives every response 5s puts
+    every reward at rule_weight x rule + (1 - rule_weight) x 1 >= 0.5. A dead endpoint or a missing key is
+    refused in one line before compute."""
+    from tests.chat_server import ChatServer
+
+    def judge(messages: list[dict]) -> str:
+        system = next(m["content"] for m in messages if m["role"] == "system")
+        assert "Rubric:" in system and "Response:" in messages[-1]["content"]
+        dims = json.loads(system.rsplit("Answer shape (scores are examples): ", 1)[1])
+        return json.dumps({d: 5 for d in dims})
+
+    work, out = tmp_path / "w", tmp_path / "o"
+    cmd = command(setup, "grouper", work, out) + [
+        "--judge-model", "judge-llm", "--judge-cache", str(tmp_path / "judge.sqlite")]  # fmt: skip
+    key = {"KEXAONE_JUDGE_API_KEY": "test-key"}
+    with ChatServer(judge) as server:
+        proc = subprocess.run(cmd + ["--judge-base-url", server.url], cwd=REPO, capture_output=True, text=True,
+                              timeout=500, env={**os.environ, **key})  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        rounds, prompts, group = (
+            OVERRIDES[f"posttrain.preference.{k}"] for k in ("steps", "prompts_per_step", "group_size")
+        )
+        assert len(server.answered) == rounds * prompts * group  # one judge request per response
+    metrics = rows(out / "metrics.jsonl")
+    assert len(metrics) == rounds and all(0.5 <= r["mean_reward"] <= 1 for r in metrics)
+    dead = subprocess.run(cmd + ["--judge-base-url", "http://127.0.0.1:9"], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, **key})  # fmt: skip
+    assert dead.returncode == 2 and "judge endpoint http://127.0.0.1:9 is unreachable" in dead.stderr.splitlines()[-1]
+    keyless = {k: v for k, v in os.environ.items() if k != "KEXAONE_JUDGE_API_KEY"}
+    nokey = subprocess.run(cmd + ["--judge-base-url", "http://127.0.0.1:9"], cwd=REPO, capture_output=True,
+                           text=True, timeout=300, env=keyless)  # fmt: skip
+    assert nokey.returncode == 2 and "the LLM judge needs $KEXAONE_JUDGE_API_KEY" in nokey.stderr.splitlines()[-1]
 
 
 def test_bad_input_is_refused_in_one_line_before_compute(setup, tmp_path):

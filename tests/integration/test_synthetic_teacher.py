@@ -11,7 +11,8 @@ import pytest
 
 from corpus.lid import Py3LangidLID
 from kexaone_dag.resources_by_env import teacher_from_env
-from resources.teacher import HttpTeacher, ResponseCache, TeacherLLM
+from resources.teacher import TeacherLLM
+from synthetic.http_teacher import HttpTeacher, ResponseCache
 from synthetic.pipeline import Direction, multilingual_documents, thinking_samples
 from synthetic.teacher import TeacherError, TeacherRequest
 from tests.chat_server import ChatServer

@@ -77,6 +77,9 @@ def test_rollout_logprobs_are_the_trainers_scoring_so_the_first_ratio_is_one(tin
         diff = (trainer[i, : len(r.ids)] - torch.tensor(r.logprobs)).abs().max().item()
         assert diff < 1e-5, diff
         assert all(e >= 0 for e in r.entropy)
+    with torch.no_grad():  # right-padded as a rank of a split model pads (causal: real positions unchanged)
+        padded = response_logprobs(model, PROMPT, [r.ids for r in rows], 0, VOCAB, pad_to=len(PROMPT) + length + 9)
+    assert padded.shape == trainer.shape and (padded - trainer).abs().max().item() < 1e-5
 
 
 # -- the OpenAI-compatible client -----------------------------------------------------------------------

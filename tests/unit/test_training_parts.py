@@ -297,3 +297,22 @@ def test_trainer_settings_are_checked_when_the_code_location_loads(monkeypatch, 
     launcher = trainer_from_env(tmp_path)
     assert launcher.layout(get_preset("k-exaone-236b")) == (8, 8, 8)
     assert launcher.work_dir("pretrain_stage1", "abc") == tmp_path / "training" / "pretrain_stage1" / "abc"
+
+
+def test_policy_stage_layouts_divide_like_pretraining_and_split_each_round():
+    from posttrain.launch import layout_problems
+
+    assert layout_problems(TINY, "agapo", 1, 1, 1) == []
+    assert layout_problems(TINY, "agapo", 2, 1, 2) == []  # EP 2 over DP 2 (tested on 2 processes)
+    assert layout_problems(TINY, "agapo", 4, 2, 2) == []  # TP 2 x DP 2, EP 2 over the DP ranks
+    assert layout_problems(TINY, "agapo", 2, 1, 3) == [
+        "2 processes do not divide into TP=1 x EP=3 (EP splits the data-parallel ranks)"
+    ]
+    rl = TINY.posttrain.rl.prompts_per_step
+    odd = layout_problems(TINY, "agapo", rl + 1, 1, 1)
+    assert odd == [
+        f"{rl} prompts per round do not split over {rl + 1} data-parallel ranks (set posttrain.rl.prompts_per_step)"
+    ]
+    assert layout_problems(TINY, "agapo", 2, 1, 1, train_prompts=3) == [
+        "3 prompts per round do not split over 2 data-parallel ranks (set posttrain.rl.prompts_per_step)"
+    ]
