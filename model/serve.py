@@ -15,13 +15,14 @@ policy stages' rollout server: ``posttrain.rollouts.OpenAIRollouts`` talks to it
 * ``GET /v1/models``: the served name and the loaded checkpoint (``root``).
 
 Requests are served one at a time (a lock around the model); the HTTP threads never fork. Bad requests get
-HTTP 400 with a one-line ``error``.
+HTTP 400 with a one-line ``error``. SIGTERM or SIGINT stops the server.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -173,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, ValueError) as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr, flush=True)
         return 2
+
+    def stop(signum: int, frame: Any) -> None:  # an explicit handler: SIGTERM stops the server even when the
+        raise KeyboardInterrupt  # parent left it ignored (an ignored disposition survives exec)
+
+    signal.signal(signal.SIGTERM, stop)
     httpd = make_http_server(state, args.host, args.port)
     print(
         f"serving {args.checkpoint} as {args.served_model_name} on http://{args.host}:{httpd.server_address[1]}",

@@ -252,7 +252,12 @@ def test_rollouts_from_a_server_that_loads_each_rounds_weights(setup, straight):
         assert "prompt must be a non-empty list of token ids" in json.load(refused.value)["error"]
     finally:
         os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=60)
+            raise AssertionError("model.serve outlived SIGTERM by 60 s") from None
     one, served = rows(straight / "metrics.jsonl"), rows(out / "metrics.jsonl")
     for a, b in zip(one, served, strict=True):
         for key in ("mean_reward", "share_filtered", "mean_response_length", "updates"):
