@@ -167,7 +167,9 @@ def evaluate_model(
         seed=seed,
         rubric=None
         if judge is None
-        else lambda r, text, reasoning: judge.mean_score(r, text, rubric_dimensions, reasoning=reasoning),
+        else lambda r, text, reasoning: verifiers.rubric_mean(  # any Judge: the offline one or TeacherJudge
+            judge.judge_many([verifiers.judge_item(r, text, reasoning=reasoning)], rubric_dimensions)[0]
+        ),
     )
 
 
