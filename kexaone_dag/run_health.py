@@ -48,6 +48,23 @@ HOW_TO_FREE = (
 )
 
 
+def interrupts_as_interactive() -> None:
+    """Give SIGINT its interactive handler when this process was started with it ignored (a background job of a
+    non-interactive shell: ``kexaone demo &``, CI's ``make test``).
+
+    Why: Dagster maps SIGTERM to SIGINT's handler around every in-process run (``setup_interrupt_handlers``
+    in ``dagster/_utils/interrupts.py``). With SIGINT ignored, SIGTERM is ignored too after the first run, in
+    this process and in every process it starts later (an ignored disposition survives exec): ``kill`` no
+    longer stops ``kexaone demo``, and servers and pool workers outlive their SIGTERM. With the interactive
+    handler, SIGTERM interrupts a run like Ctrl-C, and children start with both signals at their defaults."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def run_tags() -> dict[str, str]:
     """Tags ``kexaone demo`` puts on its runs, so a later one can tell whether their process lives."""
     return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}

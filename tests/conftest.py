@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from kexaone_dag.run_health import interrupts_as_interactive
+
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CORPUS = REPO / "corpus" / "demo_data"
 
@@ -25,6 +27,10 @@ DEMO_CORPUS = REPO / "corpus" / "demo_data"
 # inherit this, so their sensors start stopped and launch no background runs; a test that wants them on says
 # so (KEXAONE_AUTOMATION, kexaone_dag/automation.py; tests/e2e/test_automation_daemon.py).
 os.environ["KEXAONE_AUTOMATION"] = "off"
+
+# Started in the background (CI), pytest has SIGINT ignored, and Dagster's in-process runs would then leave
+# SIGTERM ignored in pytest and every child it starts (kexaone_dag/run_health.py, interrupts_as_interactive).
+interrupts_as_interactive()
 
 
 BACKSTOP_GRACE_S = 120  # after pytest-timeout's own limit: time for its report and the test's cleanup

@@ -261,3 +261,40 @@ def test_the_daemon_of_make_ui_fails_a_killed_run_and_frees_its_slot(instance, t
         except subprocess.TimeoutExpired:
             os.killpg(daemon.pid, signal.SIGKILL)
         log.close()
+
+
+SIGTERM_AFTER_A_RUN = textwrap.dedent(
+    """
+    import subprocess, sys
+    from dagster import asset, materialize
+    from kexaone_dag.run_health import interrupts_as_interactive
+
+    if sys.argv[1] == "fixed":
+        interrupts_as_interactive()
+
+    @asset
+    def one():
+        return 1
+
+    assert materialize([one]).success
+    child = subprocess.Popen(["sleep", "30"])
+    ignored = int(next(l for l in open(f"/proc/{child.pid}/status") if l.startswith("SigIgn:")).split()[1], 16)
+    child.kill()
+    print("ignored" if ignored >> 14 & 1 else "default")  # bit 14 = signal 15, SIGTERM
+    """
+)
+
+
+@pytest.mark.parametrize("mode", ["as_started", "fixed"])
+def test_a_background_process_keeps_sigterm_after_an_in_process_run(mode, tmp_path):
+    """A process started in the background by a non-interactive shell has SIGINT ignored; Dagster's in-process
+    run maps SIGTERM to that, and children inherit it ignored, unless ``interrupts_as_interactive`` ran."""
+    script = tmp_path / "run.py"
+    script.write_text(SIGTERM_AFTER_A_RUN)
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    proc = subprocess.run(
+        ["bash", "-c", f"{sys.executable} {script} {mode} & wait"],
+        capture_output=True, text=True, timeout=120, cwd=REPO, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-1] == ("default" if mode == "fixed" else "ignored")
