@@ -23,6 +23,7 @@ SFT_CHECKPOINT = "sft_checkpoint"
 RL_CHECKPOINT = "rl_checkpoint"
 PREFERENCE_CHECKPOINT = "preference_checkpoint"
 POST_TRAINING_EVAL = "post_training_eval"
+HF_CHECKPOINT = "hf_checkpoint"
 
 
 def raw_corpus(source: str) -> str:

@@ -21,6 +21,7 @@ from config.schema import (
     PostTrainArgs,
     Preset,
     PretrainArgs,
+    ReleaseArgs,
     RlPromptArgs,
     SftArgs,
     SyntheticArgs,
@@ -329,6 +330,20 @@ def sourced_k_exaone_236b() -> Preset:
             judge_temperature=S(0.0, "choice: greedy judging, so a score is reproducible and cacheable"),
             eval_samples=S(4, "choice: pass@1 averaged over k = 4 samples (report §4.1 samples several)"),
             eval_max_prompts=S(500, "choice: held-out prompts per family evaluated"),
+        ),
+        release=ReleaseArgs(
+            hf_dtype=S("bfloat16", "choice: bf16, the GPU backend's parameter dtype (what vLLM / SGLang load)"),
+            hf_max_shard_bytes=S(5 * 1024**3, "choice: 5 GiB safetensors shards (the Hub's usual size)"),
+            temperature=S(1.0, REPORT_DECODING),
+            top_p=S(0.95, REPORT_DECODING),
+            num_speculative_tokens=S(
+                2, "EXAONE model card: its vLLM command drafts with method mtp, num_speculative_tokens 2"
+            ),
+            parity_prompts=S(4, "choice: the asset check's prompts (a smoke test; the test suite compares more)"),
+            parity_prompt_tokens=S(512, "choice: 4 sliding windows of 128 tokens, so window and global layers differ"),
+            parity_max_abs_diff=S(
+                0.25, "choice: bf16 weights run in bf16 by both frameworks; logits of O(10) agree to ~1e-2 per op"
+            ),
         ),
     )
 

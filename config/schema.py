@@ -344,6 +344,20 @@ class PolicyOptArgs:
 
 
 @dataclass(frozen=True)
+class ReleaseArgs:
+    """The [release] group: the HF ``exaone_moe`` export, its decoding defaults and the parity check."""
+
+    hf_dtype: str  # weights of the export: "bfloat16" or "float32"
+    hf_max_shard_bytes: int  # safetensors shards of at most this size (+ an index when there are several)
+    temperature: float  # generation_config.json (report §4.1)
+    top_p: float
+    num_speculative_tokens: int  # MTP self-drafted tokens per step (kexaone serve; the vLLM command in the docs)
+    parity_prompts: int  # prompts of the hf_checkpoint asset check (transformers vs Megatron logits)
+    parity_prompt_tokens: int  # their length (longer than the sliding window)
+    parity_max_abs_diff: float  # the check fails above this max |logit difference|
+
+
+@dataclass(frozen=True)
 class PostTrainArgs:
     """The [post_training] group (report §3.3-3.5)."""
 
@@ -375,6 +389,7 @@ class Preset:
     compute: ComputeArgs
     synthetic: SyntheticArgs
     posttrain: PostTrainArgs
+    release: ReleaseArgs
 
     # -- views -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -213,6 +213,15 @@ def sourced_tiny() -> Preset:
             cpu_request=S("2", "tiny: the 2-core CI machine"),
             memory_request=S("8Gi", "tiny: a small pod request (deployment-specific)"),
         ),
+        release=dataclasses.replace(
+            full.release,
+            hf_dtype=S("float32", "issue 18: the transformers parity is checked in fp32 on tiny"),
+            hf_max_shard_bytes=S(
+                1024**2, "tiny: 1 MiB shards, so the demo writes the sharded layout (index) the full preset gets"
+            ),
+            parity_prompt_tokens=S(48, "tiny: 3 sliding windows of 16 tokens"),
+            parity_max_abs_diff=S(1e-4, "issue 18: fp32 logits within 1e-4 on tiny"),
+        ),
     )
 
 

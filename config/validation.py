@@ -219,7 +219,34 @@ def problems(preset: Preset) -> list[str]:
         )
     errs.extend(_synthetic_problems(preset))
     errs.extend(_posttrain_problems(preset))
+    errs.extend(_release_problems(preset))
     return errs
+
+
+def _release_problems(preset: Preset) -> list[str]:
+    r, m = preset.release, preset.model
+    checks = [
+        (r.hf_dtype in ("bfloat16", "float32"), f"release.hf_dtype must be bfloat16 or float32 (got {r.hf_dtype!r})"),
+        (r.hf_max_shard_bytes >= 1024, "release.hf_max_shard_bytes must be >= 1024"),
+        (r.temperature > 0 and 0 < r.top_p <= 1, "release: need temperature > 0 and top_p in (0, 1]"),
+        (
+            1 <= r.num_speculative_tokens <= 3,
+            f"release.num_speculative_tokens must lie in 1..3 (got {r.num_speculative_tokens})",
+        ),
+        (
+            r.num_speculative_tokens == 0 or m.mtp_num_layers >= 1,
+            "release.num_speculative_tokens needs an MTP layer (model.mtp_num_layers >= 1)",
+        ),
+        (r.parity_prompts >= 1, "release.parity_prompts must be >= 1"),
+        (
+            r.parity_prompt_tokens > m.sliding_window,
+            f"release.parity_prompt_tokens={r.parity_prompt_tokens} must exceed "
+            f"model.sliding_window={m.sliding_window} "
+            "(the check must reach past the window)",
+        ),
+        (r.parity_max_abs_diff > 0, "release.parity_max_abs_diff must be positive"),
+    ]
+    return [message for ok, message in checks if not ok]
 
 
 def _synthetic_problems(preset: Preset) -> list[str]:

@@ -6,6 +6,7 @@
     kexaone plan [--preset NAME] [--json]  # parameters, FLOPs, KV cache of the preset (no model built)
     kexaone sql "select * from artifacts"
     kexaone lineage ASSET [--partition P] [--version V] [--json]  # exact artifact versions back to the raw corpus
+    kexaone serve ARTIFACT [--version V] [--port 8000]  # OpenAI-compatible chat endpoint over a checkpoint
 
 Errors in configuration print one line (``error: ...``) and exit with status 2.
 """
@@ -27,7 +28,20 @@ from resources.artifact_store import ArtifactStoreError
 from resources.lineage import LineageError
 from resources.warehouse import WarehouseError
 
-CONFIG_ERRORS = (PresetError, ArtifactStoreError, CorpusSourceError, ExecutorConfigError, WarehouseError, LineageError)
+
+class ServeError(ValueError):
+    """``kexaone serve`` cannot start as asked; one line."""
+
+
+CONFIG_ERRORS = (
+    PresetError,
+    ArtifactStoreError,
+    CorpusSourceError,
+    ExecutorConfigError,
+    WarehouseError,
+    LineageError,
+    ServeError,
+)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -116,6 +130,43 @@ def _latest_artifact_version(asset: str, partition: str | None) -> str:
     if "artifact_version" not in metadata:
         raise LineageError(f"{where}: its latest materialization carries no artifact_version")
     return metadata["artifact_version"].value
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """An OpenAI-compatible endpoint (chat and token-id completions, ``model.serve``) over a checkpoint artifact
+    of the store, with the tokenizer it was trained with (found through its lineage). Local generation: the
+    tiny preset answers on CPU. Without ``--version``: the asset's latest materialization in the instance."""
+    from assets import keys
+    from kexaone_dag.jobs import CHECKPOINTS
+    from kexaone_dag.resources_by_env import build_resources
+    from model.checkpoint import CheckpointError
+    from model.serve import CheckpointServer, serve
+    from resources.lineage import lineage
+
+    if args.artifact not in CHECKPOINTS:
+        raise ServeError(f"{args.artifact!r} is not a checkpoint asset (one of: {', '.join(CHECKPOINTS)})")
+    preset = get_preset()
+    store = build_resources()["artifact_store"]
+    version = args.version or _latest_artifact_version(args.artifact, None)
+    tokenizers = [n for n in lineage(store, args.artifact, version) if n.artifact == keys.SUPERBPE_TOKENIZER]
+    if not tokenizers:
+        raise ServeError(f"{args.artifact}@{version}: its lineage names no {keys.SUPERBPE_TOKENIZER}")
+    with (
+        store.local_copy(args.artifact, version) as checkpoint_dir,
+        store.local_copy(keys.SUPERBPE_TOKENIZER, tokenizers[0].version) as tokenizer_dir,
+    ):
+        try:
+            state = CheckpointServer(
+                preset.name,
+                checkpoint_dir / "checkpoint",
+                None,
+                args.served_model_name or args.artifact,
+                tokenizer_dir=tokenizer_dir,
+                num_speculative_tokens=preset.release.num_speculative_tokens,
+            )
+        except (CheckpointError, ValueError) as exc:
+            raise ServeError(f"{args.artifact}@{version}: {str(exc).splitlines()[0]}") from None
+        return serve(state, args.host, args.port)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -248,7 +299,17 @@ def main(argv: list[str] | None = None) -> int:
     lin.add_argument("--version", help="artifact version (default: the latest materialization in the instance)")
     lin.add_argument("--json", action="store_true", help="one JSON list instead of lines")
     lin.set_defaults(fn=cmd_lineage)
+    srv = sub.add_parser("serve", help="OpenAI-compatible chat endpoint over a checkpoint artifact (local generation)")
+    srv.add_argument("artifact", help="checkpoint asset, e.g. preference_checkpoint")
+    srv.add_argument("--version", help="artifact version (default: the latest materialization in the instance)")
+    srv.add_argument("--served-model-name", help="the model name clients send (default: the asset name)")
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=8000, help="0: any free port (printed on the first line)")
+    srv.set_defaults(fn=cmd_serve)
     args = parser.parse_args(argv)
+    from kexaone_dag.run_health import interrupts_as_interactive
+
+    interrupts_as_interactive()
     preset = getattr(args, "plan_preset", None) or args.preset
     if preset:
         os.environ[PRESET_ENV_VAR] = preset

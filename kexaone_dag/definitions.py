@@ -10,6 +10,7 @@ from assets.corpus_pipeline import corpus_pipeline_assets
 from assets.evaluation import evaluation_assets
 from assets.posttrain import posttrain_assets
 from assets.pretraining import pretraining_assets
+from assets.release import release_assets
 from assets.synthetic import synthetic_assets
 from assets.tokenizer import base_tokenizer, superbpe_tokenizer, tokenizer_report
 from config import get_preset
@@ -41,6 +42,7 @@ def build_definitions() -> Definitions:
             *context_assets,
             *evaluation_assets,
             *posttrain_assets,
+            *release_assets,
         ],
         jobs=[demo_job, data_job, pretraining_job, *chain_jobs, observe_raw_corpus_job],
         # raw_corpus_watch observes the corpus folders (it replaced the 15-minute observation schedule);

@@ -8,9 +8,11 @@ failure stays one failure:
   their own NIAH gate over the configured grid (a failed gate is reported with its cells and scores, and only
   the tests that need the whole chain fail with it), an under-trained stage fails it and blocks downstream;
   short-context eval;
-* ``posttrained`` (the post_training group and the evaluation summary on top of it): SFT, AGAPO, GROUPER,
-  their evaluation and the summary of the whole chain; ``kexaone demo`` (what ``make demo`` runs) over the
-  same artifacts reuses every one of them; a killed or stopped demo leaves no trainer and resumes.
+* ``posttrained`` (the post_training and release groups and the evaluation summary on top of it): SFT, AGAPO,
+  GROUPER, their evaluation and the summary of the whole chain, the HF export checked against transformers and
+  ``kexaone serve`` answering the teacher client from the final checkpoint; ``kexaone demo`` (what
+  ``make demo`` runs) over the same artifacts reuses every one of them; a killed or stopped demo leaves no
+  trainer and resumes.
 
 The chain is the expensive part of the suite, so each fixture runs once per module."""
 
@@ -99,6 +101,7 @@ POST_TRAINING_ASSETS = {
     "preference_checkpoint",
     "post_training_eval",
     "evaluation_summary",
+    "hf_checkpoint",
 }
 
 
@@ -531,14 +534,14 @@ def test_an_under_trained_stage_fails_its_gate_and_blocks_downstream(context):
 
 @pytest.fixture(scope="module")
 def posttrained(context):
-    """The post_training group on top of ``context`` (same instance and stores)."""
+    """The post_training and release groups on top of ``context`` (same instance and stores)."""
     require_whole_chain(context)
     defs = context["defs"]
     result = materialize(
         list(defs.assets),
         instance=context["instance"],
         resources=defs.resources,
-        selection=AssetSelection.groups("post_training") | AssetSelection.assets("evaluation_summary"),
+        selection=AssetSelection.groups("post_training", "release") | AssetSelection.assets("evaluation_summary"),
         raise_on_error=False,
     )
     return {**context, "posttrain_result": result}
@@ -631,6 +634,55 @@ def test_the_evaluation_summary_covers_the_whole_chain_post_training_included(po
     for checkpoint in ("context_ext_stage2", "sft_checkpoint", "rl_checkpoint", "preference_checkpoint"):
         assert checkpoint in post
     assert "| math | non_reasoning |" in post and "every cell >= 0.95: **PASS**" in post
+
+
+def test_the_hf_export_of_the_final_checkpoint_matches_megatron_in_transformers(posttrained):
+    require_post_training(posttrained)
+    result = posttrained["posttrain_result"]
+    checks = [e for e in result.get_asset_check_evaluations() if e.asset_key == AssetKey("hf_checkpoint")]
+    assert [(c.check_name, c.passed) for c in checks] == [("hf_matches_megatron", True)], checks
+    md = mat(result, "hf_checkpoint").metadata
+    assert md["max_abs_logit_diff"].value <= 1e-4 and md["greedy_identical"].value == "4/4"
+    hf = artifact(posttrained, "hf_checkpoint") / "hf"
+    assert (hf / "model.safetensors.index.json").exists() and (hf / "tokenizer_config.json").exists()
+    provenance = json.loads((hf.parent / "provenance.json").read_text())
+    assert (
+        provenance["upstream"]["checkpoint"]["version"]
+        == mat(result, "preference_checkpoint").metadata["artifact_version"].value
+    )
+
+
+def test_kexaone_serve_answers_the_teacher_client_from_the_final_checkpoint(posttrained, tmp_path):
+    """``kexaone serve preference_checkpoint --version V`` over the chain's store (the tokenizer found through
+    the checkpoint's lineage); the project's teacher client asks it arithmetic questions, greedily, twice."""
+    from synthetic.http_teacher import HttpTeacher
+    from synthetic.teacher import TeacherRequest
+
+    require_post_training(posttrained)
+    version = mat(posttrained["posttrain_result"], "preference_checkpoint").metadata["artifact_version"].value
+    env = {**os.environ, "KEXAONE_HOME": str(posttrained["home"]), "DAGSTER_HOME": str(tmp_path / "dagster_home")}
+    env.pop("KEXAONE_PRESET", None)
+    server = subprocess.Popen(
+        [KEXAONE, "serve", "preference_checkpoint", "--version", version, "--port", "0"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = server.stdout.readline()
+        assert line.startswith("serving "), line + server.stderr.read()[-2000:]
+        url = line.split(" on ")[-1].strip() + "/v1"
+        requests = [TeacherRequest("judge", (("user", f"What is {a} + {b}?"),), "v1") for a, b in ((12, 7), (30, 41))]
+        answers = []
+        for attempt in range(2):
+            teacher = HttpTeacher(
+                base_url=url, model="preference_checkpoint", api_key="unused",
+                cache_path=tmp_path / f"cache{attempt}.sqlite", max_tokens=16, temperature=0.0,
+            )  # fmt: skip
+            answers.append([c.text for c in teacher.complete_many(requests)])
+            teacher.close()
+        assert answers[0] == answers[1] and all(text.strip() for text in answers[0])
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
 
 
 # -- `kexaone demo` over the same artifacts ---------------------------------------------------------------

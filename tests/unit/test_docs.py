@@ -7,6 +7,8 @@ import ast
 import re
 from pathlib import Path
 
+from config import get_preset
+
 REPO = Path(__file__).resolve().parents[2]
 CODE = (
     "config",
@@ -70,3 +72,11 @@ def test_the_settings_page_is_generated_from_the_current_config():
 
     page = (REPO / "docs" / "settings.md").read_text()
     assert page == settings_markdown(), "docs/settings.md is stale: python -m config.settings_table > docs/settings.md"
+
+
+def test_the_release_page_names_every_tensor_of_the_hf_export():
+    from model.hf_export import name_table_markdown
+
+    page = (REPO / "docs" / "release.md").read_text()
+    generated = page.split("<!-- generated: model.hf_export.name_table_markdown(k-exaone-236b) -->\n")[1]
+    assert generated.split("<!-- /generated -->")[0] == name_table_markdown(get_preset("k-exaone-236b").model)
