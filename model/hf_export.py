@@ -17,6 +17,8 @@ blocking check).
   ``mlp.linear_fc1.layer_norm_weight``) are read as their local equivalents (``canonical_name``).
 * ``hf_config(preset, ...)``: ``config.json`` with the field names of the published K-EXAONE config
   (``layer_types``, ``sliding_window``, RoPE on sliding layers only, ``num_nextn_predict_layers`` for MTP).
+* ``hf_to_checkpoint(hf_dir, preset, out)`` / ``python -m model.hf_export --preset P --hf DIR --out CKPT``: an HF
+  checkpoint (a published K-EXAONE one) as the Megatron weights checkpoint a later stage initialises from.
 * ``save_hf(...)``: safetensors shards (+ ``model.safetensors.index.json`` when there is more than one), the
   config, ``generation_config.json`` and the tokenizer files, written into a fresh directory.
 
@@ -499,6 +501,7 @@ __all__ = [
     "from_hf",
     "generation_config",
     "hf_config",
+    "hf_to_checkpoint",
     "layer_types",
     "load_into",
     "load_transformers",
@@ -512,3 +515,45 @@ __all__ = [
     "to_hf",
     "write_weights",
 ]
+
+
+def hf_to_checkpoint(hf_dir: str | Path, preset: Preset, out: str | Path) -> Path:
+    """A Megatron weights checkpoint (``checkpoint.save_model``; what ``load_model`` and a stage's
+    initialisation read) from an HF ``exaone_moe`` directory: the way a published K-EXAONE checkpoint seeds the
+    later stages. The config is checked against the preset before any weight is read."""
+    from model import checkpoint
+    from model.architecture import build_model
+
+    check_config(hf_dir, preset)
+    if Path(out).exists():
+        raise HFExportError(f"{out} exists; the checkpoint goes into a fresh directory")
+    tensors = read_weights(hf_dir)
+    vocab = json.loads((Path(hf_dir) / "config.json").read_text())["vocab_size"]
+    model = build_model(preset, vocab_size=vocab)
+    load_into(model, tensors, preset.model)
+    return checkpoint.save_model(out, model)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m model.hf_export --preset P --hf DIR --out CKPT``: HF -> Megatron checkpoint."""
+    import argparse
+    import sys
+
+    from config import get_preset
+
+    ap = argparse.ArgumentParser(prog="python -m model.hf_export", description=main.__doc__)
+    ap.add_argument("--preset", required=True)
+    ap.add_argument("--hf", required=True, type=Path, help="an HF exaone_moe directory (config.json + safetensors)")
+    ap.add_argument("--out", required=True, type=Path, help="the Megatron checkpoint directory to create")
+    args = ap.parse_args(argv)
+    try:
+        out = hf_to_checkpoint(args.hf, get_preset(args.preset), args.out)
+    except (HFExportError, OSError, ValueError) as exc:
+        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

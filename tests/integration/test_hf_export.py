@@ -4,6 +4,7 @@ the same logits as the Megatron model; the reverse conversion restores the Megat
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -161,3 +162,27 @@ def test_bad_input_is_refused_in_one_line(megatron_tiny, export, tmp_path):
         hf_export.check_config(out, get_preset("k-exaone-236b"))
     with pytest.raises(hf_export.HFExportError, match="no model.safetensors"):
         hf_export.read_weights(tmp_path)
+
+
+def test_an_hf_checkpoint_becomes_the_weights_checkpoint_a_policy_stage_starts_from(megatron_tiny, export, tmp_path):
+    """``python -m model.hf_export``: HF -> ``checkpoint.save_model`` (what ``posttrain.policy_train --init-from``
+    and evaluation read), every tensor equal; a wrong preset is refused in one line before any weight is read."""
+    import subprocess
+    import sys
+
+    from model import checkpoint
+    from model.architecture import build_model
+
+    preset, model = megatron_tiny
+    out, _ = export
+    repo = Path(__file__).resolve().parents[2]
+    cmd = [sys.executable, "-m", "model.hf_export", "--hf", str(out), "--out", str(tmp_path / "ckpt")]
+    proc = subprocess.run([*cmd, "--preset", "tiny"], capture_output=True, text=True, cwd=repo, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    fresh = build_model(preset, vocab_size=json.loads((out / "config.json").read_text())["vocab_size"])
+    checkpoint.load_model(tmp_path / "ckpt", fresh)
+    theirs = fresh.state_dict()
+    tensors = {n: t for n, t in model.state_dict().items() if isinstance(t, torch.Tensor)}
+    assert all(torch.equal(t, theirs[n]) for n, t in tensors.items()) and len(tensors) > 100
+    wrong = subprocess.run([*cmd, "--preset", "k-exaone-236b"], capture_output=True, text=True, cwd=repo, timeout=240)
+    assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1 and "preset 'k-exaone-236b' has" in wrong.stderr
