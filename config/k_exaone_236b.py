@@ -38,6 +38,10 @@ MULTILINGUAL_TARGETS = ("de", "ja", "vi", "es")
 _DIRECTIONS = (
     "report §3.1 (cross-lingual synthesis spreads en/ko knowledge to de/ja/vi/es; the reverse at scale is a choice)"
 )
+LAYOUT = (
+    "choice: one layout every stage fits on 64 H200 (kexaone plan --layout: 73-85 GB of 132 GB usable); "
+    "Megatron-Bridge's TP4 / PP8 / EP8 cannot hold the 256K stage's CP 8 on 64 GPUs"
+)
 REPORT_DECODING = "report §4.1 / post-training reference: rollouts decode as evaluation does"
 _EVENLY = "choice: report §3.1 says 'evenly', not how much; characters per target language"
 
@@ -220,8 +224,14 @@ def sourced_k_exaone_236b() -> Preset:
         ),
         compute=ComputeArgs(
             gpus_per_training_step=S(8, "choice: one 8-GPU node per training pod"),
-            tensor_parallel=S(8, "choice: Megatron-Bridge style TP8 within a node"),
-            expert_parallel=S(8, "choice: EP8 (128 experts / 8 = 16 per rank)"),
+            nodes_per_training_step=S(8, "choice: 64 GPUs, the size of Megatron-Bridge's published recipe"),
+            tensor_parallel=S(4, LAYOUT),
+            pipeline_parallel=S(2, LAYOUT),
+            expert_parallel=S(32, LAYOUT),
+            micro_batch_size=S(1, "choice: one sequence per forward (the layout plan's activations)"),
+            recompute=S("full", "choice: full recomputation (kexaone plan --layout: the 256K stage needs it)"),
+            gpu_type=S("h200", "choice: the H200 nodes of compute.gpu_node_selector"),
+            sft_context_parallel=S(2, "choice: SFT packs 32K sequences, as context stage 1 (CP 2)"),
             gpu_node_selector=S({"nvidia.com/gpu.product": "NVIDIA-H200"}, DEPLOYMENT),
             cpu_request=S("64", DEPLOYMENT),
             memory_request=S("1600Gi", DEPLOYMENT),

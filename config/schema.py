@@ -259,9 +259,15 @@ class EvalArgs:
 class ComputeArgs:
     """What a training step asks of the cluster (k8s executor tags) and how it is parallelised."""
 
-    gpus_per_training_step: int
+    gpus_per_training_step: int  # GPUs of one node (pod) of a training stage
+    nodes_per_training_step: int  # nodes of a training stage (world = nodes x GPUs per node)
     tensor_parallel: int
+    pipeline_parallel: int
     expert_parallel: int
+    micro_batch_size: int  # sequences per forward on one GPU (the layout plan's; the CPU trainer runs whole batches)
+    recompute: str  # activation recomputation of the GPU launch: "none" or "full" (every layer)
+    gpu_type: str  # the GPU the layout plan sizes for (model/layout.py: GPUS)
+    sft_context_parallel: int  # context-parallel ranks of the SFT stage (the context stages carry their own)
     gpu_node_selector: Mapping[str, str]
     cpu_request: str
     memory_request: str

@@ -207,8 +207,13 @@ def sourced_tiny() -> Preset:
         compute=dataclasses.replace(
             full.compute,
             gpus_per_training_step=S(0, CPU),
+            nodes_per_training_step=S(1, CPU),
             tensor_parallel=S(1, CPU),
+            pipeline_parallel=S(1, CPU),
             expert_parallel=S(1, CPU),
+            micro_batch_size=S(1, "tiny: no GPU layout on CPU (the trainer runs whole batches); 1 divides every batch"),
+            recompute=S("none", "tiny: no recomputation on CPU"),
+            sft_context_parallel=S(1, CPU),
             gpu_node_selector=S({}, CPU),
             cpu_request=S("2", "tiny: the 2-core CI machine"),
             memory_request=S("8Gi", "tiny: a small pod request (deployment-specific)"),

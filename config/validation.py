@@ -205,8 +205,15 @@ def problems(preset: Preset) -> list[str]:
     )
     need(e.short_context_ppl_tolerance >= 0, "eval.short_context_ppl_tolerance must be >= 0")
 
-    for name, value in (("tensor_parallel", k.tensor_parallel), ("expert_parallel", k.expert_parallel)):
-        need(value >= 1, f"compute.{name} must be >= 1")
+    sizes = ("tensor_parallel", "pipeline_parallel", "expert_parallel", "nodes_per_training_step")
+    for name in (*sizes, "micro_batch_size", "sft_context_parallel"):
+        need(getattr(k, name) >= 1, f"compute.{name} must be >= 1")
+    need(k.recompute in ("none", "full"), f"compute.recompute must be 'none' or 'full' (got {k.recompute!r})")
+    if k.pipeline_parallel >= 1:
+        need(
+            m.num_layers % k.pipeline_parallel == 0,
+            f"compute.pipeline_parallel={k.pipeline_parallel} does not divide model.num_layers={m.num_layers}",
+        )
     if k.tensor_parallel >= 1:
         need(
             m.num_query_groups % k.tensor_parallel == 0,

@@ -4,6 +4,7 @@
     kexaone validate [--preset NAME]   # check preset, resources and corpus folders; no compute
     kexaone preset [--preset NAME]     # print the resolved preset as JSON
     kexaone plan [--preset NAME] [--json]  # parameters, FLOPs, KV cache of the preset (no model built)
+    kexaone plan --layout [--gpu h200] [--gpus N] [--all]  # per-GPU memory of each stage's layout; what fits
     kexaone sql "select * from artifacts"
     kexaone lineage ASSET [--partition P] [--version V] [--json]  # exact artifact versions back to the raw corpus
     kexaone serve ARTIFACT [--version V] [--port 8000]  # OpenAI-compatible chat endpoint over a checkpoint
@@ -33,6 +34,10 @@ class ServeError(ValueError):
     """``kexaone serve`` cannot start as asked; one line."""
 
 
+class LaunchError(ValueError):
+    """The training stages cannot launch as configured (layout, backend); one line."""
+
+
 CONFIG_ERRORS = (
     PresetError,
     ArtifactStoreError,
@@ -41,6 +46,7 @@ CONFIG_ERRORS = (
     WarehouseError,
     LineageError,
     ServeError,
+    LaunchError,
 )
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,6 +79,8 @@ def preflight() -> dict:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     info = preflight()
+    if problems := info["defs"].resources["trainer"].launch_problems(get_preset()):
+        raise LaunchError(f"preset {info['preset']} cannot train as configured: {'; '.join(problems)}")
     files = sum(len(m.files) for m in info["manifests"].values())
     print(f"ok: preset {info['preset']}, {len(info['manifests'])} corpus sources ({files} files), definitions load")
     return 0
@@ -87,6 +95,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     # Arithmetic only: model.plan imports neither torch nor Megatron, so this answers in a second.
     from model.plan import format_plan, plan
 
+    if args.layout:
+        from model.layout import GPUS, format_layout_report, layout_report
+
+        if args.gpu and args.gpu not in GPUS:
+            raise LaunchError(f"--gpu {args.gpu!r} is not one of {', '.join(GPUS)}")
+        report = layout_report(get_preset(), gpu_type=args.gpu, world=args.gpus)
+        print(json.dumps(report, indent=2) if args.json else format_layout_report(report, all_rows=args.all))
+        return 0
     figures = plan(get_preset())
     print(json.dumps(figures, indent=2) if args.json else format_plan(figures))
     return 0
@@ -289,6 +305,12 @@ def main(argv: list[str] | None = None) -> int:
     plan = sub.add_parser("plan", help="parameters, FLOPs and KV cache of the preset (no model is built)")
     plan.add_argument("--preset", dest="plan_preset", help="preset name (same as the global --preset)")
     plan.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    plan.add_argument(
+        "--layout", action="store_true", help="per-GPU memory of each training stage's parallel layout, and which fit"
+    )
+    plan.add_argument("--gpu", help="--layout: GPU type (default compute.gpu_type)")
+    plan.add_argument("--gpus", type=int, help="--layout: GPUs of a stage (default: nodes x GPUs per node)")
+    plan.add_argument("--all", action="store_true", help="--layout: every candidate layout, with why it does not fit")
     plan.set_defaults(fn=cmd_plan)
     sql = sub.add_parser("sql", help="query the DuckDB warehouse")
     sql.add_argument("sql")

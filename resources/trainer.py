@@ -297,6 +297,22 @@ class TrainerLauncher(ConfigurableResource):
         if self.backend == "k8s" and not self.image:
             raise TrainerConfigError("trainer backend 'k8s' needs an image (KEXAONE_TRAINER_IMAGE)")
 
+    def launch_problems(self, preset: Preset) -> list[str]:
+        """Why this launcher cannot run the preset's training stages, one line each, before anything starts:
+        a stage layout that does not fit its GPUs (``model.layout``), or what the launch does not do yet."""
+        from model.layout import layout_problems
+
+        c = preset.compute
+        out = layout_problems(preset)
+        if c.nodes_per_training_step > 1:
+            out.append(
+                f"the stages need {c.nodes_per_training_step} nodes x {c.gpus_per_training_step} GPUs; trainer "
+                f"backend {self.backend!r} launches one node (multi-node launch is not built yet)"
+            )
+        if c.pipeline_parallel > 1:
+            out.append(f"compute.pipeline_parallel={c.pipeline_parallel}: model.train runs no pipeline schedule yet")
+        return out
+
     def layout(self, preset: Preset) -> tuple[int, int, int]:
         """(processes, TP, EP) of one stage."""
         c = preset.compute
@@ -309,6 +325,8 @@ class TrainerLauncher(ConfigurableResource):
     def launch(self, context: AssetExecutionContext, preset: Preset, launch: StageLaunch, *, extras: Mapping[str, Any]):
         """Run the stage to completion; returns the Pipes invocation (its materialization report)."""
         self.check_config()
+        if problems := self.launch_problems(preset):
+            raise TrainerConfigError(f"preset {preset.name} cannot train as configured: {'; '.join(problems)}")
         nproc, _, _ = self.layout(preset)
         python = sys.executable if self.backend == "subprocess" else "python"
         command = guarded_command(

@@ -115,7 +115,7 @@ def _leaf_values(preset) -> dict:
 def test_settings_that_nothing_builds_are_refused_in_one_line():
     with pytest.raises(PresetError, match=r"pretrain.lr_schedule='cosine': only WSD"):
         get_preset("tiny", {"pretrain.lr_schedule": "cosine"})
-    for gone in ("eval.temperature", "eval.top_p", "compute.pipeline_parallel", "compute.context_parallel"):
+    for gone in ("eval.temperature", "eval.top_p", "compute.context_parallel"):
         with pytest.raises(PresetError, match=f"override '{gone}': no field"):
             get_preset("k-exaone-236b", {gone: 1})
 
