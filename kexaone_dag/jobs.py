@@ -28,7 +28,7 @@ demo_job = define_asset_job(
 )
 
 # Everything before training (corpus, tokenizer, synthetic data): the DAG's data half, minutes on a laptop.
-TRAINING_GROUPS = ("pretraining", "context", "evaluation", "post_training")
+TRAINING_GROUPS = ("pretraining", "context", "evaluation", "post_training", "release")
 # post-training's data assets (tool tasks run in the sandbox, prompts with verifiers) need no model
 POST_TRAINING_DATA = AssetSelection.assets(keys.TOOL_USE_TASKS, keys.RL_PROMPTS)
 DATA_SELECTION = AssetSelection.all() - AssetSelection.groups(*TRAINING_GROUPS) | POST_TRAINING_DATA
