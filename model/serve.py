@@ -102,10 +102,6 @@ class CheckpointServer:
         return {"loaded": path}
 
     def completions(self, body: dict[str, Any]) -> dict[str, Any]:
-        import torch
-
-        from model.inference import sample_batch
-
         prompt = body.get("prompt")
         if not isinstance(prompt, list) or not prompt or not all(isinstance(t, int) for t in prompt):
             raise RequestError("prompt must be a non-empty list of token ids (this server does not tokenize)")
@@ -119,19 +115,7 @@ class CheckpointServer:
         if not (isinstance(seed, int) and isinstance(stop, list) and len(stop) <= 1):
             raise RequestError("seed must be an integer and stop_token_ids a list of at most one id")
         with self.lock:
-            try:
-                rows = sample_batch(
-                    self.model,
-                    [prompt] * n,
-                    max_tokens,
-                    temperature=float(temperature),
-                    top_p=float(top_p),
-                    eos_token_id=stop[0] if stop else None,
-                    vocab_size=self.vocab_size,
-                    generator=torch.Generator().manual_seed(seed),
-                )
-            except ValueError as exc:
-                raise RequestError(str(exc)) from None
+            rows = self.sample(prompt, n, max_tokens, temperature, top_p, stop[0] if stop else None, seed)
         as_ids = bool(body.get("return_tokens_as_token_ids"))
         choices = []
         for i, row in enumerate(rows):
@@ -159,7 +143,6 @@ class CheckpointServer:
         answered in non-reasoning mode unless ``chat_template_kwargs.enable_thinking`` is true (the think block
         then comes back as ``reasoning_content``). ``temperature`` 0 decodes greedily; otherwise sampling is
         seeded with ``seed`` (default 0), so an answer is reproducible."""
-        import torch
 
         if self.tokenizer is None:
             raise RequestError("this server was started without a tokenizer (--tokenizer): no chat completions")
@@ -201,19 +184,7 @@ class CheckpointServer:
                 if temperature == 0:
                     rows = self.greedy([ids] * n, max_tokens, eos)
                 else:
-                    from model.inference import sample_batch
-
-                    sampled = sample_batch(
-                        self.model,
-                        [ids] * n,
-                        max_tokens,
-                        temperature=float(temperature),
-                        top_p=float(top_p),
-                        eos_token_id=eos,
-                        vocab_size=self.vocab_size,
-                        generator=torch.Generator().manual_seed(seed),
-                    )
-                    rows = [r.ids for r in sampled]
+                    rows = [r.ids for r in self.sample(ids, n, max_tokens, temperature, top_p, eos, seed)]
             except ValueError as exc:
                 raise RequestError(str(exc)) from None
         choices = []
@@ -237,6 +208,26 @@ class CheckpointServer:
             "choices": choices,
             "usage": {"prompt_tokens": len(ids), "completion_tokens": used, "total_tokens": len(ids) + used},
         }
+
+    def sample(self, prompt: list[int], n: int, max_tokens: int, temperature, top_p, eos: int | None, seed: int):
+        """``n`` rows sampled from one prompt (``model.inference.sample_batch``, seeded); bad values -> 400."""
+        import torch
+
+        from model.inference import sample_batch
+
+        try:
+            return sample_batch(
+                self.model,
+                [prompt] * n,
+                max_tokens,
+                temperature=float(temperature),
+                top_p=float(top_p),
+                eos_token_id=eos,
+                vocab_size=self.vocab_size,
+                generator=torch.Generator().manual_seed(seed),
+            )
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
 
     def greedy(self, prompts: list[list[int]], max_tokens: int, eos: int | None) -> list[list[int]]:
         """Greedy answers on the windowed KV cache (``model.decoding``); with ``num_speculative_tokens`` the MTP
