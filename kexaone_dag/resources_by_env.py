@@ -21,7 +21,7 @@ from resources.artifact_store import ArtifactStore, ArtifactStoreError
 from resources.corpus_pipeline import CorpusPipeline
 from resources.corpus_sources import DEMO_CORPUS_ROOT, CorpusSources
 from resources.teacher import TeacherLLM
-from resources.trainer import TrainerLauncher, trainer_backend_from_env
+from resources.trainer import TrainerConfigError, TrainerLauncher, trainer_backend_from_env
 from resources.warehouse import Warehouse
 from synthetic.teacher import TeacherError
 
@@ -67,8 +67,12 @@ def build_resources() -> dict[str, Any]:
 
 
 def trainer_from_env(home: Path) -> TrainerLauncher:
-    """Local torchrun by default; ``KEXAONE_TRAINER=k8s`` launches a GPU pod per training stage."""
+    """Local torchrun by default; ``KEXAONE_TRAINER=k8s`` launches a GPU pod per training stage,
+    ``KEXAONE_TRAINER=slurm`` an ``sbatch`` job per stage (``KEXAONE_TRAIN_NODES`` nodes)."""
     nproc = os.environ.get("KEXAONE_TRAIN_NPROC")
+    nodes = os.environ.get("KEXAONE_TRAIN_NODES")
+    if nodes and (not nodes.isdigit() or int(nodes) < 1):
+        raise TrainerConfigError(f"KEXAONE_TRAIN_NODES={nodes!r} is not a positive integer")
     expert_parallel = os.environ.get("KEXAONE_TRAIN_EXPERT_PARALLEL")
     launcher = TrainerLauncher(
         backend=trainer_backend_from_env(),
@@ -80,6 +84,8 @@ def trainer_from_env(home: Path) -> TrainerLauncher:
         pvc_claim=os.environ.get("KEXAONE_TRAINER_PVC"),
         rollout_base_url=os.environ.get("KEXAONE_ROLLOUT_BASE_URL") or None,
         rollout_model=os.environ.get("KEXAONE_ROLLOUT_MODEL") or "policy",
+        nodes=int(nodes) if nodes else None,
+        slurm_partition=os.environ.get("KEXAONE_SLURM_PARTITION") or None,
     )
     launcher.check_config()
     return launcher

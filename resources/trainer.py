@@ -8,6 +8,9 @@
 * ``backend="k8s"``: one pod per stage via ``dagster_k8s.PipesK8sClient``; the pod runs the same command,
   asks for the preset's GPUs (``compute.gpus_per_training_step``) and node selector, and mounts the
   shared volume that holds artifacts and work directories (``pvc_claim`` at ``mount_path``).
+* ``backend="slurm"``: one ``sbatch`` job per stage over ``nodes`` nodes (default the preset's
+  ``compute.nodes_per_training_step``), one torchrun per node meeting through a c10d rendezvous, Pipes over a
+  file in the work dir (shared storage); cancelled when the step is interrupted (``resources/slurm_trainer.py``).
 
 On Kubernetes nothing ends a training pod when the step that started it is killed (the parent-death
 signal of the subprocess backend does not cross nodes). Each pod is therefore labelled with its work dir
@@ -34,7 +37,7 @@ from dagster import AssetExecutionContext, ConfigurableResource, PipesSubprocess
 
 from config import PRESET_OVERRIDES_ENV_VAR, ComputeArgs, Preset
 
-BACKENDS = ("subprocess", "k8s")
+BACKENDS = ("subprocess", "k8s", "slurm")
 
 
 class TrainerConfigError(ValueError):
@@ -288,6 +291,9 @@ class TrainerLauncher(ConfigurableResource):
     # each round's weights, instead of the trainer's own model
     rollout_base_url: str | None = None
     rollout_model: str = "policy"
+    nodes: int | None = None  # slurm: nodes per stage (default: preset.compute.nodes_per_training_step)
+    slurm_partition: str | None = None
+    slurm_poll_s: float = 2.0
 
     def check_config(self) -> None:
         if self.backend not in BACKENDS:
@@ -304,14 +310,17 @@ class TrainerLauncher(ConfigurableResource):
 
         c = preset.compute
         out = layout_problems(preset)
-        if c.nodes_per_training_step > 1:
+        if self.node_count(preset) > 1 and self.backend != "slurm":
             out.append(
-                f"the stages need {c.nodes_per_training_step} nodes x {c.gpus_per_training_step} GPUs; trainer "
+                f"the stages need {self.node_count(preset)} nodes x {c.gpus_per_training_step} GPUs; trainer "
                 f"backend {self.backend!r} launches one node (multi-node launch is not built yet)"
             )
         if c.pipeline_parallel > 1:
             out.append(f"compute.pipeline_parallel={c.pipeline_parallel}: model.train runs no pipeline schedule yet")
         return out
+
+    def node_count(self, preset: Preset) -> int:
+        return self.nodes or max(1, preset.compute.nodes_per_training_step)
 
     def layout(self, preset: Preset) -> tuple[int, int, int]:
         """(processes, TP, EP) of one stage."""
@@ -328,6 +337,21 @@ class TrainerLauncher(ConfigurableResource):
         if problems := self.launch_problems(preset):
             raise TrainerConfigError(f"preset {preset.name} cannot train as configured: {'; '.join(problems)}")
         nproc, _, _ = self.layout(preset)
+        if self.backend == "slurm":
+            from resources.slurm_trainer import SlurmJobSpec, run_slurm_stage
+
+            spec = SlurmJobSpec(
+                nodes=self.node_count(preset),
+                nproc_per_node=nproc,
+                gpus_per_node=nproc if preset.compute.gpus_per_training_step > 0 else 0,
+                partition=self.slurm_partition,
+                job_name=f"kexaone-train-{work_dir_label(launch.work_dir)[:16]}",
+                comment=context.run_id,
+                work_dir=launch.work_dir,
+                module=launch.module,
+                train_args=launch.train_args(),
+            )
+            return run_slurm_stage(context, spec, extras=extras, env=dict(launch.env or {}), poll_s=self.slurm_poll_s)
         python = sys.executable if self.backend == "subprocess" else "python"
         command = guarded_command(
             torchrun_command(nproc, launch.train_args(), python=python, module=launch.module),

@@ -19,6 +19,8 @@ The chain is the expensive part of the suite, so each fixture runs once per modu
 from __future__ import annotations
 
 import base64
+import dataclasses
+import getpass
 import json
 import os
 import signal
@@ -37,7 +39,9 @@ from kexaone_dag.cli import failure_lines
 from kexaone_dag.config import PresetResource
 from kexaone_dag.definitions import build_definitions
 from model.stages import stage_plan
+from resources.trainer import StageLaunch, TrainerLauncher
 from resources.warehouse import Warehouse
+from tests import slurm_cluster
 from tests.conftest import private_demo_env
 
 # the first test of each fixture pays for its training: pre-training about 4 minutes, context stages about 7
@@ -315,6 +319,182 @@ def test_two_process_expert_parallel_matches_one_process(trained, tmp_path):
     for one, two in zip(curves[1], curves[2], strict=True):
         assert abs(one["lm_loss"] - two["lm_loss"]) <= 1e-4, (one, two)
         assert abs(one["grad_norm"] - two["grad_norm"]) <= 1e-4 * max(1.0, one["grad_norm"]), (one, two)
+
+
+# -- the slurm trainer backend: a 2-node job on a temp-dir Slurm of this machine ------------------------------
+
+needs_slurm = pytest.mark.skipif(
+    not slurm_cluster.available(),
+    reason="Slurm is not installed (scripts/bootstrap.sh installs it as root with apt-get)",
+)
+
+
+@pytest.fixture
+def two_node_slurm(tmp_path, monkeypatch):
+    """Two Slurm "nodes" of this host (1 CPU each); clients find it through SLURM_CONF, as on a login node."""
+    cluster = slurm_cluster.SlurmCluster(tmp_path / "slurm", cpus=1, nodes=2).start()
+    monkeypatch.setenv("SLURM_CONF", str(cluster.conf))
+    yield cluster
+    cluster.stop()
+
+
+@dataclasses.dataclass(frozen=True)
+class ShortStage(StageLaunch):
+    """A stage cut to its first ``max_steps`` steps (``model.train --max-steps``), as the EP2 parity test runs."""
+
+    max_steps: int = 8
+
+    def train_args(self) -> list[str]:
+        return [*super().train_args(), "--max-steps", str(self.max_steps)]
+
+
+def _slurm_stage_asset(launch: StageLaunch):
+    from dagster import asset
+
+    @asset(name="stage2_on_slurm", required_resource_keys={"trainer"})
+    def stage2_on_slurm(context):  # (string annotations here: Dagster could not resolve them)
+        trainer: TrainerLauncher = context.resources.trainer
+        invocation = trainer.launch(context, get_preset("tiny"), launch, extras={"artifact_version": "slurm-v1"})
+        return invocation.get_materialize_result()
+
+    return stage2_on_slurm
+
+
+def _slurm_launcher(work_root: Path) -> TrainerLauncher:
+    return TrainerLauncher(
+        backend="slurm", work_root=str(work_root), nodes=2, slurm_partition="debug", slurm_poll_s=0.5
+    )
+
+
+@needs_slurm
+@pytest.mark.timeout(900)
+def test_two_node_slurm_job_matches_one_process_and_reports_through_pipes(trained, tmp_path, two_node_slurm):
+    """Stage 2's first 8 steps as a 2-node Slurm job (one torchrun per node, c10d rendezvous, EP 2 over gloo)
+    launched by the slurm backend inside a Dagster materialization: the same losses as one process, and rank 0's
+    Pipes report (over a file in the work dir) is the materialization's metadata."""
+    mixture = artifact(trained, "tokenized_mixture_stage2")
+    init = artifact(trained, "pretrain_stage1") / "checkpoint"
+    launcher = _slurm_launcher(tmp_path)
+    multi_node = get_preset("k-exaone-236b")
+    assert multi_node.compute.nodes_per_training_step > 1
+    assert not [p for p in launcher.launch_problems(multi_node) if "node" in p]
+    assert any("launches one node" in p for p in TrainerLauncher(work_root="w").launch_problems(multi_node))
+
+    one = train_cli(
+        *("--preset", "tiny", "--stage", "stage2", "--data", str(mixture), "--init-from", str(init)),
+        *("--work-dir", str(tmp_path / "w1"), "--output", str(tmp_path / "o1"), "--max-steps", "8"),
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+
+    launch = _slurm_stage2(mixture, init, tmp_path / "slurm-work", tmp_path / "o-slurm", max_steps=8)
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize(
+            [_slurm_stage_asset(launch)], instance=instance, resources={"trainer": launcher}, raise_on_error=False
+        )
+        logs = [e.user_message for e in instance.all_logs(result.run_id)]
+    assert result.success, "\n".join(failure_lines(result))
+    event = mat(result, "stage2_on_slurm")
+    md = {k: getattr(v, "value", v) for k, v in event.metadata.items()}
+    # reported by rank 0 through Pipes: a 2-process world split over the two nodes, with the version it was handed
+    assert (md["world_size"], md["expert_parallel"], md["steps"]) == (2, 2, 8), md
+    assert event.tags["dagster/data_version"] == "slurm-v1" and md["slurm_job_id"]
+    job = md["slurm_job_id"]
+    assert any(f"[slurm {job}] kexaone: job {job} on 2 node(s)" in m for m in logs)
+    assert any("stage2 step 8/8" in m for m in logs)  # rank 0's Pipes log lines
+    assert not (tmp_path / "slurm-work" / "pipes.jsonl").exists()  # the message file is the session's
+
+    curves = {1: metrics(tmp_path / "o1" / "metrics.jsonl"), 2: metrics(tmp_path / "o-slurm" / "metrics.jsonl")}
+    for a, b in zip(curves[1], curves[2], strict=True):
+        assert abs(a["lm_loss"] - b["lm_loss"]) <= 1e-4, (a, b)
+        assert abs(a["grad_norm"] - b["grad_norm"]) <= 1e-4 * max(1.0, a["grad_norm"]), (a, b)
+
+
+SLURM_CANCEL_SCRIPT = """
+import sys
+from pathlib import Path
+from dagster import materialize
+from tests.e2e.test_tiny_chain import _slurm_launcher, _slurm_stage_asset, _slurm_stage2
+
+mixture, init, work, out = map(Path, sys.argv[1:5])
+launch = _slurm_stage2(mixture, init, work, out, max_steps=30)
+materialize([_slurm_stage_asset(launch)], resources={"trainer": _slurm_launcher(work.parent)}, raise_on_error=False)
+"""
+
+
+def _slurm_stage2(mixture: Path, init: Path, work: Path, out: Path, max_steps: int) -> ShortStage:
+    return ShortStage(
+        preset_name="tiny",
+        overrides={},
+        stage="stage2",
+        data=mixture,
+        work_dir=work,
+        output=out,
+        init_from=init,
+        tensor_parallel=1,
+        expert_parallel=2,
+        env={"OMP_NUM_THREADS": "1"},  # one CPU per node
+        max_steps=max_steps,
+    )
+
+
+def _processes_on(path: Path) -> list[list[str]]:
+    return [
+        p.info["cmdline"] for p in psutil.process_iter(["cmdline"]) if str(path) in " ".join(p.info["cmdline"] or [])
+    ]
+
+
+@needs_slurm
+@pytest.mark.timeout(900)
+def test_terminating_the_dagster_run_cancels_the_slurm_job_and_a_new_launch_resumes(trained, tmp_path, two_node_slurm):
+    """Interrupting the step (what terminating the run does) scancels the 2-node job: it leaves the queue and its
+    processes end; a new materialization on the same work dir resumes from the job's periodic checkpoint."""
+    script = tmp_path / "run_slurm_stage.py"
+    script.write_text(SLURM_CANCEL_SCRIPT)
+    work, out = tmp_path / "work", tmp_path / "out"
+    mixture = artifact(trained, "tokenized_mixture_stage2")
+    init = artifact(trained, "pretrain_stage1") / "checkpoint"
+    user = getpass.getuser()
+    with open(tmp_path / "run.log", "w") as log:
+        run = subprocess.Popen(
+            [sys.executable, str(script), str(mixture), str(init), str(work), str(out)],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.time() + 400
+        while not (
+            (work / "checkpoints" / "step_000020").exists()
+            and (work / "metrics.jsonl").exists()
+            and len((work / "metrics.jsonl").read_text().splitlines()) >= 21
+        ):
+            jobs_out = "".join(p.read_text()[-2000:] for p in work.glob("slurm-*.out"))
+            assert run.poll() is None and time.time() < deadline, (tmp_path / "run.log").read_text()[-3000:] + jobs_out
+            time.sleep(0.2)
+        queued = two_node_slurm.run("squeue", "-h", "-u", user, "-o", "%i %T").stdout.split()
+        assert len(queued) == 2 and queued[1] == "RUNNING", queued
+        run.send_signal(signal.SIGINT)  # what terminating a run does to the step: an interrupt
+        run.wait(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert two_node_slurm.run("squeue", "-h", "-u", user).stdout.strip() == ""  # scancel'ed
+    state = two_node_slurm.run("scontrol", "show", "job", "-o", queued[0]).stdout
+    assert "JobState=CANCELLED" in state, state
+    deadline = time.time() + 60  # the job's processes (torchrun, model.train on both nodes) end with it
+    while _processes_on(work) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not _processes_on(work)
+    assert not (out / "summary.json").exists()
+
+    again = tmp_path / "out-again"
+    launch = _slurm_stage2(mixture, init, work, again, max_steps=30)
+    result = materialize([_slurm_stage_asset(launch)], resources={"trainer": _slurm_launcher(tmp_path)})
+    assert result.success
+    summary = json.loads((again / "summary.json").read_text())
+    assert summary["resumed_from"].endswith("step_000020"), summary
+    steps = [r["step"] for r in metrics(again / "metrics.jsonl")]
+    assert steps == list(range(steps[0], steps[0] + 30)), steps
 
 
 def test_bad_inputs_fail_before_the_first_step(trained, tmp_path):

@@ -285,8 +285,8 @@ def test_trainer_settings_are_checked_when_the_code_location_loads(monkeypatch, 
     from kexaone_dag.resources_by_env import trainer_from_env
     from resources.trainer import TrainerConfigError
 
-    monkeypatch.setenv("KEXAONE_TRAINER", "slurm")
-    with pytest.raises(TrainerConfigError, match="'slurm' is not one of subprocess, k8s"):
+    monkeypatch.setenv("KEXAONE_TRAINER", "ray")
+    with pytest.raises(TrainerConfigError, match="'ray' is not one of subprocess, k8s, slurm"):
         trainer_from_env(tmp_path)
     monkeypatch.setenv("KEXAONE_TRAINER", "k8s")
     monkeypatch.delenv("KEXAONE_TRAINER_IMAGE", raising=False)
