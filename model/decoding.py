@@ -13,7 +13,8 @@ a global layer holds every position. A forward of n new tokens attends over conc
 a mask of absolute positions (causal; window: key in (q - window, q]) and returns the new K/V; ``commit``
 writes only the first n of them (speculative rejection never reaches the cache). One new token that is
 committed anyway is written first and read through ``decode_attention`` (the ring slot it overwrites
-is already out of its window).
+is already out of its window). The MoE layers route through ``kernels.router`` (the fused sigmoid router)
+while ``greedy_generate`` / ``speculative_generate`` run.
 
 The MTP block as Megatron computes it (``multi_token_prediction.py``): row i takes the main model's
 hidden state h_i *after* the decoder's final norm, ``hnorm``'d, and the embedding of token i+1,
@@ -302,15 +303,56 @@ def _check(model, prompts: Sequence[Sequence[int]], vocab_size: int, max_new_tok
         raise ValueError(f"max_new_tokens must be >= 0 (got {max_new_tokens})")
 
 
+def _kernel_routing(router):
+    """``TopKRouter.routing`` through ``kernels.router.sigmoid_router`` (the Triton kernel on GPU, its torch
+    reference on CPU): the same (probs, routing_map) as Megatron's ``topk_routing_with_score_function``."""
+    from kernels.router import sigmoid_router, to_megatron
+
+    experts = router.config.num_moe_experts
+
+    def routing(logits: torch.Tensor, padding_mask=None):
+        flat = logits.view(-1, experts)
+        weights, indices = sigmoid_router(
+            flat, router.expert_bias, router.topk, router.config.moe_router_topk_scaling_factor, router.topk > 1
+        )
+        probs, routing_map = to_megatron(weights, indices, experts)
+        return probs.to(logits.dtype), routing_map
+
+    return routing
+
+
+def _kernel_routable(module) -> bool:
+    """A Megatron top-k router whose inference routing is exactly the fused sigmoid router's."""
+    from megatron.core.transformer.moe.router import TopKRouter
+
+    c = getattr(module, "config", None)
+    return (
+        isinstance(module, TopKRouter)
+        and module.score_function == "sigmoid"
+        and module.routing_type not in ("sinkhorn", "quantile_balancing")
+        and c.moe_expert_capacity_factor is None
+        and not c.moe_router_num_groups
+        and c.moe_router_force_biased is None
+        and not c.moe_router_force_load_balancing
+    )
+
+
 class _eval_mode:
+    """Eval mode for the duration, and every MoE router routing through ``kernels.router`` (restored after)."""
+
     def __init__(self, model):
         self.model = model
 
     def __enter__(self):
         self.was_training = self.model.training
         self.model.eval()
+        self.routers = [m for m in self.model.modules() if _kernel_routable(m)]
+        for router in self.routers:
+            router.routing = _kernel_routing(router)
 
     def __exit__(self, *exc):
+        for router in self.routers:
+            del router.routing  # back to the class's method
         self.model.train(self.was_training)
 
 

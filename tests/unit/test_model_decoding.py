@@ -274,3 +274,27 @@ def _chi_square(counts: dict, probs: dict, trials: int) -> tuple[float, int, flo
     dof = len(observed) - 1
     p_value = float(torch.special.gammaincc(torch.tensor(dof / 2, dtype=torch.float64), torch.tensor(chi2 / 2)))
     return chi2, dof, p_value
+
+
+@pytest.mark.timeout(60)
+def test_decoding_routes_through_the_fused_router_exactly_as_megatron(tiny):
+    """Inside greedy / speculative decoding every MoE router runs ``kernels.router`` (its torch reference on
+    CPU); its (probs, routing_map) equal Megatron's own ``TopKRouter.routing``, and the patch is undone after."""
+    from megatron.core.transformer.moe.router import TopKRouter
+
+    from model.decoding import _eval_mode
+
+    _, model = tiny
+    routers = [m for m in model.modules() if isinstance(m, TopKRouter)]
+    assert len(routers) == 3  # the three MoE layers (the MTP layer is dense)
+    g = torch.Generator().manual_seed(0)
+    with _eval_mode(model):
+        for router in routers:
+            router.expert_bias.copy_(torch.randn(router.expert_bias.shape, generator=g) * 0.1)
+            logits = torch.randn(5, 3, router.config.num_moe_experts, generator=g)
+            assert "routing" in vars(router)  # the instance routes through the kernel module
+            probs, routing_map = router.routing(logits)
+            ref_probs, ref_map = TopKRouter.routing(router, logits.clone())
+            assert torch.equal(routing_map, ref_map)
+            assert torch.allclose(probs, ref_probs, atol=1e-7, rtol=1e-6)
+    assert all("routing" not in vars(r) for r in routers) and model.training
