@@ -295,7 +295,7 @@ def test_trainer_settings_are_checked_when_the_code_location_loads(monkeypatch, 
     monkeypatch.setenv("KEXAONE_TRAINER_IMAGE", "registry/kexaone:1")
     monkeypatch.setenv("KEXAONE_TRAIN_NPROC", "8")
     launcher = trainer_from_env(tmp_path)
-    assert launcher.layout(get_preset("k-exaone-236b")) == (8, 8, 8)
+    assert launcher.layout(get_preset("k-exaone-236b")) == (8, 4, 32)  # per node: 8 processes, TP 4, EP 32
     assert launcher.work_dir("pretrain_stage1", "abc") == tmp_path / "training" / "pretrain_stage1" / "abc"
 
 
