@@ -39,7 +39,7 @@ _DIRECTIONS = (
     "report §3.1 (cross-lingual synthesis spreads en/ko knowledge to de/ja/vi/es; the reverse at scale is a choice)"
 )
 LAYOUT = (
-    "choice: one layout every stage fits on 64 H200 (kexaone plan --layout: 73-85 GB of 132 GB usable); "
+    "choice: one layout every stage fits on 64 H200 (kexaone plan --layout: 73-104 GB of 132 GB usable, the AdamW policy stages the most); "
     "Megatron-Bridge's TP4 / PP8 / EP8 cannot hold the 256K stage's CP 8 on 64 GPUs"
 )
 REPORT_DECODING = "report §4.1 / post-training reference: rollouts decode as evaluation does"

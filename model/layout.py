@@ -83,6 +83,10 @@ class Layout:
         return f"TP{self.tp} PP{self.pp} EP{self.ep} CP{self.cp} DP{self.dp}"
 
 
+# choice: room for a policy stage's prompt (the RL families' prompts are short) on top of its response
+POLICY_PROMPT_TOKENS = 2048
+
+
 @dataclass(frozen=True)
 class Workload:
     """What one training stage asks of a layout."""
@@ -93,6 +97,7 @@ class Workload:
     micro_batch_size: int
     recompute: str  # "none" or "full"
     distributed_optimizer: bool = False
+    optimizer: str = "muon"  # "muon": Muon matrices + AdamW rest (pre-training, SFT); "adamw": AdamW on all
 
 
 def problems(m: ModelArgs, layout: Layout, w: Workload) -> list[str]:
@@ -167,9 +172,10 @@ def memory(m: ModelArgs, layout: Layout, w: Workload) -> dict[str, Any]:
         grads = 4 * n_params
         dense_shard = layout.dp * layout.cp if w.distributed_optimizer else 1
         expert_shard = layout.expert_dp if w.distributed_optimizer else 1
+        matrix_state = 4 + (4 if w.optimizer == "muon" else 8)  # fp32 master + Muon momentum or AdamW m, v
         optimizer = (
-            (4 + 4) * params["muon_dense"] / dense_shard
-            + (4 + 4) * params["muon_expert"] / expert_shard
+            matrix_state * params["muon_dense"] / dense_shard
+            + matrix_state * params["muon_expert"] / expert_shard
             + (4 + 8) * params["adamw"] / dense_shard
         )
         L = m.num_layers
@@ -243,6 +249,13 @@ def stage_workloads(preset: Preset) -> dict[str, tuple[Workload, int]]:
     for name, (stage, cp) in sorted(stages.items(), key=lambda kv: kv[0] != "pretraining"):
         plan = stage_plan(preset, stage)
         out[name] = (Workload(name, plan.seq_length, plan.global_batch_size, **common), cp)
+    # the policy stages (posttrain.policy_train: AdamW, no context parallelism): one update's sequences are a round's
+    # responses over its optimizer steps, each a prompt plus up to max_response_tokens; their rollout decoding's
+    # KV cache is not counted here (``kexaone plan`` gives KV-cache bytes)
+    for name, opt in (("rl", preset.posttrain.rl), ("preference", preset.posttrain.preference)):
+        batch = max(1, opt.prompts_per_step * opt.group_size // opt.optimizer_steps_per_batch)
+        seq = opt.max_response_tokens + POLICY_PROMPT_TOKENS
+        out[name] = (Workload(name, seq, batch, **common, optimizer="adamw"), 1)  # policy_train: AdamW
     return out
 
 

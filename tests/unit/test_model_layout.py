@@ -68,4 +68,23 @@ def test_every_training_stage_of_the_full_preset_fits_its_layout_and_the_old_one
     assert found[0].startswith("pretraining (TP8 PP1 EP8 CP1 DP1, 8192 tokens): needs")
     assert any(p.startswith("context_stage2: TP8 PP1 EP8 CP8 DP1 is 64 GPUs, the stage has 8") for p in found)
     no_recompute = layout_problems(with_layout(FULL, recompute="none"))
-    assert [p.split(" (")[0] for p in no_recompute] == ["context_stage2"]  # the 256K stage needs recomputation
+    # the 256K stage and the policy stages (up to 34K tokens without CP) need recomputation
+    assert [p.split(" (")[0] for p in no_recompute] == ["context_stage2", "rl", "preference"]
+
+
+def test_the_policy_stages_are_planned_with_adamw_on_every_matrix():
+    """posttrain.policy_train trains with AdamW (m and v: 8 B) where pre-training's Muon keeps 4 B of momentum."""
+    from model.layout import POLICY_PROMPT_TOKENS, stage_workloads
+
+    workloads = stage_workloads(FULL)
+    rl, cp = workloads["rl"]
+    assert cp == 1 and rl.optimizer == "adamw"
+    assert rl.seq_length == FULL.posttrain.rl.max_response_tokens + POLICY_PROMPT_TOKENS
+    assert rl.global_batch_size == 256 * 16 // 4  # prompts x group over the off-policy updates per round
+    layout = Layout(tp=4, pp=2, ep=32, cp=1, dp=8)
+    muon = memory(FULL.model, layout, Workload("x", rl.seq_length, rl.global_batch_size, 1, "full"))
+    adamw = memory(FULL.model, layout, rl)
+    last = 4_902_927_424  # parameters of the last pipeline stage (the hand computation above)
+    adamw_only = FULL.model.padded_vocab_size * 6144 / 4 + 2 * 6144 * 24 + 6144  # already AdamW under Muon
+    assert adamw["optimizer"] - muon["optimizer"] == pytest.approx(4 * (last - adamw_only))
+    assert adamw["activations"] == muon["activations"]
