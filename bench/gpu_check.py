@@ -29,6 +29,13 @@ Checks, in order:
 8. ``kernels``: the Triton decode-attention and router kernels against their torch references at the full
    preset's shapes, and their time against the library path (``bench.bench_kernels_gpu``, reduced).
 
+On this workplace's H200 (torch and triton in the image, nothing fetched there): ``scripts/gpu_wheels.sh`` here
+fetches megatron-core, emerging-optimizers and dill into ``.whl/`` (2.5 MB), then the device command is
+``python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site:.
+python3 -m bench.gpu_check --out $OUT --no-write`` with ``.whl`` carried. TransformerEngine's wheels are far over
+what travels there, so rows 4-7 say "skipped" on that machine; they run on a cluster node with TE (an NGC
+PyTorch container).
+
 Results: ``gpu_check.json`` in ``--out`` (default ``bench/results``) and the table in docs/benchmarks.md
 (section ``gpu_check``) unless ``--no-write``. The exit status is 1 when any check FAILED, else 0.
 """

@@ -5,7 +5,7 @@ stage needs, reporting to Dagster through Pipes over shared storage.
   the Dagster step and every node see it). Its batch step takes the work dir's lock (``model.launch_guard``,
   without ``--parent-pid``: the launching step is not its parent and may live on another machine), then
   ``srun`` starts one ``torchrun --nnodes N --nproc-per-node P --rdzv-backend c10d`` per node, all meeting at
-  the first node's address (``NodeAddr``) on a port derived from the job id.
+  the first node's address (``NodeAddr``) on a port the OS reports free there when the job starts.
 * Pipes: ``open_pipes_session`` with ``PipesEnvContextInjector`` (the bootstrap variables reach the job in the
   environment ``sbatch`` exports, never in a file) and ``PipesFileMessageReader`` on ``WORK_DIR/pipes.jsonl``,
   where rank 0's ``open_dagster_pipes`` appends its log lines and its materialization report.
@@ -42,11 +42,11 @@ from dagster import (
 
 REPO = Path(__file__).resolve().parent.parent
 CLIENT_TIMEOUT_S = 60
-RDZV_BASE_PORT = 29500
 FINAL_OK = "COMPLETED"
 ENDED_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED"}
 ENDED_STATES |= {"BOOT_FAIL", "DEADLINE", "SPECIAL_EXIT", "REVOKED"}
 MESSAGES_FILE = "pipes.jsonl"
+FREE_PORT = 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])'
 
 
 class SlurmTrainingError(RuntimeError):
@@ -101,7 +101,9 @@ def batch_script(spec: SlurmJobSpec) -> str:
             "export PYTHONUNBUFFERED=1",
             'head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
             'addr=$(scontrol show node "$head" | grep -o "NodeAddr=[^ ]*" | cut -d= -f2)',
-            f"port=$(({RDZV_BASE_PORT} + SLURM_JOB_ID % 10000))",
+            # a port the OS says is free on this host (the batch step runs on the allocation's first node, where
+            # torchrun's c10d store will listen); a port derived from the job id could be taken
+            "port=$(" + q(spec.python) + " -c " + q(FREE_PORT) + ")",
             'echo "kexaone: job $SLURM_JOB_ID on $SLURM_JOB_NUM_NODES node(s) ($SLURM_JOB_NODELIST), '
             f'{spec.nproc_per_node} process(es) each, rendezvous at $addr:$port"',
             f"cd {q(str(REPO))}",
