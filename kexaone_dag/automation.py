@@ -219,7 +219,7 @@ def local_deployment(env: Mapping[str, str] | None = None) -> bool:
     """The local deployment: the tiny preset on local storage, no Kubernetes (``make ui``, ``make demo``)."""
     env = os.environ if env is None else env
     s3 = any((env.get(v) or "").startswith("s3://") for v in ("KEXAONE_ARTIFACT_ROOT", "KEXAONE_CORPUS_ROOT"))
-    k8s = "k8s" in ((env.get("KEXAONE_EXECUTOR") or ""), (env.get("KEXAONE_TRAINER") or ""))
+    k8s = any((env.get(v) or "").startswith("k8s") for v in ("KEXAONE_EXECUTOR", "KEXAONE_TRAINER"))
     return (env.get(PRESET_ENV_VAR) or DEFAULT_PRESET) == "tiny" and not s3 and not k8s
 
 

@@ -27,6 +27,7 @@ from corpus.sources import CorpusSourceError
 from kexaone_dag.executors import ExecutorConfigError
 from resources.artifact_store import ArtifactStoreError
 from resources.lineage import LineageError
+from resources.trainer import TrainerConfigError
 from resources.warehouse import WarehouseError
 
 
@@ -47,6 +48,7 @@ CONFIG_ERRORS = (
     LineageError,
     ServeError,
     LaunchError,
+    TrainerConfigError,
 )
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

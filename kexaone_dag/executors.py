@@ -50,10 +50,11 @@ def gpu_step_tags(compute: ComputeArgs) -> dict[str, Any]:
 
 def training_asset_kwargs(preset: Preset, *, launches_trainer: bool = True) -> dict[str, Any]:
     """Decorator arguments of every GPU asset: the ``gpu`` pool, and GPU requests on the pod that holds the
-    GPUs. A training asset with ``KEXAONE_TRAINER=k8s`` only launches the trainer's own GPU pod and waits for
-    it, so its step pod asks for none: exactly one pod holds a stage's GPUs. A step that computes itself
+    GPUs. A training asset with ``KEXAONE_TRAINER`` ``k8s``, ``k8s-multinode`` or ``slurm`` only launches the
+    trainer's own GPU pod(s) or job and waits for it, so its step pod asks for none: only the trainer holds a
+    stage's GPUs. A step that computes itself
     (``launches_trainer=False``, e.g. evaluation) always carries them."""
-    on_step = not (launches_trainer and trainer_backend_from_env() == "k8s")
+    on_step = not (launches_trainer and trainer_backend_from_env() in ("k8s", "k8s-multinode", "slurm"))
     return {"op_tags": gpu_step_tags(preset.compute) if on_step else {}, "pool": GPU_POOL, "kinds": {"pytorch"}}
 
 

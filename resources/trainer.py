@@ -11,6 +11,8 @@
 * ``backend="slurm"``: one ``sbatch`` job per stage over ``nodes`` nodes (default the preset's
   ``compute.nodes_per_training_step``), one torchrun per node meeting through a c10d rendezvous, Pipes over a
   file in the work dir (shared storage); cancelled when the step is interrupted (``resources/slurm_trainer.py``).
+* ``backend="k8s-multinode"``: one Kubeflow Trainer v2 ``TrainJob`` per stage over ``nodes`` pods, Pipes over a
+  file in the work dir on the shared volume; deleted when the step is interrupted (``resources/k8s_trainer.py``).
 
 On Kubernetes nothing ends a training pod when the step that started it is killed (the parent-death
 signal of the subprocess backend does not cross nodes). Each pod is therefore labelled with its work dir
@@ -37,7 +39,8 @@ from dagster import AssetExecutionContext, ConfigurableResource, PipesSubprocess
 
 from config import PRESET_OVERRIDES_ENV_VAR, ComputeArgs, Preset
 
-BACKENDS = ("subprocess", "k8s", "slurm")
+BACKENDS = ("subprocess", "k8s", "slurm", "k8s-multinode")
+MULTI_NODE_BACKENDS = ("slurm", "k8s-multinode")
 
 
 class TrainerConfigError(ValueError):
@@ -302,6 +305,11 @@ class TrainerLauncher(ConfigurableResource):
             raise TrainerConfigError(f"rollout server {self.rollout_base_url!r} is not an http(s):// URL")
         if self.backend == "k8s" and not self.image:
             raise TrainerConfigError("trainer backend 'k8s' needs an image (KEXAONE_TRAINER_IMAGE)")
+        if self.backend == "k8s-multinode":
+            from resources.k8s_trainer import config_problems
+
+            if problems := config_problems(self):
+                raise TrainerConfigError("; ".join(problems))
 
     def launch_problems(self, preset: Preset) -> list[str]:
         """Why this launcher cannot run the preset's training stages, one line each, before anything starts:
@@ -310,10 +318,11 @@ class TrainerLauncher(ConfigurableResource):
 
         c = preset.compute
         out = layout_problems(preset)
-        if self.node_count(preset) > 1 and self.backend != "slurm":
+        if self.node_count(preset) > 1 and self.backend not in MULTI_NODE_BACKENDS:
             out.append(
                 f"the stages need {self.node_count(preset)} nodes x {c.gpus_per_training_step} GPUs; trainer "
-                f"backend {self.backend!r} launches one node (multi-node launch is not built yet)"
+                f"backend {self.backend!r} launches one node (multi-node: KEXAONE_TRAINER="
+                f"{' or '.join(MULTI_NODE_BACKENDS)})"
             )
         if c.pipeline_parallel > 1:
             out.append(f"compute.pipeline_parallel={c.pipeline_parallel}: model.train runs no pipeline schedule yet")
@@ -337,6 +346,10 @@ class TrainerLauncher(ConfigurableResource):
         if problems := self.launch_problems(preset):
             raise TrainerConfigError(f"preset {preset.name} cannot train as configured: {'; '.join(problems)}")
         nproc, _, _ = self.layout(preset)
+        if self.backend == "k8s-multinode":
+            from resources.k8s_trainer import run_trainjob_stage
+
+            return run_trainjob_stage(context, self, preset, launch, extras=extras)
         if self.backend == "slurm":
             from resources.slurm_trainer import SlurmJobSpec, run_slurm_stage
 

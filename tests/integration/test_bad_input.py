@@ -42,6 +42,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, expected: str) -> N
             "are not set",
         ),
         ({"KEXAONE_EXECUTOR": "slurm"}, "KEXAONE_EXECUTOR='slurm' is not one of multiprocess, in_process, k8s"),
+        ({"KEXAONE_TRAINER": "k8s"}, "trainer backend 'k8s' needs an image (KEXAONE_TRAINER_IMAGE)"),
     ],
 )
 def test_cli_validate_reports_one_clear_line(kexaone_env, env, expected):

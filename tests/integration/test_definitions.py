@@ -235,6 +235,17 @@ def test_gpu_steps_request_gpus_from_the_preset_and_join_the_gpu_pool():
     assert "nvidia.com/gpu" not in tiny["limits"]
 
 
+@pytest.mark.parametrize("backend", ["k8s", "k8s-multinode", "slurm"])
+def test_a_step_that_launches_its_trainer_elsewhere_requests_no_gpus(monkeypatch, backend):
+    """The trainer's own pod(s) or Slurm job hold the stage's GPUs; the waiting step pod holds none."""
+    monkeypatch.setenv("KEXAONE_TRAINER", backend)
+    kwargs = training_asset_kwargs(get_preset("k-exaone-236b"))
+    assert kwargs["op_tags"] == {} and kwargs["pool"] == GPU_POOL
+    evaluation = training_asset_kwargs(get_preset("k-exaone-236b"), launches_trainer=False)
+    limits = evaluation["op_tags"]["dagster-k8s/config"]["container_config"]["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == "8"
+
+
 def test_gpu_tags_apply_to_a_real_asset_definition():
     """A training-type asset built with the kwargs carries the tags and pool Dagster reads."""
     from dagster import asset

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.timeout(120)
         ({"KEXAONE_CORPUS_ROOT": "s3://corpora/raw"}, False, "observe"),
         ({"KEXAONE_EXECUTOR": "k8s"}, False, "observe"),
         ({"KEXAONE_TRAINER": "k8s"}, False, "observe"),
+        ({"KEXAONE_TRAINER": "k8s-multinode"}, False, "observe"),
         ({"KEXAONE_PRESET": "k-exaone-236b", "KEXAONE_AUTOMATION": "on"}, False, "on"),
         ({"KEXAONE_AUTOMATION": "OFF"}, True, "off"),
         ({"KEXAONE_AUTOMATION": "observe"}, True, "observe"),
