@@ -394,6 +394,7 @@ def sft_checkpoint(
             upstream=upstream,
             mixture_dir=mixture_dir,
             init_from=init / "checkpoint",
+            context_parallel=p.compute.sft_context_parallel,  # 32K packed conversations (the layout plan's CP)
         )
     return result.materialize_result(extra_metadata=extra)
 
@@ -437,8 +438,9 @@ def policy_asset(algorithm: str):
         teacher: TeacherLLM,
     ):
         p = preset.get()
-        nproc, tp, ep = trainer.layout(p)
-        if problems := layout_problems(p, algorithm, nproc, tp, ep):  # before any upstream is read
+        nproc, tp, ep = trainer.layout(p, policy=True)
+        world = nproc * trainer.node_count(p)
+        if problems := layout_problems(p, algorithm, world, tp, ep):  # before any upstream is read
             raise ValueError(f"{name}: the trainer's layout cannot run the stage: {'; '.join(problems)}")
         if problems := teacher.problems():
             raise ValueError(f"{name}: the judge (teacher resource): {'; '.join(problems)}")

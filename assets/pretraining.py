@@ -327,7 +327,7 @@ def train_stage(
     reported: dict = {}  # what the training process itself reported through Pipes
 
     def build(staging: Path) -> BuildResult:
-        nproc, tp, ep = trainer.layout(p)
+        nproc, tp, ep = trainer.layout(p, policy=module == POLICY_MODULE)
         cases_file = None
         if niah_cases is not None:
             work_dir.mkdir(parents=True, exist_ok=True)
@@ -346,6 +346,7 @@ def train_stage(
             niah_cases=cases_file,
             tokenizer=tokenizer_file,
             context_parallel=context_parallel,
+            pipeline_parallel=p.compute.pipeline_parallel if module != POLICY_MODULE else 1,
             module=module,
             algorithm=algorithm,
             prompts=prompts_file,

@@ -39,8 +39,12 @@ _DIRECTIONS = (
     "report §3.1 (cross-lingual synthesis spreads en/ko knowledge to de/ja/vi/es; the reverse at scale is a choice)"
 )
 LAYOUT = (
-    "choice: one layout every stage fits on 64 H200 (kexaone plan --layout: 73-104 GB of 132 GB usable, the AdamW policy stages the most); "
+    "choice: one layout every model.train stage fits on 64 H200 (kexaone plan --layout: 73-85 GB of 132 GB usable); "
     "Megatron-Bridge's TP4 / PP8 / EP8 cannot hold the 256K stage's CP 8 on 64 GPUs"
+)
+POLICY_LAYOUT = (
+    "choice: the policy trainer has no pipeline schedule and keeps AdamW's two moments; on 64 H200 TP8 / EP64 fits "
+    "(kexaone plan --layout: 91-96 GB of 132 GB usable), the pre-training TP4 / EP32 without PP needs 183-191 GB"
 )
 REPORT_DECODING = "report §4.1 / post-training reference: rollouts decode as evaluation does"
 _EVENLY = "choice: report §3.1 says 'evenly', not how much; characters per target language"
@@ -232,6 +236,8 @@ def sourced_k_exaone_236b() -> Preset:
             recompute=S("full", "choice: full recomputation (kexaone plan --layout: the 256K stage needs it)"),
             gpu_type=S("h200", "choice: the H200 nodes of compute.gpu_node_selector"),
             sft_context_parallel=S(2, "choice: SFT packs 32K sequences, as context stage 1 (CP 2)"),
+            policy_tensor_parallel=S(8, POLICY_LAYOUT),
+            policy_expert_parallel=S(64, POLICY_LAYOUT),
             gpu_node_selector=S({"nvidia.com/gpu.product": "NVIDIA-H200"}, DEPLOYMENT),
             cpu_request=S("64", DEPLOYMENT),
             memory_request=S("1600Gi", DEPLOYMENT),

@@ -268,6 +268,9 @@ class ComputeArgs:
     recompute: str  # activation recomputation of the GPU launch: "none" or "full" (every layer)
     gpu_type: str  # the GPU the layout plan sizes for (model/layout.py: GPUS)
     sft_context_parallel: int  # context-parallel ranks of the SFT stage (the context stages carry their own)
+    # the policy stages (posttrain.policy_train: no pipeline schedule, AdamW) get a layout of their own
+    policy_tensor_parallel: int
+    policy_expert_parallel: int
     gpu_node_selector: Mapping[str, str]
     cpu_request: str
     memory_request: str

@@ -214,6 +214,8 @@ def sourced_tiny() -> Preset:
             micro_batch_size=S(1, "tiny: no GPU layout on CPU (the trainer runs whole batches); 1 divides every batch"),
             recompute=S("none", "tiny: no recomputation on CPU"),
             sft_context_parallel=S(1, CPU),
+            policy_tensor_parallel=S(1, CPU),
+            policy_expert_parallel=S(1, CPU),
             gpu_node_selector=S({}, CPU),
             cpu_request=S("2", "tiny: the 2-core CI machine"),
             memory_request=S("8Gi", "tiny: a small pod request (deployment-specific)"),

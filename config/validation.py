@@ -205,8 +205,8 @@ def problems(preset: Preset) -> list[str]:
     )
     need(e.short_context_ppl_tolerance >= 0, "eval.short_context_ppl_tolerance must be >= 0")
 
-    sizes = ("tensor_parallel", "pipeline_parallel", "expert_parallel", "nodes_per_training_step")
-    for name in (*sizes, "micro_batch_size", "sft_context_parallel"):
+    sizes = ("tensor_parallel", "pipeline_parallel", "expert_parallel", "nodes_per_training_step", "micro_batch_size")
+    for name in (*sizes, "sft_context_parallel", "policy_tensor_parallel", "policy_expert_parallel"):
         need(getattr(k, name) >= 1, f"compute.{name} must be >= 1")
     need(k.recompute in ("none", "full"), f"compute.recompute must be 'none' or 'full' (got {k.recompute!r})")
     if k.pipeline_parallel >= 1:
@@ -218,6 +218,18 @@ def problems(preset: Preset) -> list[str]:
         need(
             m.num_query_groups % k.tensor_parallel == 0,
             f"compute.tensor_parallel={k.tensor_parallel} does not divide model.num_query_groups={m.num_query_groups}",
+        )
+    if k.policy_tensor_parallel >= 1 and m.num_query_groups % k.policy_tensor_parallel:
+        need(
+            False,
+            f"compute.policy_tensor_parallel={k.policy_tensor_parallel} does not divide "
+            f"model.num_query_groups={m.num_query_groups}",
+        )
+    if k.policy_expert_parallel >= 1 and m.num_moe_experts % k.policy_expert_parallel:
+        need(
+            False,
+            f"compute.policy_expert_parallel={k.policy_expert_parallel} does not divide "
+            f"model.num_moe_experts={m.num_moe_experts}",
         )
     if k.expert_parallel >= 1:
         need(

@@ -103,6 +103,11 @@ GPU_CONFIG: dict[str, Any] = dict(
 # token count; FP8 grouped GEMMs want multiples of 16/32, so the router pads its map (no token dropped).
 FP8_CONFIG: dict[str, Any] = dict(fp8="e4m3", fp8_recipe="blockwise", moe_router_padding_for_quantization=True)
 
+# Context parallelism through TE's attention: "a2a" (Ulysses-style: heads are split over the CP ranks and each
+# computes whole-sequence attention) keeps every attention variant of the model, the sliding window included,
+# exact; the ring ("p2p") exchange does not serve windowed layers. Needs heads and KV groups divisible by CP.
+CP_COMM_TYPE = "a2a"
+
 BACKENDS: dict[BackendName, Backend] = {
     "cpu": Backend(
         "cpu",
@@ -261,10 +266,27 @@ def build_model(
         "tensor_model_parallel_size": parallel_state.get_tensor_model_parallel_world_size(),
         "expert_model_parallel_size": parallel_state.get_expert_model_parallel_world_size(),
     }
+    # pipeline parallelism: Megatron's TransformerBlock builds this stage's layers with their global numbers
+    # (get_transformer_layer_offset), so the window/global and dense/MoE patterns stay those of the whole
+    # model; the MTP block lives on the last stage (mtp_on_this_rank), which keeps a copy of the embedding
+    pp = parallel_state.get_pipeline_model_parallel_world_size()
+    if pp > 1:
+        layout["pipeline_model_parallel_size"] = pp
+        layout["pipeline_dtype"] = chosen.config["params_dtype"]  # what the stages send each other
+    cp = parallel_state.get_context_parallel_world_size()
+    if cp > 1:
+        if not chosen.use_transformer_engine:
+            raise ModelBuildError(
+                f"context parallelism {cp} needs TransformerEngine attention on CUDA; the CPU backend has none"
+            )
+        layout["context_parallel_size"] = cp
+        layout["cp_comm_type"] = CP_COMM_TYPE
     config = transformer_config(preset, backend=chosen.name, fp8=fp8, **{**layout, **config_overrides})
     parallel.seed_everything(preset.pretrain.seed if seed is None else seed)
     return GPTModel(
         config=config,
+        pre_process=parallel_state.is_pipeline_first_stage(),
+        post_process=parallel_state.is_pipeline_last_stage(),
         transformer_layer_spec=decoder_block_spec(config, chosen),
         vocab_size=padded,
         max_sequence_length=preset.pretrain.seq_length,
@@ -279,6 +301,7 @@ __all__ = [
     "BACKENDS",
     "Backend",
     "CPU_CONFIG",
+    "CP_COMM_TYPE",
     "FP8_CONFIG",
     "GPU_CONFIG",
     "ModelBuildError",

@@ -10,7 +10,8 @@ leaves every later training step of the process 1.6x slower on CPU: 0.30 vs 0.18
 2 x 512 tokens, measured with separate and joint calls side by side; the cause inside the writer/loader
 was not found.) Evaluation reads the model part alone.
 
-* ``model``      ``model.sharded_state_dict()`` (ShardedTensors; re-shardable across TP/EP/PP);
+* ``model``      ``model.sharded_state_dict()`` (ShardedTensors; re-shardable across TP/EP/PP; with pipeline
+  parallelism ``tensor_shapes`` is the union over the stages, so a PP=2 checkpoint loads into PP=1 and back);
 * ``optimizer``  per torch optimizer (Muon, AdamW): its moments as ShardedTensors keyed after the model
   parameters they belong to
   (Megatron's ``optim_state_to_sharding_state``), param-group hyper-parameters and the common step;
@@ -134,7 +135,25 @@ def _tensor_shapes(model: torch.nn.Module) -> dict[str, list[int]]:
             pending.extend(nested_values(built) if isinstance(built, (dict, list)) else [built])
         elif isinstance(item, ShardedTensor):
             shapes[item.key] = list(item.global_shape)
-    return shapes
+    return _union_over_pipeline(shapes)
+
+
+def _union_over_pipeline(shapes: dict[str, list[int]]) -> dict[str, list[int]]:
+    """With pipeline parallelism each stage holds other layers: the model's shapes are the union over the
+    pipeline group (the same set a one-stage model has, so checkpoints move between PP layouts)."""
+    from megatron.core import parallel_state
+
+    if not parallel_state.model_parallel_is_initialized():
+        return shapes
+    group = parallel_state.get_pipeline_model_parallel_group()
+    if torch.distributed.get_world_size(group) == 1:
+        return shapes
+    every: list[dict[str, list[int]] | None] = [None] * torch.distributed.get_world_size(group)
+    torch.distributed.all_gather_object(every, shapes, group=group)
+    union: dict[str, list[int]] = {}
+    for part in every:
+        union.update(part or {})
+    return dict(sorted(union.items()))
 
 
 def _sharded_state(model: torch.nn.Module, optimizer: Any, *, with_rng: bool = True) -> dict[str, Any]:

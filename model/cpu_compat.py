@@ -24,6 +24,19 @@ Each patch is named, explains why it exists, can be reverted, and is covered by
 The config side of running on CPU (local specs, ``use_cpu_initialization``, the allgather dispatcher,
 fusions off) is data, not a patch: see ``model.architecture.CPU_CONFIG``.
 
+Pipeline parallelism (``PIPELINE_PATCHES``, applied by ``ensure_pipeline()`` only when a process runs
+with a pipeline-parallel size above 1, so the PP=1 path sees exactly the four patches above):
+
+* ``schedule_token_count``  Megatron's pipeline schedules (``megatron/core/pipeline_parallel/schedules.py``,
+  ``forward_backward_pipelining_without_interleaving`` and friends) allocate the step's token counter with
+  ``torch.zeros([], dtype=torch.int, device="cuda")``, which raises on a machine without CUDA. The
+  schedules module gets a ``torch`` whose ``zeros`` puts a ``device="cuda"`` tensor on the CPU; every
+  other name is the real ``torch``.
+* ``embedding_copy``  ``LanguageModule.setup_embeddings_and_output_layer``
+  (``megatron/core/models/common/language_module/language_module.py``) moves the last stage's copy of the
+  word embedding (the MTP block's, or a tied output head's) to the GPU with ``weight.data.cuda()`` before
+  all-reducing it from the first stage. While that method runs, ``Tensor.cuda`` returns the tensor itself.
+
 ``apply()`` is idempotent; ``is_applied()`` says whether every patch is in place; ``revert()`` undoes
 them. ``ensure()`` is what the rest of ``model/`` calls: it applies the patches when CUDA is absent. Set
 ``KEXAONE_CPU_COMPAT=0`` to keep them off (to check whether a new Megatron release still needs them).
@@ -119,6 +132,50 @@ PATCHES: dict[str, Callable[[], list[tuple[object, str, object]]]] = {
 }
 
 
+class _CpuZerosTorch:
+    """``torch`` as Megatron's schedules module sees it: ``zeros(..., device="cuda")`` lands on the CPU."""
+
+    def __init__(self, real):
+        self._real = real
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def zeros(self, *args, **kwargs):
+        if str(kwargs.get("device", "")).startswith("cuda"):
+            kwargs["device"] = "cpu"
+        return self._real.zeros(*args, **kwargs)
+
+
+def _patch_schedule_token_count() -> list[tuple[object, str, object]]:
+    from megatron.core.pipeline_parallel import schedules
+
+    return [(schedules, "torch", _CpuZerosTorch(torch))]
+
+
+def _patch_embedding_copy() -> list[tuple[object, str, object]]:
+    from megatron.core.models.common.language_module.language_module import LanguageModule
+
+    original = LanguageModule.setup_embeddings_and_output_layer
+
+    def setup_embeddings_and_output_layer(self) -> None:
+        saved = torch.Tensor.cuda
+        torch.Tensor.cuda = lambda tensor, *args, **kwargs: tensor  # type: ignore[method-assign]
+        try:
+            return original(self)
+        finally:
+            torch.Tensor.cuda = saved  # type: ignore[method-assign]
+
+    setup_embeddings_and_output_layer.__wrapped__ = original  # type: ignore[attr-defined]
+    return [(LanguageModule, "setup_embeddings_and_output_layer", setup_embeddings_and_output_layer)]
+
+
+PIPELINE_PATCHES: dict[str, Callable[[], list[tuple[object, str, object]]]] = {
+    "schedule_token_count": _patch_schedule_token_count,
+    "embedding_copy": _patch_embedding_copy,
+}
+
+
 def cuda_available() -> bool:
     return torch.cuda.is_available()
 
@@ -126,14 +183,15 @@ def cuda_available() -> bool:
 def apply(names: Iterable[str] | None = None) -> None:
     """Put the named patches (default: all) in place. Applying an applied patch does nothing."""
     names = list(PATCHES) if names is None else list(names)
-    unknown = sorted(set(names) - set(PATCHES))
+    known = {**PATCHES, **PIPELINE_PATCHES}
+    unknown = sorted(set(names) - set(known))
     if unknown:
-        raise ValueError(f"unknown CPU compat patch(es) {unknown} (known: {', '.join(PATCHES)})")
+        raise ValueError(f"unknown CPU compat patch(es) {unknown} (known: {', '.join(known)})")
     for name in names:
         if name in _applied:
             continue
         saved = []
-        for owner, attr, replacement in PATCHES[name]():
+        for owner, attr, replacement in known[name]():
             saved.append((owner, attr, getattr(owner, attr)))
             setattr(owner, attr, replacement)
         _applied[name] = saved
@@ -151,8 +209,12 @@ def revert(names: Iterable[str] | None = None) -> None:
 
 
 def applied() -> tuple[str, ...]:
-    """Names of the patches currently in place."""
+    """Names of the patches currently in place (the pipeline ones only once ``ensure_pipeline`` ran)."""
     return tuple(name for name in PATCHES if name in _applied)
+
+
+def pipeline_applied() -> tuple[str, ...]:
+    return tuple(name for name in PIPELINE_PATCHES if name in _applied)
 
 
 def is_applied() -> bool:
@@ -191,9 +253,20 @@ def ensure() -> bool:
     return is_applied()
 
 
+def ensure_pipeline() -> bool:
+    """``ensure()`` plus the pipeline-schedule patches, for a process with pipeline parallelism > 1."""
+    if not cuda_available() and not disabled_by_env():
+        ensure()
+        apply(PIPELINE_PATCHES)
+    return all(name in _applied for name in PIPELINE_PATCHES)
+
+
 __all__ = [
     "ENV_VAR",
     "PATCHES",
+    "PIPELINE_PATCHES",
+    "ensure_pipeline",
+    "pipeline_applied",
     "applied",
     "apply",
     "cuda_available",

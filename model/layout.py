@@ -259,11 +259,19 @@ def stage_workloads(preset: Preset) -> dict[str, tuple[Workload, int]]:
     return out
 
 
-def preset_layout(preset: Preset, cp: int) -> Layout:
+POLICY_STAGES = ("rl", "preference")
+
+
+def preset_layout(preset: Preset, cp: int, stage: str = "pretraining") -> Layout:
+    """The preset's layout of a stage: ``compute``'s TP / PP / EP, or for a policy stage (no pipeline schedule)
+    ``compute.policy_tensor_parallel`` / ``policy_expert_parallel`` with PP 1."""
     c = preset.compute
     world = c.gpus_per_training_step * c.nodes_per_training_step
-    per_dp = c.tensor_parallel * c.pipeline_parallel * cp
-    return Layout(tp=c.tensor_parallel, pp=c.pipeline_parallel, ep=c.expert_parallel, cp=cp, dp=max(1, world // per_dp))
+    if stage in POLICY_STAGES:
+        tp, pp, ep = c.policy_tensor_parallel, 1, c.policy_expert_parallel
+    else:
+        tp, pp, ep = c.tensor_parallel, c.pipeline_parallel, c.expert_parallel
+    return Layout(tp=tp, pp=pp, ep=ep, cp=cp, dp=max(1, world // (tp * pp * cp)))
 
 
 def layout_problems(preset: Preset) -> list[str]:
@@ -277,7 +285,7 @@ def layout_problems(preset: Preset) -> list[str]:
     world = c.gpus_per_training_step * c.nodes_per_training_step
     out = []
     for name, (w, cp) in stage_workloads(preset).items():
-        layout = preset_layout(preset, cp)
+        layout = preset_layout(preset, cp, name)
         if layout.world != world:
             out.append(f"{name}: {layout} is {layout.world} GPUs, the stage has {world}")
             continue
@@ -297,9 +305,11 @@ def layout_report(preset: Preset, *, gpu_type: str | None = None, world: int | N
     for name, (w, cp) in stage_workloads(preset).items():
         rows = []
         for layout in candidates(preset.model, world, w, cp=cp):
+            if name in POLICY_STAGES and layout.pp > 1:
+                continue  # posttrain.policy_train runs no pipeline schedule
             ok, line = fits(preset.model, layout, w, gpu)
             rows.append({"layout": str(layout), "fits": ok, "why": line})
-        chosen = preset_layout(preset, cp)
+        chosen = preset_layout(preset, cp, name)
         ok, line = fits(preset.model, chosen, w, gpu) if chosen.world == world else (False, "another world size")
         stages[name] = {
             "seq_length": w.seq_length,
@@ -341,6 +351,7 @@ __all__ = [
     "layout_problems",
     "layout_report",
     "memory",
+    "POLICY_STAGES",
     "preset_layout",
     "problems",
     "stage_workloads",

@@ -1,7 +1,8 @@
 """One training stage as its own process: what Dagster launches through Pipes (``torchrun -m model.train``).
 
     torchrun --standalone --nproc-per-node N -m model.train --preset tiny --stage stage1 \\
-        --data MIXTURE_DIR --work-dir WORK_DIR --output OUT_DIR [--init-from CHECKPOINT_DIR] [--expert-parallel 2]
+        --data MIXTURE_DIR --work-dir WORK_DIR --output OUT_DIR [--init-from CHECKPOINT_DIR] [--expert-parallel 2] \\
+        [--pipeline-parallel 2] [--context-parallel 8]
 
 Read top to bottom: ``main`` parses and validates everything (preset, mixture, vocabulary, output folder,
 the checkpoint it starts from) before the first step; ``run_stage`` is the loop.
@@ -15,6 +16,11 @@ the checkpoint it starts from) before the first step; ``run_stage`` is the loop.
   WSD schedule, which spans all stages); its data position and RNG are not carried over.
 * Reporting: rank 0 appends one JSON line per step to ``WORK_DIR/metrics.jsonl`` and, under Dagster Pipes,
   logs progress and finally reports the materialization (metadata + data version from the Pipes extras).
+* Parallelism: TP / EP / DP as before; ``--pipeline-parallel N`` runs Megatron's 1F1B pipeline schedule over
+  N stages (micro-batches of ``compute.micro_batch_size`` sequences; CPU/gloo too, ``model.cpu_compat``'s
+  pipeline patches); ``--context-parallel N`` splits every sequence over N ranks (2N load-balanced chunks,
+  ``model.parallel.split_for_context_parallel``) and needs CUDA with TransformerEngine attention -- without
+  them the trainer refuses in one line before any compute. NIAH after training needs PP = CP = 1.
 * Output: ``OUT_DIR/checkpoint`` (Megatron dist checkpoint), ``metrics.jsonl``, ``loss_curve.png``,
   ``summary.json``. ``OUT_DIR`` must be empty: a finished artifact is never written over.
 """
@@ -37,7 +43,7 @@ import torch
 
 from config import Preset, PresetError, get_preset
 from model import checkpoint, data, training
-from model.architecture import ModelBuildError, build_model, check_vocab
+from model.architecture import CP_COMM_TYPE, ModelBuildError, build_model, check_vocab
 from model.stages import METRICS, NIAH_BATCH_TOKENS, StagePlan, TrainingSetupError, stage_plan
 
 CHECKPOINTS = "checkpoints"
@@ -92,14 +98,35 @@ def validate_inputs(
     tensor_parallel: int,
     expert_parallel: int,
     context_parallel: int = 1,
+    pipeline_parallel: int = 1,
+    niah: bool = False,
 ) -> None:
     problems = []
     if context_parallel != 1:
-        # the launch config carries CP (the full preset's long stages); the sequence split, the CP loss and
-        # gradient reductions and TE's windowed CP attention are not written yet, for want of a GPU to prove them
+        if context_parallel < 1 or not context_parallel_available():
+            # one line, before any compute: the CPU backend's attention has no context-parallel path
+            raise TrainingSetupError(
+                f"context parallelism {context_parallel} is not supported on this machine: it needs CUDA "
+                "GPUs with TransformerEngine attention; run the stage with --context-parallel 1"
+            )
+        m = preset.model
+        if plan.seq_length % (2 * context_parallel):
+            problems.append(
+                f"sequence length {plan.seq_length} does not split into 2 x {context_parallel} context-parallel chunks"
+            )
+        if m.num_attention_heads % context_parallel or m.num_query_groups % context_parallel:
+            problems.append(
+                f"context parallelism {context_parallel} ({CP_COMM_TYPE} exchange) must divide the "
+                f"{m.num_attention_heads} attention heads and {m.num_query_groups} KV groups"
+            )
+    if pipeline_parallel < 1 or preset.model.num_layers % pipeline_parallel:
         problems.append(
-            f"context parallelism {context_parallel} is not supported by this trainer yet (it needs "
-            "GPUs with TransformerEngine attention; run the stage with --context-parallel 1)"
+            f"pipeline parallelism {pipeline_parallel} does not divide the model's {preset.model.num_layers} layers"
+        )
+    if niah and (pipeline_parallel > 1 or context_parallel > 1):
+        problems.append(
+            "the NIAH evaluation after training generates with a whole model on rank 0; run a stage with "
+            "--niah-cases at --pipeline-parallel 1 and --context-parallel 1"
         )
     try:
         check_vocab(preset, manifest.vocab_size)
@@ -117,9 +144,12 @@ def validate_inputs(
         )
     if manifest.kind == "blend" and manifest.num_samples < plan.num_samples:
         problems.append(f"mixture has {manifest.num_samples} samples, stage {plan.stage} needs {plan.num_samples}")
-    if world_size % tensor_parallel or world_size % (tensor_parallel * expert_parallel):
-        problems.append(f"{world_size} processes do not divide into TP={tensor_parallel} x EP={expert_parallel}")
-    data_parallel = world_size // tensor_parallel
+    pp, cp = max(1, pipeline_parallel), max(1, context_parallel)
+    # experts are whole on each rank (expert tensor parallelism 1): EP splits the TP x CP x DP ranks of a stage
+    if world_size % (tensor_parallel * pp * cp) or (world_size // pp) % expert_parallel:
+        extra = (f" x PP={pp}" if pp > 1 else "") + (f" x CP={cp}" if cp > 1 else "")
+        problems.append(f"{world_size} processes do not divide into TP={tensor_parallel} x EP={expert_parallel}{extra}")
+    data_parallel = max(1, world_size // (tensor_parallel * pp * cp))
     if plan.global_batch_size % data_parallel:
         problems.append(
             f"global batch {plan.global_batch_size} does not split over {data_parallel} data-parallel ranks"
@@ -137,6 +167,13 @@ def validate_inputs(
         )
     if problems:
         raise TrainingSetupError("; ".join(problems))
+
+
+def context_parallel_available() -> bool:
+    """Context parallelism runs through TransformerEngine's attention: CUDA and TE must both be present."""
+    from model.architecture import have_transformer_engine
+
+    return torch.cuda.is_available() and have_transformer_engine()
 
 
 # -- periodic checkpoints in the work directory ---------------------------------------------------------
@@ -207,7 +244,11 @@ def run_stage(args: argparse.Namespace, preset: Preset, plan: StagePlan, report:
 
     output, work = Path(args.output), Path(args.work_dir)
     parallel.initialize(
-        tensor_parallel=args.tensor_parallel, expert_parallel=args.expert_parallel, seed=preset.pretrain.seed
+        tensor_parallel=args.tensor_parallel,
+        expert_parallel=args.expert_parallel,
+        pipeline_parallel=args.pipeline_parallel,
+        context_parallel=args.context_parallel,
+        seed=preset.pretrain.seed,
     )
     rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
     manifest = data.read_manifest(args.data)
@@ -241,7 +282,10 @@ def run_stage(args: argparse.Namespace, preset: Preset, plan: StagePlan, report:
     tokens_per_step = plan.global_batch_size * plan.seq_length
     report.info(
         f"{plan.stage}: {plan.steps} steps x {tokens_per_step} tokens, world {world} "
-        f"(TP {args.tensor_parallel}, EP {args.expert_parallel}, DP {dp_size}), optimizer "
+        f"(TP {args.tensor_parallel}, EP {args.expert_parallel}, "
+        + (f"PP {args.pipeline_parallel}, " if args.pipeline_parallel > 1 else "")
+        + (f"CP {args.context_parallel}, " if args.context_parallel > 1 else "")
+        + f"DP {dp_size}), optimizer "
         f"{preset.pretrain.optimizer}"
     )
     wall_start = time.perf_counter()
@@ -252,7 +296,14 @@ def run_stage(args: argparse.Namespace, preset: Preset, plan: StagePlan, report:
             for group in optimizer.param_groups:
                 group["lr"] = stage_lr * group.get("lr_mult", 1.0)
         t0 = time.perf_counter()
-        result = training.train_step(model, optimizer, scheduler, batch, grad_clip=preset.pretrain.grad_clip)
+        result = training.train_step(
+            model,
+            optimizer,
+            scheduler,
+            batch,
+            grad_clip=preset.pretrain.grad_clip,
+            micro_batch_size=preset.compute.micro_batch_size,  # read only with pipeline parallelism
+        )
         seconds = time.perf_counter() - t0
         row = {
             "stage": plan.stage,
@@ -348,6 +399,8 @@ def finish_outputs(
         "world_size": world,
         "tensor_parallel": args.tensor_parallel,
         "expert_parallel": args.expert_parallel,
+        **({"pipeline_parallel": args.pipeline_parallel} if args.pipeline_parallel > 1 else {}),
+        **({"context_parallel": args.context_parallel} if args.context_parallel > 1 else {}),
         "loss_first": round(sum(r["lm_loss"] for r in head) / len(head), 4),
         "loss_final": round(sum(r["lm_loss"] for r in tail) / len(tail), 4),
         "mtp_loss_final": round(tail[-1]["mtp_loss"], 4),
@@ -373,6 +426,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--init-from", type=Path, default=None, help="the previous stage's checkpoint folder")
     ap.add_argument("--tensor-parallel", type=int, default=None)
     ap.add_argument("--expert-parallel", type=int, default=None)
+    ap.add_argument("--pipeline-parallel", type=int, default=None, help="pipeline stages (compute.pipeline_parallel)")
     ap.add_argument("--context-parallel", type=int, default=1)
     ap.add_argument("--niah-cases", type=Path, default=None, help="NIAH cases (JSON) to answer after training")
     ap.add_argument("--tokenizer", type=Path, default=None, help="tokenizer.json (decodes NIAH answers)")
@@ -397,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
             preset = get_preset(args.preset, json.loads(args.overrides))
             args.tensor_parallel = args.tensor_parallel or 1
             args.expert_parallel = args.expert_parallel or 1
+            args.pipeline_parallel = args.pipeline_parallel or 1
             plan = stage_plan(preset, args.stage)
             if args.max_steps is not None:
                 if not 0 < args.max_steps <= plan.steps:
@@ -415,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
                 tensor_parallel=args.tensor_parallel,
                 expert_parallel=args.expert_parallel,
                 context_parallel=args.context_parallel,
+                pipeline_parallel=args.pipeline_parallel,
+                niah=args.niah_cases is not None,
             )
             summary = run_stage(args, preset, plan, report)
         except (

@@ -202,13 +202,20 @@ def _tracked_losses(config) -> tuple[float, float]:
     return mtp_loss, aux
 
 
+def _comm_device() -> torch.device:
+    """Where scalars for a collective live: the current GPU under NCCL (it reduces CUDA tensors only), else CPU."""
+    if torch.distributed.is_initialized() and torch.distributed.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def _data_parallel_mean(value: float) -> float:
     from megatron.core import parallel_state
 
     group = parallel_state.get_data_parallel_group()
     if torch.distributed.get_world_size(group) == 1:
         return value
-    t = torch.tensor([value], dtype=torch.float64)
+    t = torch.tensor([value], dtype=torch.float64, device=_comm_device())
     torch.distributed.all_reduce(t, group=group)
     return float(t) / torch.distributed.get_world_size(group)
 
@@ -249,11 +256,14 @@ def clip_grad_norm(model: torch.nn.Module, max_norm: float) -> float:
     from megatron.core import parallel_state, tensor_parallel
 
     grads = [(p, p.grad) for p in model.parameters() if p.grad is not None]
-    dense = torch.zeros(1, dtype=torch.float64)
-    expert = torch.zeros(1, dtype=torch.float64)
+    dense = torch.zeros(1, dtype=torch.float64, device=_comm_device())
+    expert = torch.zeros(1, dtype=torch.float64, device=_comm_device())
+    pipeline = parallel_state.get_pipeline_model_parallel_world_size() > 1
     for param, grad in grads:
         if not tensor_parallel.param_is_not_tensor_parallel_duplicate(param):
             continue
+        if pipeline and getattr(param, "shared", False):
+            continue  # the last stage's copy of the embedding: counted once, on the first stage
         sq = grad.detach().double().pow(2).sum()
         if getattr(param, "allreduce", True):
             dense += sq
@@ -263,7 +273,12 @@ def clip_grad_norm(model: torch.nn.Module, max_norm: float) -> float:
         torch.distributed.all_reduce(dense, group=parallel_state.get_tensor_model_parallel_group())
     if parallel_state.get_expert_tensor_and_model_parallel_world_size() > 1:
         torch.distributed.all_reduce(expert, group=parallel_state.get_expert_tensor_and_model_parallel_group())
-    total = float((dense + expert).sqrt())
+    if pipeline:  # every stage holds other layers: the norm is over all of them
+        both = dense + expert
+        torch.distributed.all_reduce(both, group=parallel_state.get_pipeline_model_parallel_group())
+        total = float(both.sqrt())
+    else:
+        total = float((dense + expert).sqrt())
     coeff = max_norm / (total + 1e-6)
     if coeff < 1.0:
         for _, grad in grads:
@@ -284,13 +299,26 @@ def expert_load_imbalance(model: torch.nn.Module) -> float:
         if hasattr(m, "local_tokens_per_expert") and hasattr(m, "expert_bias")
     ]
     if not counts:
+        if parallel_state.get_pipeline_model_parallel_world_size() > 1:
+            return _pipeline_layer_mean(0.0, 0)  # a stage of dense layers only still joins the reduction
         return 1.0
     stacked = torch.stack(counts)
     group = parallel_state.get_tensor_and_data_parallel_group(with_context_parallel=True)
     if torch.distributed.get_world_size(group) > 1:
         torch.distributed.all_reduce(stacked, group=group)
     mean = stacked.mean(dim=1).clamp_min(1e-9)
-    return float((stacked.max(dim=1).values / mean).mean())
+    ratios = stacked.max(dim=1).values / mean
+    if parallel_state.get_pipeline_model_parallel_world_size() > 1:  # each stage has its own MoE layers
+        return _pipeline_layer_mean(float(ratios.sum()), len(counts))
+    return float(ratios.mean())
+
+
+def _pipeline_layer_mean(local_sum: float, local_count: int) -> float:
+    from megatron.core import parallel_state
+
+    t = torch.tensor([local_sum, float(local_count)], dtype=torch.float64, device=_comm_device())
+    torch.distributed.all_reduce(t, group=parallel_state.get_pipeline_model_parallel_group())
+    return float(t[0] / t[1].clamp_min(1.0))
 
 
 def update_expert_bias(model: torch.nn.Module) -> None:
@@ -311,12 +339,31 @@ def update_expert_bias(model: torch.nn.Module) -> None:
 
 
 def train_step(
-    model: torch.nn.Module, optimizer, scheduler, batch: dict[str, torch.Tensor], *, grad_clip: float
+    model: torch.nn.Module,
+    optimizer,
+    scheduler,
+    batch: dict[str, torch.Tensor],
+    *,
+    grad_clip: float,
+    micro_batch_size: int | None = None,
 ) -> StepResult:
-    """One optimizer step on this rank's share of a global batch (``batch_from_tokens`` layout)."""
+    """One optimizer step on this rank's share of a global batch (``batch_from_tokens`` layout).
+
+    Pipeline (``micro_batch_size`` splits the batch into micro-batches for Megatron's schedule) and context
+    parallelism take their own paths below; with neither, this is the whole step."""
+    from megatron.core import parallel_state
+
+    if parallel_state.get_pipeline_model_parallel_world_size() > 1:
+        return pipeline_train_step(
+            model, optimizer, scheduler, batch, grad_clip=grad_clip, micro_batch_size=micro_batch_size
+        )
+    if parallel_state.get_context_parallel_world_size() > 1:
+        return context_parallel_train_step(model, optimizer, scheduler, batch, grad_clip=grad_clip)
     model.train()
     optimizer.zero_grad(set_to_none=True)
     _clear_loss_trackers()
+    device = next(model.parameters()).device  # batches come from the CPU data loader
+    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     mask = batch["loss_mask"]
     per_token = model(batch["input_ids"], batch["position_ids"], None, labels=batch["labels"], loss_mask=mask)
     lm_loss = (per_token * mask).sum() / mask.sum().clamp_min(1)
@@ -343,6 +390,275 @@ def train_step(
     )
 
 
+def _finish_step(model, optimizer, scheduler, grad_clip: float) -> tuple[float, float, float]:
+    """Clip, step, schedule, balance: (grad norm, the LR used, expert load imbalance)."""
+    grad_norm = clip_grad_norm(model, grad_clip)
+    lr = optimizer.param_groups[0]["lr"]
+    optimizer.step()
+    scheduler.step(increment=1)
+    imbalance = expert_load_imbalance(model)
+    update_expert_bias(model)
+    return grad_norm, lr, imbalance
+
+
+def _sum_over(group, *values: float) -> list[float]:
+    t = torch.tensor(values, dtype=torch.float64, device=_comm_device())
+    if torch.distributed.get_world_size(group) > 1:
+        torch.distributed.all_reduce(t, group=group)
+    return [float(v) for v in t]
+
+
+# -- pipeline parallelism: Megatron's 1F1B schedule over the stages -----------------------------------------
+
+
+def sync_embedding_copies(model: torch.nn.Module) -> None:
+    """Sum the word-embedding gradients of the first stage and the last stage's copy (the MTP block's
+    embedding, and the output head when the embeddings are tied), so both copies take the same update --
+    what Megatron's finalize_model_grads does (_allreduce_word_embedding_grads) without its DDP buffers."""
+    from megatron.core import parallel_state
+
+    if not parallel_state.is_rank_in_embedding_group():
+        return
+    group = parallel_state.get_embedding_group()
+    if torch.distributed.get_world_size(group) == 1:
+        return
+    weight = model.shared_embedding_or_output_weight()
+    if weight.grad is None:
+        weight.grad = torch.zeros_like(weight)
+    torch.distributed.all_reduce(weight.grad, group=group)
+
+
+def pipeline_train_step(
+    model: torch.nn.Module,
+    optimizer,
+    scheduler,
+    batch: dict[str, torch.Tensor],
+    *,
+    grad_clip: float,
+    micro_batch_size: int | None = None,
+) -> StepResult:
+    """One optimizer step with pipeline parallelism: Megatron's schedule (1F1B, no interleaving) runs the
+    micro-batches through this rank's stage; the loss lives on the last stage.
+
+    Every rank of a pipeline reads the same batch (batches are a pure function of the step). The LM loss
+    of a micro-batch is its masked token sum over the token count of the *whole* batch, so the micro-batches
+    add up to exactly the loss of the one-forward step; the MTP and sequence-aux losses are Megatron's
+    per-micro-batch means (scaled by 1/micro-batches inside the schedule), equal to the one-forward values
+    when every micro-batch has the same number of loss tokens (packed pre-training data)."""
+    from megatron.core import parallel_state
+    from megatron.core.pipeline_parallel import get_forward_backward_func
+
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    _clear_loss_trackers()
+    local = batch["input_ids"].shape[0]
+    micro = micro_batch_size if micro_batch_size and local % micro_batch_size == 0 else local
+    num_micro = local // micro
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items()}  # no copy on CPU
+    total_tokens = batch["loss_mask"].sum().clamp_min(1)
+    micro_batches = [{k: v[i * micro : (i + 1) * micro] for k, v in batch.items()} for i in range(num_micro)]
+
+    def forward_step(data_iterator, chunk):
+        mb = next(data_iterator)
+        mask = mb["loss_mask"]
+        output = chunk(mb["input_ids"], mb["position_ids"], None, labels=mb["labels"], loss_mask=mask)
+
+        def loss_func(per_token: torch.Tensor):
+            lm_sum = (per_token * mask).sum()
+            # the schedule divides by num_micro: the micro-batches then sum to lm_sum / total_tokens
+            return lm_sum * (num_micro / total_tokens), {"lm_sum": lm_sum.detach()}
+
+        return output, loss_func
+
+    store = get_forward_backward_func()(
+        forward_step_func=forward_step,
+        data_iterator=iter(micro_batches),
+        model=[model],
+        num_microbatches=num_micro,
+        seq_length=batch["input_ids"].shape[1],
+        micro_batch_size=micro,
+        forward_only=False,
+    )
+    sync_embedding_copies(model)
+    sync_gradients(model)
+    grad_norm, lr, imbalance = _finish_step(model, optimizer, scheduler, grad_clip)
+    mtp_loss, aux = _tracked_losses(model.config)  # this stage's share (MTP: last stage only)
+    lm_sum = float(sum(float(d["lm_sum"]) for d in store)) if store else 0.0
+    pp_group = parallel_state.get_pipeline_model_parallel_group()
+    lm_sum, mtp_loss, aux = _sum_over(pp_group, lm_sum, mtp_loss / num_micro, aux / num_micro)
+    lm = _data_parallel_mean(lm_sum / float(total_tokens))
+    mtp_loss, aux = _data_parallel_mean(mtp_loss), _data_parallel_mean(aux)
+    total = lm + model.config.mtp_loss_scaling_factor * mtp_loss + aux
+    return StepResult(
+        lm_loss=lm,
+        mtp_loss=mtp_loss,
+        seq_aux_loss=aux,
+        loss=total,
+        grad_norm=grad_norm,
+        lr=lr,
+        expert_load_imbalance=imbalance,
+    )
+
+
+# -- context parallelism (GPUs with TransformerEngine attention) ---------------------------------------------
+
+
+def sync_gradients_context_parallel(model: torch.nn.Module) -> None:
+    """Gradients with context parallelism: each CP rank's backward holds its sequence chunks' share of the
+    gradient, so dense gradients are *summed* over the CP ranks of a data-parallel replica and averaged over
+    the replicas -- one all-reduce over the data-parallel x context-parallel group, divided by the DP size
+    (Megatron: loss x CP, gradients averaged over DP x CP; the same numbers). Expert parameters: all-reduce
+    over the expert-data-parallel group (which spans the CP ranks too), divided by the DP size."""
+    from megatron.core import parallel_state
+
+    dp_cp_group = parallel_state.get_data_parallel_group(with_context_parallel=True)
+    edp_group = parallel_state.get_expert_data_parallel_group()
+    dp = parallel_state.get_data_parallel_world_size()
+    edp = torch.distributed.get_world_size(edp_group)
+    for param in model.parameters():
+        if param.grad is None:
+            continue
+        if getattr(param, "allreduce", True):
+            torch.distributed.all_reduce(param.grad, group=dp_cp_group)
+        elif edp > 1:
+            torch.distributed.all_reduce(param.grad, group=edp_group)
+        param.grad.div_(dp)
+
+
+def context_parallel_train_step(
+    model: torch.nn.Module, optimizer, scheduler, batch: dict[str, torch.Tensor], *, grad_clip: float
+) -> StepResult:
+    """One optimizer step with context parallelism: ``batch`` holds this data-parallel rank's *whole*
+    sequences; each CP rank keeps its load-balanced share (``model.parallel.context_parallel_batch``).
+
+    The LM loss on a CP rank is its masked token sum over the token count of the whole sequences (summed over
+    the CP group), so the CP ranks' losses add up to the one-rank loss and so do their gradients. Megatron's
+    auxiliary losses, with the same gradient convention (summed over CP, averaged over DP; Megatron scales the
+    aux losses by CP and averages over DP x CP, the same numbers): the router's sequence aux loss on a rank is
+    its share of the global loss (expert loads reduced over TP x CP, probabilities local / global token count:
+    scale 1, the shares add up); the MTP loss is a per-rank token mean (scale 1/CP, the ranks' terms average)."""
+    from megatron.core import parallel_state
+    from megatron.core.transformer.moe.moe_utils import MoEAuxLossAutoScaler
+    from megatron.core.transformer.multi_token_prediction import MTPLossAutoScaler
+
+    from model.parallel import context_parallel_batch
+
+    cp = parallel_state.get_context_parallel_world_size()
+    cp_group = parallel_state.get_context_parallel_group()
+    device = next(model.parameters()).device
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    _clear_loss_trackers()
+    local = {k: v.to(device) for k, v in context_parallel_batch(batch).items()}
+    mask = local["loss_mask"]
+    total_tokens = batch["loss_mask"].to(device).sum().clamp_min(1)  # the whole sequences' (same on the CP ranks)
+    # fresh tensors (set_loss_scale copies into the previous one, whose shape an earlier step chose)
+    MoEAuxLossAutoScaler.main_loss_backward_scale = torch.ones(1, device=device)
+    MTPLossAutoScaler.main_loss_backward_scale = torch.full((1,), 1.0 / cp, device=device)
+    per_token = model(local["input_ids"], local["position_ids"], None, labels=local["labels"], loss_mask=mask)
+    lm_sum = (per_token.float() * mask).sum()
+    (lm_sum / total_tokens).backward()
+    sync_gradients_context_parallel(model)
+    grad_norm, lr, imbalance = _finish_step(model, optimizer, scheduler, grad_clip)
+    mtp_loss, aux = _tracked_losses(model.config)
+    lm_sum_all, mtp_sum, aux_sum = _sum_over(cp_group, float(lm_sum), mtp_loss, aux)
+    lm = _data_parallel_mean(lm_sum_all / float(total_tokens))
+    # MTP: each rank's value is its tokens' mean (average them); sequence aux: each rank's value is its share
+    # of the global one (the router reduces the expert loads over TP x CP, the probabilities stay local): sum
+    mtp_loss, aux = _data_parallel_mean(mtp_sum / cp), _data_parallel_mean(aux_sum)
+    total = lm + model.config.mtp_loss_scaling_factor * mtp_loss + aux
+    return StepResult(
+        lm_loss=lm,
+        mtp_loss=mtp_loss,
+        seq_aux_loss=aux,
+        loss=total,
+        grad_norm=grad_norm,
+        lr=lr,
+        expert_load_imbalance=imbalance,
+    )
+
+
+def compare_context_parallel(
+    preset: Preset | str = "tiny",
+    *,
+    context_parallel: int = 2,
+    steps: int = 2,
+    seq_length: int | None = None,
+    batch_size: int | None = None,
+    tolerance: float = 2e-2,
+    seed: int = 1234,
+) -> dict:
+    """A CP=``context_parallel`` training run against CP=1 on the same GPUs, for a GPU check script.
+
+    Call it on every rank of ``torchrun --nproc-per-node=<context_parallel>`` (CUDA + TransformerEngine).
+    Phase 1: CP=1 (the ranks are data-parallel, each takes its share of the global batch); phase 2: CP=N,
+    data-parallel size 1, every sequence split over the ranks (``model.parallel.context_parallel_batch``).
+    Both phases start from the same initial weights (phase 1's, copied) and train ``steps`` steps on the same
+    fixed random token batches of ``batch_size`` sequences (default the preset's global batch; divisible by
+    the world size) x ``seq_length`` tokens (default the pre-training length; divisible by 2 x CP).
+    Leaves Megatron's parallel state reset (``model.parallel.reset``); torch.distributed stays up.
+
+    Returns (the same on every rank) ``{"context_parallel", "steps", "cp1": [StepResult as dict, ...],
+    "cp": [...], "max_lm_loss_diff", "max_grad_norm_rel_diff", "tolerance", "ok"}``; ``ok`` is
+    ``max_lm_loss_diff <= tolerance and max_grad_norm_rel_diff <= tolerance``.
+    """
+    from dataclasses import asdict
+
+    from megatron.core import parallel_state
+
+    from config import get_preset
+    from model import parallel
+    from model.architecture import build_model
+
+    preset = get_preset(preset) if isinstance(preset, str) else preset
+    seq = seq_length or preset.pretrain.seq_length
+    size = batch_size or preset.pretrain.global_batch_size
+    g = torch.Generator().manual_seed(seed)
+    batches = [
+        batch_from_tokens(torch.randint(0, preset.tokenizer.vocab_size, (size, seq + 1), generator=g))
+        for _ in range(steps)
+    ]
+
+    def run(cp: int, init_state: dict | None) -> tuple[list[dict], dict]:
+        if parallel.is_initialized():
+            parallel.reset()
+        parallel.initialize(context_parallel=cp, seed=preset.pretrain.seed)
+        model = build_model(preset)
+        if init_state is None:
+            init_state = {k: v.detach().clone() if torch.is_tensor(v) else v for k, v in model.state_dict().items()}
+        else:
+            model.load_state_dict(init_state, strict=True)
+        optimizer, device = build_optimizer(model, preset), next(model.parameters()).device
+        scheduler = wsd_scheduler(optimizer, preset)
+        dp, dp_rank = parallel_state.get_data_parallel_world_size(), parallel_state.get_data_parallel_rank()
+        if size % dp:
+            raise ValueError(f"batch of {size} sequences does not split over {dp} data-parallel ranks")
+        rows = []
+        for full in batches:
+            share = size // dp
+            local = {k: v[dp_rank * share : (dp_rank + 1) * share].to(device) for k, v in full.items()}
+            rows.append(asdict(train_step(model, optimizer, scheduler, local, grad_clip=preset.pretrain.grad_clip)))
+        del model, optimizer, scheduler
+        return rows, init_state
+
+    one, init = run(1, None)
+    many, _ = run(context_parallel, init)
+    parallel.reset()
+    lm_diff = max(abs(a["lm_loss"] - b["lm_loss"]) for a, b in zip(one, many))
+    norm_diff = max(abs(a["grad_norm"] - b["grad_norm"]) / max(1e-12, abs(a["grad_norm"])) for a, b in zip(one, many))
+    return {
+        "context_parallel": context_parallel,
+        "steps": steps,
+        "cp1": one,
+        "cp": many,
+        "max_lm_loss_diff": lm_diff,
+        "max_grad_norm_rel_diff": norm_diff,
+        "tolerance": tolerance,
+        "ok": lm_diff <= tolerance and norm_diff <= tolerance,
+    }
+
+
 __all__ = [
     "MuonWithAdamW",
     "OptimizerUnavailableError",
@@ -351,8 +667,13 @@ __all__ = [
     "batch_from_tokens",
     "build_optimizer",
     "clip_grad_norm",
+    "compare_context_parallel",
+    "context_parallel_train_step",
     "expert_load_imbalance",
     "muon",
+    "pipeline_train_step",
+    "sync_embedding_copies",
+    "sync_gradients_context_parallel",
     "sync_gradients",
     "train_step",
     "update_expert_bias",

@@ -31,8 +31,9 @@ def layout_problems(
     data-parallel ranks (``train_prompts``: the train split's size when known; a round takes
     ``min(prompts_per_step, train_prompts)``)."""
     tp, ep = tensor_parallel, expert_parallel
-    if tp < 1 or ep < 1 or world < 1 or world % tp or (world // tp) % ep:
-        return [f"{world} processes do not divide into TP={tp} x EP={ep} (EP splits the data-parallel ranks)"]
+    if tp < 1 or ep < 1 or world < 1 or world % tp or world % ep:
+        # whole experts per rank (expert tensor parallelism 1, model.parallel): EP splits the TP x DP ranks
+        return [f"{world} processes do not divide into TP={tp} x EP={ep} (EP splits the TP x DP ranks)"]
     problems = []
     if preset.model.num_moe_experts % ep:
         problems.append(f"expert parallelism {ep} does not divide {preset.model.num_moe_experts} experts")

@@ -64,6 +64,8 @@ class StageLaunch:
     tokenizer: Path | None = None
     # context stages on GPUs: ranks the sequence is split over (TE attention with the sliding window)
     context_parallel: int = 1
+    # model.train's pipeline stages (Megatron's 1F1B schedule; compute.pipeline_parallel)
+    pipeline_parallel: int = 1
     # the process torchrun starts: ``model.train`` (pre-training, context, SFT) or
     # ``posttrain.policy_train`` (AGAPO / GROUPER: ``algorithm`` over the ``prompts`` file)
     module: str = "model.train"
@@ -115,6 +117,8 @@ class StageLaunch:
             str(self.expert_parallel),
             "--context-parallel",
             str(self.context_parallel),
+            "--pipeline-parallel",
+            str(self.pipeline_parallel),
         ]
         if self.init_from is not None:
             args += ["--init-from", str(self.init_from)]
@@ -324,18 +328,19 @@ class TrainerLauncher(ConfigurableResource):
                 f"backend {self.backend!r} launches one node (multi-node: KEXAONE_TRAINER="
                 f"{' or '.join(MULTI_NODE_BACKENDS)})"
             )
-        if c.pipeline_parallel > 1:
-            out.append(f"compute.pipeline_parallel={c.pipeline_parallel}: model.train runs no pipeline schedule yet")
         return out
 
     def node_count(self, preset: Preset) -> int:
         return self.nodes or max(1, preset.compute.nodes_per_training_step)
 
-    def layout(self, preset: Preset) -> tuple[int, int, int]:
-        """(processes, TP, EP) of one stage."""
+    def layout(self, preset: Preset, *, policy: bool = False) -> tuple[int, int, int]:
+        """(processes per node, TP, EP) of one stage; ``policy``: a policy stage's own TP / EP (no PP)."""
         c = preset.compute
         nproc = self.nproc_per_node or max(1, c.gpus_per_training_step)
-        return nproc, self.tensor_parallel or c.tensor_parallel, self.expert_parallel or c.expert_parallel
+        tp, ep = (c.tensor_parallel, c.expert_parallel)
+        if policy:
+            tp, ep = c.policy_tensor_parallel, c.policy_expert_parallel
+        return nproc, self.tensor_parallel or tp, self.expert_parallel or ep
 
     def work_dir(self, asset: str, version: str) -> Path:
         return Path(self.work_root) / asset / version

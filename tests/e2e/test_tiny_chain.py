@@ -287,13 +287,17 @@ def test_killed_stage_resumes_from_its_checkpoint_and_matches_an_uninterrupted_r
     assert not killed["work"].exists()  # scratch removed once the stage committed
 
 
-def test_two_process_expert_parallel_matches_one_process(trained, tmp_path):
-    """Same stage-2 start (stage 1's checkpoint, re-sharded by dist_checkpointing) on 1 process and on 2
-    processes with expert parallelism 2 over gloo: experts split 4 + 4, data parallel 2."""
+@pytest.mark.timeout(600)
+def test_two_process_expert_and_pipeline_parallel_match_one_process(trained, tmp_path):
+    """Same stage-2 start (stage 1's checkpoint, re-sharded by dist_checkpointing) on 1 process, on 2 processes
+    with expert parallelism 2 over gloo (experts split 4 + 4, data parallel 2), and on 2 processes with pipeline
+    parallelism 2 (layers 1-2 with the embedding | layers 3-4 with the head and MTP; Megatron's 1F1B schedule
+    over 8 micro-batches of compute.micro_batch_size)."""
     mixture = artifact(trained, "tokenized_mixture_stage2")
     init = artifact(trained, "pretrain_stage1") / "checkpoint"
+    layouts = {"one": (1, []), "ep2": (2, ["--expert-parallel", "2"]), "pp2": (2, ["--pipeline-parallel", "2"])}
     curves = {}
-    for nproc in (1, 2):
+    for name, (nproc, layout) in layouts.items():
         run = train_cli(
             "--preset",
             "tiny",
@@ -304,21 +308,22 @@ def test_two_process_expert_parallel_matches_one_process(trained, tmp_path):
             "--init-from",
             str(init),
             "--work-dir",
-            str(tmp_path / f"w{nproc}"),
+            str(tmp_path / f"w-{name}"),
             "--output",
-            str(tmp_path / f"o{nproc}"),
-            "--expert-parallel",
-            str(nproc),
+            str(tmp_path / f"o-{name}"),
+            *layout,
             "--max-steps",
             "8",
             nproc=nproc,
         )
         assert run.returncode == 0, run.stderr[-3000:]
-        curves[nproc] = metrics(tmp_path / f"o{nproc}" / "metrics.jsonl")
-    assert json.loads((tmp_path / "o2" / "summary.json").read_text())["expert_parallel"] == 2
-    for one, two in zip(curves[1], curves[2], strict=True):
-        assert abs(one["lm_loss"] - two["lm_loss"]) <= 1e-4, (one, two)
-        assert abs(one["grad_norm"] - two["grad_norm"]) <= 1e-4 * max(1.0, one["grad_norm"]), (one, two)
+        curves[name] = metrics(tmp_path / f"o-{name}" / "metrics.jsonl")
+    assert json.loads((tmp_path / "o-ep2" / "summary.json").read_text())["expert_parallel"] == 2
+    assert json.loads((tmp_path / "o-pp2" / "summary.json").read_text())["pipeline_parallel"] == 2
+    for name in ("ep2", "pp2"):
+        for one, two in zip(curves["one"], curves[name], strict=True):
+            assert abs(one["lm_loss"] - two["lm_loss"]) <= 1e-4, (name, one, two)
+            assert abs(one["grad_norm"] - two["grad_norm"]) <= 1e-4 * max(1.0, one["grad_norm"]), (name, one, two)
 
 
 # -- the slurm trainer backend: a 2-node job on a temp-dir Slurm of this machine ------------------------------

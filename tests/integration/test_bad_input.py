@@ -49,14 +49,13 @@ def test_cli_validate_reports_one_clear_line(kexaone_env, env, expected):
     assert_one_line_error(run_cli("validate", **env), expected)
 
 
-def test_cli_validate_refuses_the_full_preset_until_it_can_launch_multi_node(kexaone_env):
-    """Its layout fits (kexaone plan --layout), but 8 nodes and pipeline parallelism are not launched yet."""
+def test_cli_validate_refuses_the_full_preset_on_a_one_node_trainer(kexaone_env):
+    """Its layouts fit (kexaone plan --layout), and the stages need 8 nodes: a multi-node trainer backend."""
     proc = run_cli("validate", KEXAONE_PRESET="k-exaone-236b")
     assert_one_line_error(
         proc,
         "preset k-exaone-236b cannot train as configured: the stages need 8 nodes x 8 GPUs; trainer backend "
-        "'subprocess' launches one node (multi-node launch is not built yet); compute.pipeline_parallel=2: "
-        "model.train runs no pipeline schedule yet",
+        "'subprocess' launches one node (multi-node: KEXAONE_TRAINER=slurm or k8s-multinode)",
     )
 
 

@@ -68,16 +68,19 @@ def test_every_training_stage_of_the_full_preset_fits_its_layout_and_the_old_one
     assert found[0].startswith("pretraining (TP8 PP1 EP8 CP1 DP1, 8192 tokens): needs")
     assert any(p.startswith("context_stage2: TP8 PP1 EP8 CP8 DP1 is 64 GPUs, the stage has 8") for p in found)
     no_recompute = layout_problems(with_layout(FULL, recompute="none"))
-    # the 256K stage and the policy stages (up to 34K tokens without CP) need recomputation
-    assert [p.split(" (")[0] for p in no_recompute] == ["context_stage2", "rl", "preference"]
+    # the 256K stage and the RL stage (34K tokens without CP, TP8 PP1 EP64) need recomputation
+    assert [p.split(" (")[0] for p in no_recompute] == ["context_stage2", "rl"]
 
 
 def test_the_policy_stages_are_planned_with_adamw_on_every_matrix():
     """posttrain.policy_train trains with AdamW (m and v: 8 B) where pre-training's Muon keeps 4 B of momentum."""
     from model.layout import POLICY_PROMPT_TOKENS, stage_workloads
 
+    from model.layout import preset_layout
+
     workloads = stage_workloads(FULL)
     rl, cp = workloads["rl"]
+    assert str(preset_layout(FULL, cp, "rl")) == "TP8 PP1 EP64 CP1 DP8"  # no pipeline schedule in policy_train
     assert cp == 1 and rl.optimizer == "adamw"
     assert rl.seq_length == FULL.posttrain.rl.max_response_tokens + POLICY_PROMPT_TOKENS
     assert rl.global_batch_size == 256 * 16 // 4  # prompts x group over the off-policy updates per round

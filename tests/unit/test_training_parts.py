@@ -14,7 +14,7 @@ from config import get_preset
 from model import data, stages, training
 from model.stages import TrainingSetupError, stage_plan
 from model.train import validate_inputs
-from resources.trainer import StageLaunch, k8s_pod_spec, torchrun_command
+from resources.trainer import StageLaunch, TrainerLauncher, k8s_pod_spec, torchrun_command
 from tests.model_support import MEGATRON_QUIET
 
 pytestmark = MEGATRON_QUIET
@@ -306,7 +306,13 @@ def test_policy_stage_layouts_divide_like_pretraining_and_split_each_round():
     assert layout_problems(TINY, "agapo", 2, 1, 2) == []  # EP 2 over DP 2 (tested on 2 processes)
     assert layout_problems(TINY, "agapo", 4, 2, 2) == []  # TP 2 x DP 2, EP 2 over the DP ranks
     assert layout_problems(TINY, "agapo", 2, 1, 3) == [
-        "2 processes do not divide into TP=1 x EP=3 (EP splits the data-parallel ranks)"
+        "2 processes do not divide into TP=1 x EP=3 (EP splits the TP x DP ranks)"
+    ]
+    full = get_preset("k-exaone-236b")  # 8 nodes x 8 GPUs, the policy layout TP 8, EP 64 (whole experts)
+    assert TrainerLauncher(work_root="w").layout(full, policy=True) == (8, 8, 64)
+    assert layout_problems(full, "agapo", 64, 8, 64) == [] == layout_problems(full, "grouper", 64, 8, 64)
+    assert layout_problems(full, "agapo", 8, 8, 64) == [
+        "8 processes do not divide into TP=8 x EP=64 (EP splits the TP x DP ranks)"
     ]
     rl = TINY.posttrain.rl.prompts_per_step
     odd = layout_problems(TINY, "agapo", rl + 1, 1, 1)
