@@ -328,6 +328,14 @@ class TrainerLauncher(ConfigurableResource):
                 f"backend {self.backend!r} launches one node (multi-node: KEXAONE_TRAINER="
                 f"{' or '.join(MULTI_NODE_BACKENDS)})"
             )
+        stages = preset.context.stages.items()
+        cps = [f"CP {cs.context_parallel} ({name})" for name, cs in stages if cs.context_parallel > 1]
+        if c.pipeline_parallel > 1 or cps:
+            layout = ", ".join([f"PP {c.pipeline_parallel}"] * (c.pipeline_parallel > 1) + cps)
+            out.append(
+                "the context stages' NIAH gate generates with the whole model on rank 0 after training, which "
+                f"their layout ({layout}) does not allow (a gate through an inference server is not built yet)"
+            )
         return out
 
     def node_count(self, preset: Preset) -> int:

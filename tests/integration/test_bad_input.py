@@ -59,6 +59,16 @@ def test_cli_validate_refuses_the_full_preset_on_a_one_node_trainer(kexaone_env)
     )
 
 
+def test_cli_validate_on_a_multi_node_trainer_names_what_the_full_preset_still_lacks(kexaone_env):
+    """Nodes, pipeline and context parallelism launch; the NIAH gate after a context stage does not yet."""
+    proc = run_cli("validate", KEXAONE_PRESET="k-exaone-236b", KEXAONE_TRAINER="slurm")
+    assert_one_line_error(
+        proc,
+        "preset k-exaone-236b cannot train as configured: the context stages' NIAH gate generates with the whole "
+        "model on rank 0 after training, which their layout (PP 2, CP 2 (stage1), CP 8 (stage2)) does not allow",
+    )
+
+
 def test_cli_validate_passes_on_the_embedded_default(kexaone_env):
     proc = run_cli("validate")
     assert proc.returncode == 0 and proc.stdout.startswith("ok: preset tiny, 8 corpus sources"), proc.stderr

@@ -74,9 +74,7 @@ def test_every_training_stage_of_the_full_preset_fits_its_layout_and_the_old_one
 
 def test_the_policy_stages_are_planned_with_adamw_on_every_matrix():
     """posttrain.policy_train trains with AdamW (m and v: 8 B) where pre-training's Muon keeps 4 B of momentum."""
-    from model.layout import POLICY_PROMPT_TOKENS, stage_workloads
-
-    from model.layout import preset_layout
+    from model.layout import POLICY_PROMPT_TOKENS, preset_layout, stage_workloads
 
     workloads = stage_workloads(FULL)
     rl, cp = workloads["rl"]
