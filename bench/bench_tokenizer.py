@@ -7,6 +7,16 @@ Corpus (built at run time, nothing downloaded): English prose = docstrings of th
 installed in .venv, code = their source files, plus the shipped demo corpus for ko/es/de/ja/vi/STEM.
 Training follows the shipped recipe (tokenizer.recipe) with the tiny preset's ratios rescaled to each
 vocabulary size: base vocabulary = 2/3 V (100K : 150K), keep 70 %, superwords 20 %.
+
+On the real-text benchmark corpus (issue 20; built by ``python -m bench.multilingual_corpus CORPUS``):
+
+    .venv/bin/python -m bench.bench_tokenizer --corpus CORPUS --vocabs 32768 [--train-cap-mb 12] [--out F.md]
+
+trains the previous-generation base tokenizer (2/3 V, NFKC), plain BPE (V) and SuperBPE (V) on the
+corpus's train split only, each in its own process (wall time and peak RSS per tokenizer), and measures
+bytes per token on its held-out split per language and report domain, the superword share of the
+vocabulary against the policy, and the en : ko : other split of the superword merges. It prints the
+tables (and writes them to ``--out``); it does not touch docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 from bench.report import markdown_table, write_section
 
@@ -81,14 +92,28 @@ def domains_for(folder: Path):
     }
 
 
-def preset_for(vocab: int):
+def preset_for(vocab: int, held_out_fraction: float | None = None):
     from config import get_preset
 
-    padded = -(-vocab // 128) * 128 + 128  # room for the special tokens
-    return get_preset(
-        "tiny",
-        {"tokenizer.vocab_size": vocab, "tokenizer.base_vocab_size": vocab * 2 // 3, "model.padded_vocab_size": padded},
-    )
+    return get_preset("tiny", _preset_overrides(vocab, held_out_fraction))
+
+
+def _preset_overrides(vocab: int, held_out_fraction: float | None = None) -> dict:
+    from config import get_preset
+
+    full = get_preset("k-exaone-236b")
+    if vocab == full.tokenizer.vocab_size:
+        padded = full.model.padded_vocab_size  # 150,000 -> 153,600 as in the HF config
+    else:
+        padded = -(-vocab // 128) * 128 + 128  # room for the special tokens
+    overrides = {
+        "tokenizer.vocab_size": vocab,
+        "tokenizer.base_vocab_size": vocab * 2 // 3,
+        "model.padded_vocab_size": padded,
+    }
+    if held_out_fraction is not None:
+        overrides["tokenizer.held_out_fraction"] = held_out_fraction
+    return overrides
 
 
 def layout(folder: Path, megabytes: float) -> dict[str, int]:
@@ -202,6 +227,237 @@ def memory_scaling(root: Path, sizes_mb: list[float], vocab: int) -> str:
     return markdown_table(["corpus (prose + code, + demo)", "vocab", "train s (base + SuperBPE)", "peak RSS MiB"], rows)
 
 
+# -- the real-text corpus (bench.multilingual_corpus) -------------------------------------------------
+
+CORPUS_DOMAINS = ("en", "ko", "es", "de", "ja", "vi", "code", "stem")
+# The corpus has its own held-out split (heldout.jsonl, never read for training); the recipe's internal
+# split is made (almost) empty so that every train document is trained on. Validation wants it > 0.
+NO_INTERNAL_HOLD_OUT = 1e-9
+
+
+def corpus_streams(folder: Path, split: str, cap_mb: float | None = None):
+    from bench.multilingual_corpus import read_split
+    from tokenizer.recipe import is_held_out
+
+    stats = json.loads((folder / "stats.json").read_text())
+
+    def stream(domain: str):
+        # A cap keeps a deterministic sample (by document id) spread over every part of the domain, not its
+        # first parts in file order.
+        total = stats[domain]["train_bytes" if split == "train" else "held_out_bytes"]
+        keep = 1.0 if cap_mb is None or total <= cap_mb * 1e6 else cap_mb * 1e6 / total
+
+        def docs():
+            for doc_id, text in read_split(folder, domain, split):
+                if keep >= 1.0 or is_held_out(f"sample:{doc_id}", keep):
+                    yield doc_id, text
+
+        return docs
+
+    return {d: stream(d) for d in CORPUS_DOMAINS}
+
+
+# Recipe variants prototyped here (not in tokenizer/): preset overrides and/or another reallocation mix
+# (a domain named twice is read twice: twice its weight in the stage-1 reallocation).
+VARIANTS = {
+    "keep60": ({"tokenizer.keep_base_fraction": 0.6}, None),
+    "realloc-weighted": ({}, ("de", "de", "ja", "ja", "ja", "vi", "stem", "code")),
+    "keep60-weighted": ({"tokenizer.keep_base_fraction": 0.6}, ("de", "de", "ja", "ja", "ja", "vi", "stem", "code")),
+    "realloc-all": ({}, ("en", "ko", "es", "de", "ja", "vi", "stem", "code")),
+    "keep60-balanced": (
+        {"tokenizer.keep_base_fraction": 0.6},
+        ("ko", "de", "de", "ja", "ja", "ja", "vi", "stem", "code", "code"),
+    ),
+    "keep65-balanced": (
+        {"tokenizer.keep_base_fraction": 0.65},
+        ("ko", "de", "de", "ja", "ja", "ja", "vi", "stem", "code", "code"),
+    ),
+}
+
+
+def corpus_child(folder: str, vocab: int, kind: str, save: str, cap_mb: float | None) -> None:
+    """Run in a subprocess: train one tokenizer kind on the train split, save it, print time and peak RSS.
+
+    ``kind`` is plain, superbpe (the shipped recipe) or superbpe:VARIANT (see VARIANTS)."""
+    from tokenizer.recipe import (
+        build_base_tokenizer,
+        build_plain_bpe,
+        build_superbpe_tokenizer,
+        superbpe_plan,
+        training_texts,
+    )
+    from tokenizer.superbpe import train_superbpe
+
+    domains = corpus_streams(Path(folder), "train", cap_mb)
+    variant = kind.partition(":")[2]
+    overrides, realloc = VARIANTS[variant] if variant else ({}, None)
+    preset = preset_for(vocab, NO_INTERNAL_HOLD_OUT)
+    if overrides:
+        from config import get_preset
+
+        preset = get_preset("tiny", {**_preset_overrides(vocab, NO_INTERNAL_HOLD_OUT), **overrides})
+    out: dict = {}
+    t0 = time.perf_counter()
+    if kind == "plain":
+        build_plain_bpe(preset, domains).save(str(Path(save) / "plain.json"))
+    else:
+        base = build_base_tokenizer(preset, domains)
+        out["base_seconds"] = time.perf_counter() - t0
+        base.save(str(Path(save) / "base.json"))
+        if realloc is None:
+            result = build_superbpe_tokenizer(preset, base, domains)
+        else:
+            held = preset.tokenizer.held_out_fraction
+            languages = preset.data.domains
+            other = tuple(d for d in languages if d not in ("en", "ko"))
+            groups = {"en": ("en",), "ko": ("ko",), "other": other}
+            result = train_superbpe(
+                superbpe_plan(preset),
+                base,
+                all_texts=training_texts(domains, languages, held),
+                reallocation_texts=training_texts(domains, realloc, held),
+                superword_texts={g: training_texts(domains, names, held) for g, names in groups.items()},
+            )
+        name = "superbpe" + (f"-{variant}" if variant else "")
+        result.tokenizer.save(str(Path(save) / f"{name}.json"))
+        out |= {
+            "superword_merges_by_group": result.superword_merges_by_group,
+            "superword_budget": superbpe_plan(preset).superword_budget(),
+            "fill_merges": result.fill_merges,
+            "kept_base_merges": result.kept_base_merges,
+            "stage1_merges": len(result.stage1_merges),
+        }
+    out["seconds"] = time.perf_counter() - t0
+    out["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(out))
+
+
+EVAL_GROUPS = {
+    "en": ("en",),
+    "ko": ("ko",),
+    "ja": ("ja",),
+    "de": ("de",),
+    "es": ("es",),
+    "vi": ("vi",),
+    "multilingual": ("es", "de", "ja", "vi"),
+    "stem": ("stem",),
+    "code": ("code",),
+}
+
+
+def corpus_comparison(
+    folder: Path, vocabs: list[int], cap_mb: float | None, variants: Sequence[str] = ()
+) -> tuple[str, dict]:
+    from tokenizers import Tokenizer
+
+    from tokenizer.recipe import superword_vocab_share
+    from tokenizer.superbpe import bytes_per_token, superword_usage
+
+    held = corpus_streams(folder, "heldout")
+    held_texts = {d: [t for _, t in held[d]()] for d in CORPUS_DOMAINS}
+    results: dict = {"stats": json.loads((folder / "stats.json").read_text()), "train_cap_mb": cap_mb, "vocabs": {}}
+    sections = []
+    for vocab in vocabs:
+        with tempfile.TemporaryDirectory(prefix="kexaone-bench-tok-") as save:
+            runs = {}
+            for kind in ("plain", "superbpe", *(f"superbpe:{v}" for v in variants)):
+                cmd = [sys.executable, "-m", "bench.bench_tokenizer", "--corpus-child", str(folder)]
+                cmd += ["--vocab", str(vocab), "--kind", kind, "--save", save]
+                cmd += ["--train-cap-mb", str(cap_mb)] if cap_mb is not None else []
+                proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                runs[kind] = json.loads(proc.stdout.strip().splitlines()[-1])
+                print(f"vocab {vocab} {kind}: {runs[kind]}", file=sys.stderr)
+            toks = {n: Tokenizer.from_file(str(Path(save) / f"{n}.json")) for n in ("base", "plain", "superbpe")}
+            variant_toks = {v: Tokenizer.from_file(str(Path(save) / f"superbpe-{v}.json")) for v in variants}
+        rows, per = [], {}
+        for group, names in EVAL_GROUPS.items():
+            texts = [t for n in names for t in held_texts[n]]
+            bpt = {n: bytes_per_token(tok, texts) for n, tok in toks.items()}
+            usage = superword_usage(toks["superbpe"], texts)
+            per[group] = {
+                "bytes_per_token": bpt,
+                "superword_token_share": usage,
+                "bytes": sum(len(t.encode()) for t in texts),
+            }
+            rows.append(
+                [
+                    group,
+                    f"{per[group]['bytes'] / 1e6:.2f}",
+                    f"{bpt['base']:.3f}",
+                    f"{bpt['plain']:.3f}",
+                    f"{bpt['superbpe']:.3f}",
+                    f"{100 * (bpt['superbpe'] / bpt['plain'] - 1):+.1f} %",
+                    f"{100 * (bpt['superbpe'] / bpt['base'] - 1):+.1f} %",
+                    f"{100 * (bpt['plain'] / bpt['base'] - 1):+.1f} %",
+                    f"{100 * usage:.1f} %",
+                ]
+            )
+        sup = runs["superbpe"]
+        by_group = sup["superword_merges_by_group"]
+        share = superword_vocab_share(toks["superbpe"])
+        budget = sup["superword_budget"]
+        summary = (
+            f"vocab {vocab} (base {vocab * 2 // 3}): superword share of the vocabulary {100 * share:.1f} % "
+            f"(policy 20 %); superword merges en/ko/other {by_group.get('en')}/{by_group.get('ko')}/"
+            f"{by_group.get('other')} of budget {budget.get('en')}/{budget.get('ko')}/{budget.get('other')} "
+            f"(policy 2:3:1); fill merges {sup['fill_merges']}; kept base merges {sup['kept_base_merges']}.\n"
+            f"Training: base {sup['base_seconds']:.0f} s + SuperBPE {sup['seconds'] - sup['base_seconds']:.0f} s, "
+            f"peak RSS {sup['peak_mib']:.0f} MiB (one process for both); plain BPE {runs['plain']['seconds']:.0f} s, "
+            f"peak RSS {runs['plain']['peak_mib']:.0f} MiB."
+        )
+        table = markdown_table(
+            [
+                "held-out",
+                "MB",
+                "B/tok base",
+                "B/tok plain",
+                "B/tok SuperBPE",
+                "SuperBPE vs plain",
+                "SuperBPE vs base",
+                "plain vs base",
+                "superword tokens",
+            ],
+            rows,
+        )
+        sections.append(f"### vocab {vocab}\n\n{summary}\n\n{table}\n")
+        results["vocabs"][vocab] = {"runs": runs, "per_domain": per, "superword_vocab_share": share}
+        if variants:
+            sections.append(variant_table(vocab, variants, variant_toks, runs, per, held_texts, results))
+    return "\n".join(sections), results
+
+
+def variant_table(vocab, variants, variant_toks, runs, per, held_texts, results) -> str:
+    from tokenizer.recipe import superword_vocab_share
+    from tokenizer.superbpe import bytes_per_token
+
+    rows = []
+    out = results["vocabs"][vocab].setdefault("variants", {v: {"per_domain": {}} for v in variants})
+    for group, names in EVAL_GROUPS.items():
+        texts = [t for n in names for t in held_texts[n]]
+        plain = per[group]["bytes_per_token"]["plain"]
+        row = [group, f"{plain:.3f}", f"{100 * (per[group]['bytes_per_token']['superbpe'] / plain - 1):+.1f} %"]
+        for v in variants:
+            bpt = bytes_per_token(variant_toks[v], texts)
+            out[v]["per_domain"][group] = bpt
+            row.append(f"{100 * (bpt / plain - 1):+.1f} %")
+        rows.append(row)
+    notes = []
+    for v in variants:
+        share = superword_vocab_share(variant_toks[v])
+        out[v]["superword_vocab_share"] = share
+        out[v]["run"] = runs[f"superbpe:{v}"]
+        notes.append(
+            f"`{v}` {VARIANTS[v]}: superword share {100 * share:.1f} %, fill {runs[f'superbpe:{v}']['fill_merges']}, "
+            f"{runs[f'superbpe:{v}']['seconds']:.0f} s"
+        )
+    table = markdown_table(["held-out", "B/tok plain", "shipped vs plain", *[f"{v} vs plain" for v in variants]], rows)
+    return (
+        f"Recipe variants at {vocab} (prototypes in bench/, gains over plain BPE):\n\n"
+        + "\n".join(f"- {n}" for n in notes)
+        + f"\n\n{table}\n"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mb", type=float, default=15.0, help="MB of prose and of code for the comparison")
@@ -209,7 +465,27 @@ def main() -> None:
     parser.add_argument("--memory-sizes", default="4,12,36", help="MB of prose and of code per scaling run")
     parser.add_argument("--memory-child")
     parser.add_argument("--vocab", type=int, default=32768)
+    parser.add_argument("--corpus", type=Path, help="a corpus built by bench.multilingual_corpus")
+    parser.add_argument("--corpus-child")
+    parser.add_argument("--kind", help="plain, superbpe or superbpe:VARIANT")
+    parser.add_argument("--save")
+    parser.add_argument("--variants", default="", help="recipe variants to prototype: " + ",".join(VARIANTS))
+    parser.add_argument("--train-cap-mb", type=float, help="train on at most this many MB per domain")
+    parser.add_argument("--out", type=Path, help="also write the corpus tables (markdown) and a .json beside")
     args = parser.parse_args()
+    if args.corpus_child:
+        corpus_child(args.corpus_child, args.vocab, args.kind, args.save, args.train_cap_mb)
+        return
+    if args.corpus:
+        variants = [v for v in args.variants.split(",") if v]
+        text, results = corpus_comparison(
+            args.corpus, [int(v) for v in args.vocabs.split(",")], args.train_cap_mb, variants
+        )
+        print(text)
+        if args.out:
+            args.out.write_text(text)
+            args.out.with_suffix(".json").write_text(json.dumps(results, indent=1))
+        return
     if args.memory_child:
         memory_child(args.memory_child, args.vocab)
         return
