@@ -369,14 +369,16 @@ def train_step(
     lm_loss = (per_token * mask).sum() / mask.sum().clamp_min(1)
     lm_loss.backward()
     sync_gradients(model)
-    grad_norm = clip_grad_norm(model, grad_clip)
-    lr = optimizer.param_groups[0]["lr"]
-    optimizer.step()
-    scheduler.step(increment=1)
-    imbalance = expert_load_imbalance(model)
-    update_expert_bias(model)
+    finished = _finish_step(model, optimizer, scheduler, grad_clip)
     mtp_loss, aux = _tracked_losses(model.config)
-    lm = _data_parallel_mean(lm_loss.item())
+    return _step_result(model, lm_loss.item(), mtp_loss, aux, *finished)
+
+
+def _step_result(
+    model, lm: float, mtp_loss: float, aux: float, grad_norm: float, lr: float, imbalance: float
+) -> StepResult:
+    """This rank's losses averaged over the data-parallel replicas, with the step's norm, LR and balance."""
+    lm = _data_parallel_mean(lm)
     mtp_loss, aux = _data_parallel_mean(mtp_loss), _data_parallel_mean(aux)
     total = lm + model.config.mtp_loss_scaling_factor * mtp_loss + aux
     return StepResult(
@@ -482,23 +484,12 @@ def pipeline_train_step(
     )
     sync_embedding_copies(model)
     sync_gradients(model)
-    grad_norm, lr, imbalance = _finish_step(model, optimizer, scheduler, grad_clip)
+    finished = _finish_step(model, optimizer, scheduler, grad_clip)
     mtp_loss, aux = _tracked_losses(model.config)  # this stage's share (MTP: last stage only)
     lm_sum = float(sum(float(d["lm_sum"]) for d in store)) if store else 0.0
     pp_group = parallel_state.get_pipeline_model_parallel_group()
     lm_sum, mtp_loss, aux = _sum_over(pp_group, lm_sum, mtp_loss / num_micro, aux / num_micro)
-    lm = _data_parallel_mean(lm_sum / float(total_tokens))
-    mtp_loss, aux = _data_parallel_mean(mtp_loss), _data_parallel_mean(aux)
-    total = lm + model.config.mtp_loss_scaling_factor * mtp_loss + aux
-    return StepResult(
-        lm_loss=lm,
-        mtp_loss=mtp_loss,
-        seq_aux_loss=aux,
-        loss=total,
-        grad_norm=grad_norm,
-        lr=lr,
-        expert_load_imbalance=imbalance,
-    )
+    return _step_result(model, lm_sum / float(total_tokens), mtp_loss, aux, *finished)
 
 
 # -- context parallelism (GPUs with TransformerEngine attention) ---------------------------------------------
@@ -560,23 +551,12 @@ def context_parallel_train_step(
     lm_sum = (per_token.float() * mask).sum()
     (lm_sum / total_tokens).backward()
     sync_gradients_context_parallel(model)
-    grad_norm, lr, imbalance = _finish_step(model, optimizer, scheduler, grad_clip)
+    finished = _finish_step(model, optimizer, scheduler, grad_clip)
     mtp_loss, aux = _tracked_losses(model.config)
     lm_sum_all, mtp_sum, aux_sum = _sum_over(cp_group, float(lm_sum), mtp_loss, aux)
-    lm = _data_parallel_mean(lm_sum_all / float(total_tokens))
     # MTP: each rank's value is its tokens' mean (average them); sequence aux: each rank's value is its share
     # of the global one (the router reduces the expert loads over TP x CP, the probabilities stay local): sum
-    mtp_loss, aux = _data_parallel_mean(mtp_sum / cp), _data_parallel_mean(aux_sum)
-    total = lm + model.config.mtp_loss_scaling_factor * mtp_loss + aux
-    return StepResult(
-        lm_loss=lm,
-        mtp_loss=mtp_loss,
-        seq_aux_loss=aux,
-        loss=total,
-        grad_norm=grad_norm,
-        lr=lr,
-        expert_load_imbalance=imbalance,
-    )
+    return _step_result(model, lm_sum_all / float(total_tokens), mtp_sum / cp, aux_sum, *finished)
 
 
 def compare_context_parallel(

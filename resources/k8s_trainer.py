@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -63,6 +62,7 @@ from resources.trainer import (
     TrainerBusyError,
     TrainerConfigError,
     gpu_placement,
+    multi_node_torchrun,
     work_dir_label,
 )
 
@@ -136,21 +136,11 @@ def k8s_escape(text: str) -> str:
 
 def node_script(spec: TrainJobSpec) -> str:
     """What every node pod runs: torchrun over the operator's PET_* variables; node 0 behind the work dir's lock."""
-    q = shlex.quote
-    torchrun = [
-        spec.python,
-        "-m",
-        "torch.distributed.run",
-        f"--nnodes={spec.nodes}",
-        f"--nproc-per-node={spec.nproc_per_node}",
-        '--node-rank="$PET_NODE_RANK"',
-        '--master-addr="$PET_MASTER_ADDR"',
-        '--master-port="$PET_MASTER_PORT"',
-        "-m",
-        spec.module,
-        *(q(a) for a in spec.train_args),
-    ]
-    guard = [spec.python, "-m", "model.launch_guard", "--work-dir", q(str(spec.work_dir)), "--"]
+    rendezvous = ['--node-rank="$PET_NODE_RANK"', '--master-addr="$PET_MASTER_ADDR"']
+    rendezvous.append('--master-port="$PET_MASTER_PORT"')
+    torchrun, guard = multi_node_torchrun(
+        spec.python, spec.nodes, spec.nproc_per_node, rendezvous, spec.module, spec.train_args, spec.work_dir
+    )
     return "\n".join(
         [
             "set -eu",

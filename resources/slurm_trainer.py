@@ -78,20 +78,12 @@ def client(*args: str, env: Mapping[str, str] | None = None, timeout: float = CL
 
 def batch_script(spec: SlurmJobSpec) -> str:
     """The job script: the work dir's lock on the batch step, then one torchrun per node (c10d rendezvous)."""
-    torchrun = [
-        spec.python,
-        "-m",
-        "torch.distributed.run",
-        f"--nnodes={spec.nodes}",
-        f"--nproc-per-node={spec.nproc_per_node}",
-        "--rdzv-backend=c10d",
-        '--rdzv-endpoint="$addr:$port"',
-        '--rdzv-id="$SLURM_JOB_ID"',
-        "-m",
-        spec.module,
-        *(shlex.quote(a) for a in spec.train_args),
-    ]
-    guard = [spec.python, "-m", "model.launch_guard", "--work-dir", shlex.quote(str(spec.work_dir)), "--"]
+    from resources.trainer import multi_node_torchrun
+
+    rendezvous = ["--rdzv-backend=c10d", '--rdzv-endpoint="$addr:$port"', '--rdzv-id="$SLURM_JOB_ID"']
+    torchrun, guard = multi_node_torchrun(
+        spec.python, spec.nodes, spec.nproc_per_node, rendezvous, spec.module, spec.train_args, spec.work_dir
+    )
     srun = ["srun", f"--nodes={spec.nodes}", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
     q = shlex.quote
     return "\n".join(

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -129,6 +130,23 @@ class StageLaunch:
 
 TRAIN_MODULE = "model.train"
 POLICY_MODULE = "posttrain.policy_train"
+
+
+def multi_node_torchrun(
+    python: str,
+    nodes: int,
+    nproc_per_node: int,
+    rendezvous: list[str],
+    module: str,
+    train_args: list[str],
+    work_dir: Path,
+) -> tuple[list[str], list[str]]:
+    """Shell words of one node's ``torchrun`` (``rendezvous``: its flags, left unquoted for the shell to
+    expand) and of the launch guard that holds the work dir's lock in front of it (``model.launch_guard``)."""
+    q = shlex.quote
+    torchrun = [python, "-m", "torch.distributed.run", f"--nnodes={nodes}", f"--nproc-per-node={nproc_per_node}"]
+    torchrun += [*rendezvous, "-m", module, *(q(a) for a in train_args)]
+    return torchrun, [python, "-m", "model.launch_guard", "--work-dir", q(str(work_dir)), "--"]
 
 
 def torchrun_command(
