@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import resource
 import subprocess
@@ -257,21 +258,41 @@ def corpus_streams(folder: Path, split: str, cap_mb: float | None = None):
     return {d: stream(d) for d in CORPUS_DOMAINS}
 
 
-# Recipe variants prototyped here (not in tokenizer/): preset overrides and/or another reallocation mix
-# (a domain named twice is read twice: twice its weight in the stage-1 reallocation).
+# Recipe variants prototyped here (not in tokenizer/): preset overrides, another reallocation mix (a domain
+# named twice is read twice: twice its weight in the stage-1 reallocation; None = the preset's), and
+# whether to train with CJK script-run pre-tokenization (bench.tokenizer_variants.cjk_patched).
+SHIPPED_REALLOC = ("de", "ja", "vi", "stem", "code")
 VARIANTS = {
-    "keep60": ({"tokenizer.keep_base_fraction": 0.6}, None),
-    "realloc-weighted": ({}, ("de", "de", "ja", "ja", "ja", "vi", "stem", "code")),
-    "keep60-weighted": ({"tokenizer.keep_base_fraction": 0.6}, ("de", "de", "ja", "ja", "ja", "vi", "stem", "code")),
-    "realloc-all": ({}, ("en", "ko", "es", "de", "ja", "vi", "stem", "code")),
+    "keep60": ({"tokenizer.keep_base_fraction": 0.6}, None, False),
+    "realloc-weighted": ({}, ("de", "de", "ja", "ja", "ja", "vi", "stem", "code"), False),
+    "keep60-weighted": (
+        {"tokenizer.keep_base_fraction": 0.6},
+        ("de", "de", "ja", "ja", "ja", "vi", "stem", "code"),
+        False,
+    ),
+    "realloc-all": ({}, ("en", "ko", "es", "de", "ja", "vi", "stem", "code"), False),
     "keep60-balanced": (
         {"tokenizer.keep_base_fraction": 0.6},
         ("ko", "de", "de", "ja", "ja", "ja", "vi", "stem", "code", "code"),
+        False,
     ),
     "keep65-balanced": (
         {"tokenizer.keep_base_fraction": 0.65},
         ("ko", "de", "de", "ja", "ja", "ja", "vi", "stem", "code", "code"),
+        False,
     ),
+    # issue 20, keep 70 % as the report: CJK script runs, then Korean in the reallocation.
+    "cjk": ({}, None, True),
+    "cjk-ko": ({}, ("ko", "de", "ja", "vi", "stem", "code"), True),
+    "cjk-ko-de": ({}, ("ko", "de", "de", "ja", "vi", "stem", "code"), True),
+    "cjk-ko2-de-code": ({}, ("ko", "ko", "de", "de", "ja", "vi", "stem", "code", "code"), True),
+    "cjk-ko2-de": ({}, ("ko", "ko", "de", "de", "ja", "vi", "stem", "code"), True),
+    # keep 70 %, Japanese-heavy reallocation (stem dropped from it: stem is a base domain and has margin).
+    "de2-ja4-code2": ({}, ("de", "de", "ja", "ja", "ja", "ja", "vi", "code", "code"), False),
+    "ko-de2-ja4-code2": ({}, ("ko", "de", "de", "ja", "ja", "ja", "ja", "vi", "code", "code"), False),
+    "de2-ja6-code2": ({}, ("de", "de", *("ja",) * 6, "vi", "code", "code"), False),
+    "ja8": ({}, ("de", *("ja",) * 8, "vi", "stem", "code"), False),
+    "de2-ja8": ({}, ("de", "de", *("ja",) * 8, "vi", "stem", "code"), False),
 }
 
 
@@ -290,7 +311,7 @@ def corpus_child(folder: str, vocab: int, kind: str, save: str, cap_mb: float | 
 
     domains = corpus_streams(Path(folder), "train", cap_mb)
     variant = kind.partition(":")[2]
-    overrides, realloc = VARIANTS[variant] if variant else ({}, None)
+    overrides, realloc, cjk = VARIANTS[variant] if variant else ({}, None, False)
     preset = preset_for(vocab, NO_INTERNAL_HOLD_OUT)
     if overrides:
         from config import get_preset
@@ -298,26 +319,40 @@ def corpus_child(folder: str, vocab: int, kind: str, save: str, cap_mb: float | 
         preset = get_preset("tiny", {**_preset_overrides(vocab, NO_INTERNAL_HOLD_OUT), **overrides})
     out: dict = {}
     t0 = time.perf_counter()
-    if kind == "plain":
-        build_plain_bpe(preset, domains).save(str(Path(save) / "plain.json"))
+    if kind.startswith("plain"):  # plain:VARIANT = the control under a CJK variant's stage-1 regex
+        if cjk:
+            from bench.tokenizer_variants import cjk_patched
+
+            with cjk_patched():
+                build_plain_bpe(preset, domains).save(str(Path(save) / f"plain-{variant}.json"))
+        else:
+            build_plain_bpe(preset, domains).save(str(Path(save) / "plain.json"))
     else:
         base = build_base_tokenizer(preset, domains)
         out["base_seconds"] = time.perf_counter() - t0
         base.save(str(Path(save) / "base.json"))
+        if cjk:
+            from bench.tokenizer_variants import cjk_patched
+
+            patch = cjk_patched()
+        else:
+            patch = contextlib.nullcontext()
         if realloc is None:
-            result = build_superbpe_tokenizer(preset, base, domains)
+            with patch:
+                result = build_superbpe_tokenizer(preset, base, domains)
         else:
             held = preset.tokenizer.held_out_fraction
             languages = preset.data.domains
             other = tuple(d for d in languages if d not in ("en", "ko"))
             groups = {"en": ("en",), "ko": ("ko",), "other": other}
-            result = train_superbpe(
-                superbpe_plan(preset),
-                base,
-                all_texts=training_texts(domains, languages, held),
-                reallocation_texts=training_texts(domains, realloc, held),
-                superword_texts={g: training_texts(domains, names, held) for g, names in groups.items()},
-            )
+            with patch:
+                result = train_superbpe(
+                    superbpe_plan(preset),
+                    base,
+                    all_texts=training_texts(domains, languages, held),
+                    reallocation_texts=training_texts(domains, realloc, held),
+                    superword_texts={g: training_texts(domains, names, held) for g, names in groups.items()},
+                )
         name = "superbpe" + (f"-{variant}" if variant else "")
         result.tokenizer.save(str(Path(save) / f"{name}.json"))
         out |= {
@@ -443,12 +478,35 @@ def variant_table(vocab, variants, variant_toks, runs, per, held_texts, results)
         rows.append(row)
     notes = []
     for v in variants:
-        share = superword_vocab_share(variant_toks[v])
+        run = runs[f"superbpe:{v}"]
+        if VARIANTS[v][2]:
+            import unicodedata
+
+            from bench import tokenizer_variants as tv
+
+            share = tv.superword_vocab_share(variant_toks[v])
+            usage = {g: tv.superword_usage(variant_toks[v], held_texts[g]) for g in ("ja", "ko", "en")}
+            ja = held_texts["ja"]
+            tok = variant_toks[v]
+            bad = sum(
+                tok.decode(e.ids, skip_special_tokens=False) != unicodedata.normalize("NFC", t)
+                for t, e in zip(ja, tok.encode_batch(ja, add_special_tokens=False))
+            )
+            out[v]["roundtrip_failures_ja"] = bad
+            out[v]["superword_token_share"] = usage
+            extra = (
+                f", superword tokens emitted ja/ko/en {100 * usage['ja']:.1f}/{100 * usage['ko']:.1f}/"
+                f"{100 * usage['en']:.1f} %, ja round trip failures {bad}/{len(ja)} docs"
+            )
+        else:
+            share, extra = superword_vocab_share(variant_toks[v]), ""
         out[v]["superword_vocab_share"] = share
-        out[v]["run"] = runs[f"superbpe:{v}"]
+        out[v]["run"] = run
+        g = run["superword_merges_by_group"]
         notes.append(
-            f"`{v}` {VARIANTS[v]}: superword share {100 * share:.1f} %, fill {runs[f'superbpe:{v}']['fill_merges']}, "
-            f"{runs[f'superbpe:{v}']['seconds']:.0f} s"
+            f"`{v}` {VARIANTS[v]}: superword share {100 * share:.1f} %, superword merges en/ko/other "
+            f"{g.get('en')}/{g.get('ko')}/{g.get('other')}, fill {run['fill_merges']}, "
+            f"{run['seconds']:.0f} s, peak RSS {run['peak_mib']:.0f} MiB{extra}"
         )
     table = markdown_table(["held-out", "B/tok plain", "shipped vs plain", *[f"{v} vs plain" for v in variants]], rows)
     return (

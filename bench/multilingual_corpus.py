@@ -3,12 +3,15 @@
     .venv/bin/python -m bench.multilingual_corpus OUT            # build from what is installed under /
     .venv/bin/python -m bench.multilingual_corpus OUT --root /tmp/debroot --root /   # + an unpacked prefix
     .venv/bin/python -m bench.multilingual_corpus --debian-packages   # the Debian packages it reads
+    .venv/bin/python -m bench.multilingual_corpus --fetch-debs DIR    # setup: download + unpack them
+    .venv/bin/python -m bench.multilingual_corpus OUT --root DIR/root  # then build from DIR/root
 
 Nothing is downloaded: every part is read from files that a package manager installed (Debian packages
 under a root, the Python packages of this interpreter and its standard library). A part whose files are
 missing is skipped and named in ``provenance.json`` with the command that would install it. The Debian
 parts can also be unpacked without installing them (``apt-get download PKG && dpkg-deb -x PKG.deb ROOT``)
-and read with ``--root ROOT``.
+and read with ``--root ROOT``; ``--fetch-debs DIR`` does that for every package, as an explicit setup step
+(the build itself never downloads).
 
 Domains and parts (license as stated by each package's copyright file / metadata; ``provenance.json`` has
 the exact package versions, paths and byte counts):
@@ -707,6 +710,32 @@ def debian_packages() -> list[str]:
     return sorted(set(names))
 
 
+def fetch_debs(folder: Path, packages: list[str] | None = None) -> tuple[Path, list[str]]:
+    """Setup step (never run by the benchmark): ``apt-get download`` every Debian package a part reads into
+    ``FOLDER/debs`` and unpack it with ``dpkg-deb -x`` into ``FOLDER/root`` (no install, no root needed for
+    the unpacking); then build with ``--root FOLDER/root``. Packages already downloaded or unpacked are
+    skipped, so it can be re-run. Returns the root and the packages that could not be fetched."""
+    debs, root = folder / "debs", folder / "root"
+    done = root / ".unpacked"  # one marker per unpacked package
+    debs.mkdir(parents=True, exist_ok=True)
+    done.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for pkg in packages or debian_packages():
+        found = sorted(debs.glob(f"{pkg}_*.deb"))
+        if not found:
+            proc = subprocess.run(["apt-get", "download", pkg], cwd=debs, capture_output=True, text=True)
+            found = sorted(debs.glob(f"{pkg}_*.deb"))
+            if proc.returncode != 0 or not found:
+                print(f"{pkg}: apt-get download failed: {proc.stderr.strip()[-300:]}", file=sys.stderr)
+                failed.append(pkg)
+                continue
+        if not (done / pkg).exists():
+            subprocess.run(["dpkg-deb", "-x", str(found[-1]), str(root)], check=True)
+            (done / pkg).write_text(found[-1].name + "\n")
+        print(f"{pkg}: {found[-1].name}", file=sys.stderr)
+    return root, failed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, nargs="?")
@@ -714,7 +743,20 @@ def main() -> None:
     parser.add_argument("--root", action="append", type=Path, help="where to look for /usr/share (default /)")
     parser.add_argument("--held-out", type=float, default=0.1)
     parser.add_argument("--domains", help="comma-separated subset of " + ",".join(DOMAINS))
+    parser.add_argument(
+        "--fetch-debs",
+        type=Path,
+        metavar="DIR",
+        help="setup step: apt-get download + dpkg-deb -x the Debian packages into DIR/root (skips what is "
+        "already there), then exit; build with --root DIR/root",
+    )
     args = parser.parse_args()
+    if args.fetch_debs:
+        root, failed = fetch_debs(args.fetch_debs)
+        print(f"unpacked into {root}; build with: python -m bench.multilingual_corpus OUT --root {root}")
+        if failed:
+            sys.exit(f"could not fetch: {' '.join(failed)}")
+        return
     if args.debian_packages or args.out is None:
         print("\n".join(debian_packages()))
         return
