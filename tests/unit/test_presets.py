@@ -155,6 +155,15 @@ def test_slice_is_what_gets_hashed():
             {"context.stages.stage2.answer_loss_weight": 0},
             "context.stages.stage2.answer_loss_weight=0 must be an integer within [1, 255]",
         ),
+        ({"compute.policy_tensor_parallel": 0}, "compute.policy_tensor_parallel must be >= 1"),
+        (
+            {"compute.policy_tensor_parallel": 3},
+            "compute.policy_tensor_parallel=3 does not divide model.num_query_groups=2",
+        ),
+        (
+            {"compute.policy_expert_parallel": 3},
+            "compute.policy_expert_parallel=3 does not divide model.num_moe_experts=8",
+        ),
     ],
 )
 def test_invalid_values_fail_with_one_line_naming_the_problem(overrides, message):
