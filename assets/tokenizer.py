@@ -29,6 +29,8 @@ from tokenizer.recipe import (
     build_plain_bpe,
     build_superbpe_tokenizer,
     efficiency_rows,
+    superbpe_plan,
+    superword_policy_rows,
     superword_vocab_share,
 )
 from tokenizer.superbpe import fingerprint, is_superword, merges_of
@@ -111,7 +113,7 @@ def base_tokenizer(
 @asset(
     group_name=TOKENIZER_GROUP,
     deps=[*CORPUS_DEP, AssetDep(keys.BASE_TOKENIZER)],
-    code_version="3",
+    code_version="4",
     automation_condition=DOWNSTREAM_OF_DATA,
     kinds={"tokenizers"},
     check_specs=[
@@ -126,8 +128,9 @@ def base_tokenizer(
             description="the top keep_base_fraction most frequent base tokens are kept",
         ),
     ],
-    description="The K-EXAONE SuperBPE tokenizer: stage-1 BPE (kept base merges + de/ja/vi/STEM/code) up to "
-    "the transition size, then superword merges (en:ko:other = 2:3:1), padded for the model; the chat template "
+    description="The K-EXAONE SuperBPE tokenizer: stage-1 BPE (kept base merges + de/ja/vi/STEM/code, split "
+    "by need or pooled: tokenizer.reallocation_split) up to the transition size, then superword merges "
+    "(en:ko:other = 2:3:1), padded for the model; the chat template "
     "ships beside it in `tokenizer_config.json` (transformers' `apply_chat_template`).",
 )
 def superbpe_tokenizer(
@@ -151,6 +154,9 @@ def superbpe_tokenizer(
             "kept_base_merges": result.kept_base_merges,
             "superword_merges_by_group": result.superword_merges_by_group,
             "superword_vocab_share": round(superword_vocab_share(result.tokenizer), 4),
+            "fill_merges": result.fill_merges,
+            "reallocation_split": p.tokenizer.reallocation_split,
+            "reallocated_merges_by_domain": result.reallocated_merges_by_domain,
         }
         return BuildResult(metadata=metadata)
 
@@ -203,11 +209,12 @@ def _retention_check(tok: Tokenizer, base: Tokenizer, p: Preset) -> AssetCheckRe
 @asset(
     group_name=TOKENIZER_GROUP,
     deps=[*CORPUS_DEP, AssetDep(keys.BASE_TOKENIZER), AssetDep(keys.SUPERBPE_TOKENIZER)],
-    code_version="2",
+    code_version="3",
     automation_condition=DOWNSTREAM_OF_DATA,
     kinds={"tokenizers", "duckdb"},
-    description="Bytes per token on held-out text per domain for the base tokenizer, a plain BPE of the "
-    "SuperBPE vocabulary size, and SuperBPE (all trained on the same data), plus superword usage.",
+    description="Bytes per token on held-out text per domain and language for the base tokenizer, a plain BPE "
+    "of the SuperBPE vocabulary size, and SuperBPE (all trained on the same data), plus superword usage; the "
+    "superword share of the vocabulary and the en:ko:other split against the policy.",
 )
 def tokenizer_report(
     context: AssetExecutionContext, preset: PresetResource, artifact_store: ArtifactStore, warehouse: Warehouse
@@ -229,9 +236,13 @@ def tokenizer_report(
         bytes_per_token_chart(
             rows, staging / "bytes_per_token.png", title=f"Bytes per token on held-out text ({p.name} preset)"
         )
+        trained = artifact_store.read_provenance(keys.SUPERBPE_TOKENIZER, upstream[keys.SUPERBPE_TOKENIZER].version)
+        by_group = trained["build"]["metadata"]["superword_merges_by_group"]
+        policy = superword_policy_rows(superbpe, superbpe_plan(p), by_group)
+        (staging / "superword_policy.json").write_text(json.dumps(policy, indent=2))
         return BuildResult(
-            metadata=_gains(rows),
-            tables={"bytes_per_token": _efficiency_table(rows)},
+            metadata={**_gains(rows), **_policy_metadata(policy)},
+            tables={"bytes_per_token": _efficiency_table(rows), "superword_policy": _policy_table(policy)},
             plots={"chart": "bytes_per_token.png"},
         )
 
@@ -294,5 +305,25 @@ def _efficiency_table(rows: list[dict]) -> dict:
             ("superbpe_vs_base_pct", "float", "SuperBPE vs base, % more bytes per token"),
             ("superbpe_vs_plain_bpe_pct", "float", "SuperBPE vs plain BPE, % more bytes per token"),
             ("superword_tokens_pct", "float", "% of SuperBPE's tokens on the text that are superwords"),
+        ],
+    )
+
+
+def _policy_metadata(policy: list[dict]) -> dict:
+    vocab = next(r for r in policy if r["group"] == "vocabulary")
+    out = {"superword_vocab_share_pct": vocab["achieved_pct"], "superword_policy_pct": vocab["policy_pct"]}
+    out["superword_split_en_ko_other"] = "/".join(str(r["learned_merges"]) for r in policy[:3])
+    return out
+
+
+def _policy_table(policy: list[dict]) -> dict:
+    return table(
+        policy,
+        [
+            ("group", "string", "en / ko / other: a stage-2 language group; vocabulary: all superwords"),
+            ("policy_pct", "float", "the policy: % of the superword merges (2:3:1), or of the vocabulary (20 %)"),
+            ("budget_merges", "int", "superword merges the policy gives the group"),
+            ("learned_merges", "int", "superword merges training found (before groups' duplicates are removed)"),
+            ("achieved_pct", "float", "achieved: % of the learned superword merges, or of the vocabulary"),
         ],
     )

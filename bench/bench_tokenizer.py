@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import dataclasses
 import json
 import resource
 import subprocess
@@ -111,6 +112,7 @@ def _preset_overrides(vocab: int, held_out_fraction: float | None = None) -> dic
         "tokenizer.vocab_size": vocab,
         "tokenizer.base_vocab_size": vocab * 2 // 3,
         "model.padded_vocab_size": padded,
+        "tokenizer.reallocation_split": full.tokenizer.reallocation_split,  # the full preset's recipe
     }
     if held_out_fraction is not None:
         overrides["tokenizer.held_out_fraction"] = held_out_fraction
@@ -259,10 +261,13 @@ def corpus_streams(folder: Path, split: str, cap_mb: float | None = None):
 
 
 # Recipe variants prototyped here (not in tokenizer/): preset overrides, another reallocation mix (a domain
-# named twice is read twice: twice its weight in the stage-1 reallocation; None = the preset's), and
-# whether to train with CJK script-run pre-tokenization (bench.tokenizer_variants.cjk_patched).
+# named twice is read twice: twice its weight in a pooled stage-1 reallocation; None = the preset's), and
+# whether to train with CJK script-run pre-tokenization (bench.tokenizer_variants.cjk_patched). "shipped"
+# is the full preset's recipe (tokenizer.reallocation_split = by_need) at the bench's vocabulary size.
 SHIPPED_REALLOC = ("de", "ja", "vi", "stem", "code")
 VARIANTS = {
+    # the recipe before issue 20: one BPE over the reallocation domains' pooled texts
+    "pooled": ({"tokenizer.reallocation_split": "pooled"}, None, False),
     "keep60": ({"tokenizer.keep_base_fraction": 0.6}, None, False),
     "realloc-weighted": ({}, ("de", "de", "ja", "ja", "ja", "vi", "stem", "code"), False),
     "keep60-weighted": (
@@ -347,7 +352,7 @@ def corpus_child(folder: str, vocab: int, kind: str, save: str, cap_mb: float | 
             groups = {"en": ("en",), "ko": ("ko",), "other": other}
             with patch:
                 result = train_superbpe(
-                    superbpe_plan(preset),
+                    dataclasses.replace(superbpe_plan(preset), reallocation_split="pooled"),
                     base,
                     all_texts=training_texts(domains, languages, held),
                     reallocation_texts=training_texts(domains, realloc, held),
@@ -359,6 +364,7 @@ def corpus_child(folder: str, vocab: int, kind: str, save: str, cap_mb: float | 
             "superword_merges_by_group": result.superword_merges_by_group,
             "superword_budget": superbpe_plan(preset).superword_budget(),
             "fill_merges": result.fill_merges,
+            "reallocated_merges_by_domain": result.reallocated_merges_by_domain,
             "kept_base_merges": result.kept_base_merges,
             "stage1_merges": len(result.stage1_merges),
         }
@@ -435,7 +441,8 @@ def corpus_comparison(
             f"vocab {vocab} (base {vocab * 2 // 3}): superword share of the vocabulary {100 * share:.1f} % "
             f"(policy 20 %); superword merges en/ko/other {by_group.get('en')}/{by_group.get('ko')}/"
             f"{by_group.get('other')} of budget {budget.get('en')}/{budget.get('ko')}/{budget.get('other')} "
-            f"(policy 2:3:1); fill merges {sup['fill_merges']}; kept base merges {sup['kept_base_merges']}.\n"
+            f"(policy 2:3:1); fill merges {sup['fill_merges']}; kept base merges {sup['kept_base_merges']}; "
+            f"reallocated merges by domain {sup.get('reallocated_merges_by_domain') or 'pooled'}.\n"
             f"Training: base {sup['base_seconds']:.0f} s + SuperBPE {sup['seconds'] - sup['base_seconds']:.0f} s, "
             f"peak RSS {sup['peak_mib']:.0f} MiB (one process for both); plain BPE {runs['plain']['seconds']:.0f} s, "
             f"peak RSS {runs['plain']['peak_mib']:.0f} MiB."

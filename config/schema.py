@@ -74,6 +74,7 @@ class TokenizerArgs:
     special_tokens: tuple[str, ...]
     base_domains: tuple[str, ...]  # what the previous generation was trained on
     reallocation_domains: tuple[str, ...]  # who gets the 30 % of the base vocabulary that is not kept
+    reallocation_split: str  # pooled (one BPE over their texts) | by_need (chunks to the neediest domain)
     held_out_fraction: float  # documents kept out of tokenizer training, measured by the report
 
 

@@ -105,6 +105,10 @@ def problems(preset: Preset) -> list[str]:
         set(t.base_domains) <= set(d.domains) and set(t.reallocation_domains) <= set(d.domains),
         "tokenizer.base_domains and reallocation_domains must be corpus domains (data.domains)",
     )
+    need(
+        t.reallocation_split in ("pooled", "by_need"),
+        f"tokenizer.reallocation_split={t.reallocation_split!r} is not pooled or by_need",
+    )
     need(0 < t.held_out_fraction < 0.5, "tokenizer.held_out_fraction must be within (0, 0.5)")
     need(
         int(t.base_vocab_size * t.keep_base_fraction)

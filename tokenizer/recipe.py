@@ -34,6 +34,18 @@ REPORT_DOMAINS = {
     "stem": ("stem",),
     "code": ("code",),
 }
+# ... and each other language on its own: no language may lose against plain BPE (issue 20).
+EFFICIENCY_DOMAINS = {
+    "en": ("en",),
+    "ko": ("ko",),
+    "es": ("es",),
+    "de": ("de",),
+    "ja": ("ja",),
+    "vi": ("vi",),
+    "multilingual": ("es", "de", "ja", "vi"),
+    "stem": ("stem",),
+    "code": ("code",),
+}
 
 
 def is_held_out(doc_id: str, fraction: float) -> bool:
@@ -78,6 +90,7 @@ def superbpe_plan(preset: Preset) -> SuperBPEPlan:
         superword_allocation=t.superword_allocation,
         max_superword_words=t.max_superword_words,
         normalization=t.normalization,
+        reallocation_split=t.reallocation_split,
     )
 
 
@@ -99,6 +112,7 @@ def build_superbpe_tokenizer(preset: Preset, base: Tokenizer, domains: Mapping[s
         all_texts=training_texts(domains, languages, t.held_out_fraction),
         reallocation_texts=training_texts(domains, t.reallocation_domains, t.held_out_fraction),
         superword_texts={g: training_texts(domains, names, t.held_out_fraction) for g, names in groups.items()},
+        reallocation_by_domain={d: training_texts(domains, (d,), t.held_out_fraction) for d in t.reallocation_domains},
     )
 
 
@@ -112,9 +126,10 @@ def build_plain_bpe(preset: Preset, domains: Mapping[str, DocStream]) -> Tokeniz
 def efficiency_rows(
     tokenizers: Mapping[str, Tokenizer], domains: Mapping[str, DocStream], held_out_fraction: float
 ) -> list[dict]:
-    """Bytes per token on held-out text for every tokenizer x report domain (+ superword usage)."""
+    """Bytes per token on held-out text for every tokenizer x domain (+ superword usage): the report's
+    domains and each language of its multilingual one."""
     rows = []
-    for report_domain, names in REPORT_DOMAINS.items():
+    for report_domain, names in EFFICIENCY_DOMAINS.items():
         texts = held_out_texts(domains, [n for n in names if n in domains], held_out_fraction)
         n_docs = n_bytes = 0
         for text in texts():
@@ -138,3 +153,31 @@ def superword_vocab_share(tok: Tokenizer) -> float:
     vocab = tok.get_vocab()
     real = [t for t in vocab if not t.startswith("<|reserved_")]
     return sum(is_superword(t) for t in real) / len(real)
+
+
+def superword_policy_rows(tok: Tokenizer, plan: SuperBPEPlan, merges_by_group: Mapping[str, int]) -> list[dict]:
+    """The superword policy against what training achieved: each group's share of the superword merges
+    (en : ko : other = 2 : 3 : 1) and the superword share of the vocabulary (about 20 %)."""
+    weights = plan.superword_allocation
+    budget = plan.superword_budget()
+    learned = sum(merges_by_group.values())
+    rows = [
+        {
+            "group": g,
+            "policy_pct": round(100 * w / sum(weights.values()), 1),
+            "budget_merges": budget[g],
+            "learned_merges": merges_by_group.get(g, 0),
+            "achieved_pct": round(100 * merges_by_group.get(g, 0) / learned, 1) if learned else 0.0,
+        }
+        for g, w in weights.items()
+    ]
+    rows.append(
+        {
+            "group": "vocabulary",
+            "policy_pct": round(100 * plan.superword_fraction, 1),
+            "budget_merges": plan.superword_merges,
+            "learned_merges": learned,
+            "achieved_pct": round(100 * superword_vocab_share(tok), 1),
+        }
+    )
+    return rows

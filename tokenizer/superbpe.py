@@ -6,7 +6,9 @@ The report (§2.2) replaced a 100K BPE with a 150K SuperBPE tokenizer:
   languages the previous model covered (en, ko, es) plus code and STEM.
 * **stage 1** (ordinary BPE up to the transition size t = V - superword budget): start from the merges
   that produce the top ``keep_base_fraction`` (70 %) most frequent base tokens, then learn the rest of
-  the budget on de/ja/vi, STEM and code — "keep the top 70 %, reallocate the rest".
+  the budget on de/ja/vi, STEM and code — "keep the top 70 %, reallocate the rest". The rest is split
+  among those domains by one pooled BPE or by need (``allocate_by_need``: chunks to the domain furthest
+  below a plain BPE of the final size; ``SuperBPEPlan.reallocation_split``).
 * **stage 2** (superwords): continue learning merges *without* whitespace pre-tokenization; text is
   only split at boundaries (digits, punctuation runs, line breaks — ": " is punctuation, so no merge
   crosses it). The superword budget (``superword_fraction`` x V) is split en : ko : other = 2 : 3 : 1 and
@@ -199,6 +201,109 @@ def _mapped_pieces(encoder: Tokenizer, texts: list[str]) -> Iterator[str]:
             yield "".join(piece)
 
 
+def reallocation_candidates(
+    start_merges: Sequence[tuple[str, str]],
+    domain_texts: Mapping[str, TextStream],
+    new_merges: int,
+    *,
+    piece_regex: str,
+    normalization: str,
+) -> dict[str, list[tuple[str, str]]]:
+    """Each domain's own merge list on top of ``start_merges`` (as if it had the whole budget)."""
+    return {
+        d: continue_bpe(start_merges, texts, new_merges, piece_regex=piece_regex, normalization=normalization)
+        for d, texts in domain_texts.items()
+    }
+
+
+def allocate_by_need(
+    start_merges: Sequence[tuple[str, str]],
+    candidates: Mapping[str, Sequence[tuple[str, str]]],
+    samples: Mapping[str, Sequence[str]],
+    targets: Mapping[str, float],
+    new_merges: int,
+    *,
+    piece_regex: str,
+    normalization: str,
+    rounds: int = 32,
+    rest: TextStream | None = None,
+) -> tuple[list[tuple[str, str]], dict[str, int]]:
+    """Split ``new_merges`` among domains by need, not by corpus size.
+
+    The merges are handed out in ``rounds`` chunks, each from one domain's own list (``candidates``, in
+    its order): the chunk goes to the domain whose bytes per token on its sample is lowest relative to its
+    target. A pooled BPE instead ranks merges by raw pair counts over all domains, so a script the start
+    merges already serve (Latin) takes merges from one they do not (Japanese). Once every domain is at
+    its target, the merges left are learned by one BPE over ``rest`` (pooled, counted as "pooled"): need
+    decides only who is below target. Returns the merges and how many each domain contributed.
+    """
+    position = {d: 0 for d in candidates}
+    taken = {d: 0 for d in candidates}
+    out: list[tuple[str, str]] = []
+    existing = {a + b for a, b in start_merges}
+    chunk = max(1, -(-new_merges // rounds))
+    while len(out) < new_merges:
+        open_domains = [d for d in candidates if position[d] < len(candidates[d])]
+        if not open_domains:
+            break
+        tok = _from_merges(list(start_merges) + out, piece_regex, normalization)
+        need = {d: batch_bytes_per_token(tok, samples[d]) / targets[d] for d in candidates}
+        if rest is not None and min(need.values()) >= 1.0:
+            pooled = continue_bpe(
+                list(start_merges) + out,
+                rest,
+                new_merges - len(out),
+                piece_regex=MULTILINGUAL_REGEX,
+                normalization=normalization,
+            )
+            taken["pooled"] = len(pooled)
+            return out + pooled, taken
+        d = min(open_domains, key=lambda name: (need[name], name))
+        given = 0
+        while given < chunk and position[d] < len(candidates[d]) and len(out) < new_merges:
+            a, b = candidates[d][position[d]]
+            position[d] += 1
+            if a + b in existing:
+                continue  # another domain (or the start) already made this token
+            out.append((a, b))
+            existing.add(a + b)
+            taken[d] += 1
+            given += 1
+    return out, taken
+
+
+def text_sample(texts: TextStream, max_bytes: int, block_chars: int = 2000) -> list[str]:
+    """About ``max_bytes`` of text spread over the whole stream: blocks of whole lines (about
+    ``block_chars`` each, so one long document cannot fill or empty the sample) chosen by a hash."""
+    total = sum(len(t.encode("utf-8")) for t in texts())
+    keep = 1.0 if total <= max_bytes else max_bytes / total
+    sample = []
+    for text in texts():
+        for block in _line_blocks(text, block_chars):
+            if keep >= 1.0 or _hash_fraction(block) < keep:
+                sample.append(block)
+    return sample
+
+
+def _line_blocks(text: str, block_chars: int) -> Iterator[str]:
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start + block_chars)
+        end = len(text) if end < 0 else end + 1
+        yield text[start:end]
+        start = end
+
+
+def _hash_fraction(text: str) -> float:
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:4], "big") / 2**32
+
+
+def batch_bytes_per_token(tok: Tokenizer, texts: Sequence[str]) -> float:
+    n_bytes = sum(len(t.encode("utf-8")) for t in texts)
+    n_tokens = sum(len(e.ids) for e in tok.encode_batch(list(texts), add_special_tokens=False))
+    return n_bytes / n_tokens if n_tokens else 0.0
+
+
 # -- superwords --------------------------------------------------------------------------------
 
 
@@ -249,6 +354,7 @@ class SuperBPEPlan:
     superword_allocation: Mapping[str, int]  # en / ko / other
     max_superword_words: int
     normalization: str
+    reallocation_split: str = "pooled"  # pooled | by_need (allocate_by_need)
 
     @property
     def superword_merges(self) -> int:
@@ -309,6 +415,8 @@ class SuperBPEResult:
     kept_base_merges: int
     superword_merges_by_group: dict[str, int]
     fill_merges: int  # ordinary merges that took the superword budget the corpus could not use
+    reallocated_merges_by_domain: dict[str, int]  # by_need: each domain's share, fill included ({} pooled)
+    need_targets: dict[str, float]  # by_need: the plain BPE's bytes/token per domain on its sample ({} pooled)
 
 
 def train_superbpe(
@@ -318,8 +426,21 @@ def train_superbpe(
     all_texts: TextStream,
     reallocation_texts: TextStream,
     superword_texts: Mapping[str, TextStream],
+    reallocation_by_domain: Mapping[str, TextStream] | None = None,
 ) -> SuperBPEResult:
-    """Stage 1 (kept base merges + reallocated merges) then stage 2 (superwords per language group)."""
+    """Stage 1 (kept base merges + reallocated merges) then stage 2 (superwords per language group).
+
+    With ``plan.reallocation_split == "by_need"`` the reallocated merges are split among the domains of
+    ``reallocation_by_domain`` by ``allocate_by_need``, against a plain BPE of the final size on
+    ``all_texts``. A domain's target is lowered by what stage 2 adds to it: a first allocation is followed
+    by stage 2, each domain's gain from it is measured, and the allocation and stage 2 are done again with
+    targets divided by those gains. Languages without spaces (ja) get no superwords, so they need their
+    whole margin from stage 1.
+    """
+    if plan.reallocation_split not in ("pooled", "by_need"):
+        raise TokenizerTrainingError(f"reallocation_split={plan.reallocation_split!r} is not pooled or by_need")
+    if plan.reallocation_split == "by_need" and not reallocation_by_domain:
+        raise TokenizerTrainingError("reallocation_split=by_need needs each reallocation domain's texts")
     n_special = len(plan.special_tokens)
     stage1_merge_budget = plan.transition_vocab_size - 256 - n_special
     kept = kept_base_merges(base, base_token_frequencies(base, all_texts), plan.keep_base_fraction)
@@ -327,16 +448,113 @@ def train_superbpe(
         raise TokenizerTrainingError(
             f"keeping {len(kept)} base merges exceeds the stage-1 budget of {stage1_merge_budget} merges"
         )
-    realloc = continue_bpe(
-        kept,
-        reallocation_texts,
-        stage1_merge_budget - len(kept),
-        piece_regex=MULTILINGUAL_REGEX,
-        normalization=plan.normalization,
-    )
+    realloc_budget = stage1_merge_budget - len(kept)
+    taken: dict[str, int] = {}
+    plain: dict[str, float] = {}
+    if plan.reallocation_split == "by_need":
+        samples = {d: text_sample(texts, NEED_SAMPLE_BYTES) for d, texts in reallocation_by_domain.items()}
+        empty = sorted(d for d, sample in samples.items() if not sample)
+        if empty:
+            raise TokenizerTrainingError(f"reallocation domains {empty} have no training text")
+        reference = train_bpe(all_texts, plan.vocab_size - n_special, MULTILINGUAL_REGEX, plan.normalization)
+        plain = {d: batch_bytes_per_token(reference, sample) for d, sample in samples.items()}
+        candidates = reallocation_candidates(
+            kept,
+            reallocation_by_domain,
+            realloc_budget,
+            piece_regex=MULTILINGUAL_REGEX,
+            normalization=plan.normalization,
+        )
+        targets = {d: plain[d] * (1 + NEED_MARGIN) for d in samples}
+        for first in (True, False):
+            realloc, taken = allocate_by_need(
+                kept,
+                candidates,
+                samples,
+                targets,
+                realloc_budget,
+                piece_regex=MULTILINGUAL_REGEX,
+                normalization=plan.normalization,
+                rounds=NEED_ROUNDS,
+                rest=reallocation_texts,
+            )
+            per_group, stage2 = _superword_merges(plan, kept + realloc, superword_texts)
+            if first:
+                stage1_tok = _from_merges(kept + realloc, MULTILINGUAL_REGEX, plan.normalization)
+                final_tok = _from_merges(kept + realloc + stage2, SUPERWORD_BOUNDARY_REGEX, plan.normalization)
+                gain = {
+                    d: batch_bytes_per_token(final_tok, sample) / batch_bytes_per_token(stage1_tok, sample)
+                    for d, sample in samples.items()
+                }
+                targets = {d: plain[d] * (1 + NEED_MARGIN) / gain[d] for d in samples}
+    else:
+        realloc = continue_bpe(
+            kept,
+            reallocation_texts,
+            realloc_budget,
+            piece_regex=MULTILINGUAL_REGEX,
+            normalization=plan.normalization,
+        )
+        per_group, stage2 = _superword_merges(plan, kept + realloc, superword_texts)
     stage1_merges = kept + realloc
+    # A corpus too small to give the whole superword budget (or groups that learned the same superwords)
+    # would leave vocabulary slots unused; spend the shortfall on ordinary (within-word) merges, appended
+    # last so they never pre-empt superwords. by_need: they go to the domains furthest below plain BPE.
+    shortfall = plan.superword_merges - len(stage2)
+    if shortfall <= 0:
+        fill = []
+    elif plan.reallocation_split == "by_need":
+        fill_candidates = reallocation_candidates(
+            stage1_merges + stage2,
+            reallocation_by_domain,
+            shortfall,
+            piece_regex=MULTILINGUAL_REGEX,
+            normalization=plan.normalization,
+        )
+        fill, fill_taken = allocate_by_need(
+            stage1_merges + stage2,
+            fill_candidates,
+            samples,
+            {d: plain[d] * (1 + NEED_MARGIN) for d in samples},
+            shortfall,
+            piece_regex=SUPERWORD_BOUNDARY_REGEX,  # measured with the final tokenizer's pre-tokenizer
+            normalization=plan.normalization,
+            rounds=8,
+            rest=all_texts,
+        )
+        taken = {d: taken.get(d, 0) + fill_taken.get(d, 0) for d in {**taken, **fill_taken}}
+    else:
+        fill = continue_bpe(
+            stage1_merges + stage2,
+            all_texts,
+            shortfall,
+            piece_regex=MULTILINGUAL_REGEX,
+            normalization=plan.normalization,
+        )
+    final = _from_merges(stage1_merges + stage2 + fill, SUPERWORD_BOUNDARY_REGEX, plan.normalization)
+    finish_vocabulary(final, plan.special_tokens, plan.padded_vocab_size)
+    return SuperBPEResult(
+        final,
+        stage1_merges,
+        len(kept),
+        {g: len(m) for g, m in per_group.items()},
+        len(fill),
+        taken,
+        {d: round(v, 4) for d, v in plain.items()},
+    )
 
-    # Stage 2 per language group; interleave group merge lists so each keeps its internal order.
+
+NEED_SAMPLE_BYTES = 1_000_000  # per reallocation domain: what allocate_by_need measures on
+NEED_ROUNDS = 64  # chunks of the reallocation budget (each about 1/64 of it)
+# Aim 0.5 % above plain BPE (about the run-to-run spread of BpeTrainer at 32K): a domain exactly at its
+# target on the training sample can land just under it on held-out text.
+NEED_MARGIN = 0.005
+
+
+def _superword_merges(
+    plan: SuperBPEPlan, stage1_merges: list[tuple[str, str]], superword_texts: Mapping[str, TextStream]
+) -> tuple[dict[str, list[tuple[str, str]]], list[tuple[str, str]]]:
+    """Stage 2 per language group; group lists are interleaved so each keeps its internal order."""
     per_group = {}
     for group, budget in plan.superword_budget().items():
         per_group[group] = continue_bpe(
@@ -354,23 +572,7 @@ def train_superbpe(
         if merge[0] + merge[1] not in seen:
             stage2.append(merge)
             seen.add(merge[0] + merge[1])
-    # A corpus too small to give the whole superword budget would leave vocabulary slots unused; spend
-    # the shortfall on ordinary (within-word) merges, appended last so they never pre-empt superwords.
-    shortfall = plan.superword_merges - len(stage2)
-    fill = (
-        continue_bpe(
-            stage1_merges + stage2,
-            all_texts,
-            shortfall,
-            piece_regex=MULTILINGUAL_REGEX,
-            normalization=plan.normalization,
-        )
-        if shortfall > 0
-        else []
-    )
-    final = _from_merges(stage1_merges + stage2 + fill, SUPERWORD_BOUNDARY_REGEX, plan.normalization)
-    finish_vocabulary(final, plan.special_tokens, plan.padded_vocab_size)
-    return SuperBPEResult(final, stage1_merges, len(kept), {g: len(m) for g, m in per_group.items()}, len(fill))
+    return per_group, stage2
 
 
 def _interleave(lists: list[list[tuple[str, str]]]) -> Iterator[tuple[str, str]]:

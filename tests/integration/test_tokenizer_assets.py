@@ -75,7 +75,7 @@ def test_report_has_table_chart_and_warehouse_rows(materialized):
     report = mat(materialized["first"], "tokenizer_report")
     table = report.metadata["bytes_per_token"]  # a native table, one row per domain
     by_domain = {r.data["domain"]: r.data for r in table.records}
-    assert set(by_domain) == {"en", "ko", "multilingual", "stem", "code"}
+    assert set(by_domain) == {"en", "ko", "es", "de", "ja", "vi", "multilingual", "stem", "code"}
     assert all(isinstance(r["superbpe"], float) and r["superbpe"] > 1.0 for r in by_domain.values())
     assert {c.name: c.type for c in table.schema.columns}["documents"] == "int"
     png = inline_png(report.metadata["chart"])
@@ -88,8 +88,18 @@ def test_report_has_table_chart_and_warehouse_rows(materialized):
         [report.metadata["artifact_version"].value],
     )
     assert {r["tokenizer"] for r in rows} == {"base", "plain_bpe", "superbpe"}
-    assert {r["domain"] for r in rows} == {"en", "ko", "multilingual", "stem", "code"}
+    assert {r["domain"] for r in rows} == {"en", "ko", "es", "de", "ja", "vi", "multilingual", "stem", "code"}
     assert all(r["bytes_per_token"] > 1.0 for r in rows)
+    # the superword policy against what training achieved, from the trained tokenizer's own record
+    policy = {r.data["group"]: r.data for r in report.metadata["superword_policy"].records}
+    assert set(policy) == {"en", "ko", "other", "vocabulary"}
+    assert [policy[g]["policy_pct"] for g in ("en", "ko", "other", "vocabulary")] == [33.3, 50.0, 16.7, 20.0]
+    trained = mat(materialized["first"], "superbpe_tokenizer").metadata
+    by_group = trained["superword_merges_by_group"].value
+    assert report.metadata["superword_split_en_ko_other"].value == "/".join(
+        str(by_group[g]) for g in ("en", "ko", "other")
+    )
+    assert 0 < report.metadata["superword_vocab_share_pct"].value <= 25
 
 
 def test_second_materialization_reuses_every_tokenizer_artifact(materialized):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import unicodedata
 
@@ -13,7 +14,10 @@ from corpus.sources import filesystem, iter_documents
 from resources.corpus_sources import CorpusSources
 from tokenizer.superbpe import (
     SuperBPEPlan,
+    TokenizerTrainingError,
+    allocate_by_need,
     base_token_frequencies,
+    batch_bytes_per_token,
     is_superword,
     merges_of,
     token_text,
@@ -22,6 +26,8 @@ from tokenizer.superbpe import (
     train_superbpe,
     word_count,
 )
+
+REALLOCATION_DOMAINS = ("de", "ja", "vi", "code", "stem")
 
 ROUND_TRIP_TEXTS = [
     "안녕하세요, 여러분! 오늘 서울의 날씨는 맑습니다.",
@@ -62,9 +68,9 @@ def plan_for(preset) -> SuperBPEPlan:
     )
 
 
-def train_all():
+def train_all(reallocation_split: str = "pooled"):
     preset = get_preset("tiny")
-    plan = plan_for(preset)
+    plan = dataclasses.replace(plan_for(preset), reallocation_split=reallocation_split)
     base = train_base_tokenizer(
         stream("en", "ko", "es", "code", "stem"), preset.tokenizer.base_vocab_size, plan.special_tokens
     )
@@ -79,6 +85,7 @@ def train_all():
             "ko": stream("ko"),
             "other": stream("es", "de", "ja", "vi", "code", "stem"),
         },
+        reallocation_by_domain={d: stream(d) for d in REALLOCATION_DOMAINS},
     )
     return plan, base, result, train_plain_bpe(all_texts, plan), all_texts
 
@@ -184,9 +191,104 @@ def test_efficiency_rows_measure_bytes_per_token(trained):
     docs = {d: (lambda d=d: iter([(f"{d}-held", text)])) for d in ("en", "ko", "es", "de", "ja", "vi", "code", "stem")}
     rows = efficiency_rows({"plain": trained["plain"], "superbpe": trained["super"]}, docs, held_out_fraction=1.0)
     assert {(r["tokenizer"], r["domain"]) for r in rows} == {
-        (t, d) for t in ("plain", "superbpe") for d in ("en", "ko", "multilingual", "stem", "code")
+        (t, d)
+        for t in ("plain", "superbpe")
+        for d in ("en", "ko", "es", "de", "ja", "vi", "multilingual", "stem", "code")
     }
     en_plain = next(r for r in rows if r["tokenizer"] == "plain" and r["domain"] == "en")
     n_tokens = len(trained["plain"].encode(text, add_special_tokens=False).ids)
     assert en_plain["bytes_per_token"] == pytest.approx(len(text.encode()) / n_tokens)
     assert next(r for r in rows if r["domain"] == "multilingual")["documents"] == 4
+
+
+def _worst_domain_ratio(tok: Tokenizer, plain: Tokenizer) -> tuple[float, str]:
+    ratios = {}
+    for d in REALLOCATION_DOMAINS:
+        texts = list(stream(d)())
+        ratios[d] = batch_bytes_per_token(tok, texts) / batch_bytes_per_token(plain, texts)
+    worst = min(ratios, key=ratios.get)
+    return ratios[worst], worst
+
+
+def test_by_need_reallocation_lifts_the_worst_domain_and_keeps_the_recipe(trained):
+    plan, _, result, plain, _ = train_all("by_need")
+    tok = result.tokenizer
+    assert tok.get_vocab_size(with_added_tokens=True) == plan.padded_vocab_size
+    final = merges_of(tok)
+    assert final[: len(result.stage1_merges)] == result.stage1_merges
+    assert set(result.superword_merges_by_group) == {"en", "ko", "other"}
+    # every reallocated merge (and fill merge) is counted once, by the domain that gave it
+    realloc = len(result.stage1_merges) - result.kept_base_merges
+    assert sum(result.reallocated_merges_by_domain.values()) == realloc + result.fill_merges
+    assert set(result.need_targets) == set(REALLOCATION_DOMAINS)
+    # pooled BPE follows raw pair counts; by_need raises the domain furthest below plain BPE
+    pooled_worst, pooled_name = _worst_domain_ratio(trained["super"], plain)
+    by_need_worst, by_need_name = _worst_domain_ratio(tok, plain)
+    assert by_need_worst > pooled_worst, (pooled_name, pooled_worst, by_need_name, by_need_worst)
+    for text in ROUND_TRIP_TEXTS:
+        assert tok.decode(tok.encode(text).ids, skip_special_tokens=False) == text
+
+
+def test_allocate_by_need_gives_chunks_to_the_neediest_and_skips_shared_merges():
+    start: list[tuple[str, str]] = []
+    shared = [("a", "b"), ("ab", "c")]
+    candidates = {"x": shared + [("x", "y")], "z": shared + [("z", "w"), ("zw", "v")]}
+    samples = {"x": ["abc xy " * 20], "z": ["abc zwv " * 20]}
+    # z's target is far out of reach: every chunk goes to z until its list is used up, then to x
+    merges, taken = allocate_by_need(
+        start, candidates, samples, {"x": 1.0, "z": 100.0}, 5, piece_regex=r"\S+|\s+", normalization="NFC", rounds=5
+    )
+    assert merges == [("a", "b"), ("ab", "c"), ("z", "w"), ("zw", "v"), ("x", "y")]
+    assert taken == {"x": 1, "z": 4}
+    # the budget is respected even when the lists could give more
+    merges, taken = allocate_by_need(
+        start, candidates, samples, {"x": 1.0, "z": 1.0}, 2, piece_regex=r"\S+|\s+", normalization="NFC", rounds=2
+    )
+    assert len(merges) == 2 and sum(taken.values()) == 2
+
+
+def test_by_need_without_per_domain_texts_is_refused_before_training(trained):
+    plan = dataclasses.replace(trained["plan"], reallocation_split="by_need")
+    with pytest.raises(TokenizerTrainingError, match="needs each reallocation domain's texts"):
+        train_superbpe(
+            plan,
+            trained["base"],
+            all_texts=trained["all_texts"],
+            reallocation_texts=trained["all_texts"],
+            superword_texts={"en": trained["all_texts"], "ko": trained["all_texts"], "other": trained["all_texts"]},
+        )
+
+
+def test_superword_policy_rows_compare_the_split_and_share_with_the_policy(trained):
+    from tokenizer.recipe import superword_policy_rows, superword_vocab_share
+
+    plan, result = trained["plan"], trained["result"]
+    rows = {r["group"]: r for r in superword_policy_rows(result.tokenizer, plan, result.superword_merges_by_group)}
+    assert [rows[g]["policy_pct"] for g in ("en", "ko", "other")] == [33.3, 50.0, 16.7]
+    assert sum(rows[g]["budget_merges"] for g in ("en", "ko", "other")) == rows["vocabulary"]["budget_merges"]
+    assert rows["ko"]["learned_merges"] == result.superword_merges_by_group["ko"]
+    assert sum(rows[g]["achieved_pct"] for g in ("en", "ko", "other")) == pytest.approx(100, abs=0.2)
+    assert rows["vocabulary"]["policy_pct"] == 20.0
+    assert rows["vocabulary"]["achieved_pct"] == round(100 * superword_vocab_share(result.tokenizer), 1)
+
+
+def test_text_sample_takes_line_blocks_from_every_long_document():
+    from tokenizer.superbpe import text_sample
+
+    docs = ["".join(f"document {d} line {i}\n" for i in range(10_000)) for d in range(3)]  # ~200 KB each
+    sample = text_sample(lambda: iter(docs), 60_000)
+    size = sum(len(b.encode()) for b in sample)
+    assert 30_000 < size < 120_000
+    assert {b.split()[1] for b in sample} == {"0", "1", "2"}  # blocks of every document, not whole documents
+    assert all(b.endswith("\n") for b in sample) and sample == text_sample(lambda: iter(docs), 60_000)
+    assert text_sample(lambda: iter(["short"]), 60_000) == ["short"]
+
+
+def test_allocate_by_need_learns_the_rest_pooled_once_every_domain_is_at_target():
+    candidates = {"x": [("x", "y")], "z": [("z", "w")]}
+    samples = {"x": ["xy " * 20], "z": ["zw " * 20]}
+    rest = lambda: iter(["ab ab ab abc abc", "ab cd cd"])  # noqa: E731
+    merges, taken = allocate_by_need(
+        [], candidates, samples, {"x": 0.01, "z": 0.01}, 2, piece_regex=r"\S+|\s+", normalization="NFC", rest=rest
+    )
+    assert taken == {"x": 0, "z": 0, "pooled": 2} and merges[0] == ("a", "b")  # the pooled corpus's top pair
