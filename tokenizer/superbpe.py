@@ -247,7 +247,7 @@ def allocate_by_need(
         if not open_domains:
             break
         tok = _from_merges(list(start_merges) + out, piece_regex, normalization)
-        need = {d: batch_bytes_per_token(tok, samples[d]) / targets[d] for d in candidates}
+        need = {d: bytes_per_token(tok, samples[d]) / targets[d] for d in candidates}
         if rest is not None and min(need.values()) >= 1.0:
             pooled = continue_bpe(
                 list(start_merges) + out,
@@ -296,12 +296,6 @@ def _line_blocks(text: str, block_chars: int) -> Iterator[str]:
 
 def _hash_fraction(text: str) -> float:
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:4], "big") / 2**32
-
-
-def batch_bytes_per_token(tok: Tokenizer, texts: Sequence[str]) -> float:
-    n_bytes = sum(len(t.encode("utf-8")) for t in texts)
-    n_tokens = sum(len(e.ids) for e in tok.encode_batch(list(texts), add_special_tokens=False))
-    return n_bytes / n_tokens if n_tokens else 0.0
 
 
 # -- superwords --------------------------------------------------------------------------------
@@ -457,7 +451,7 @@ def train_superbpe(
         if empty:
             raise TokenizerTrainingError(f"reallocation domains {empty} have no training text")
         reference = train_bpe(all_texts, plan.vocab_size - n_special, MULTILINGUAL_REGEX, plan.normalization)
-        plain = {d: batch_bytes_per_token(reference, sample) for d, sample in samples.items()}
+        plain = {d: bytes_per_token(reference, sample) for d, sample in samples.items()}
         candidates = reallocation_candidates(
             kept,
             reallocation_by_domain,
@@ -483,7 +477,7 @@ def train_superbpe(
                 stage1_tok = _from_merges(kept + realloc, MULTILINGUAL_REGEX, plan.normalization)
                 final_tok = _from_merges(kept + realloc + stage2, SUPERWORD_BOUNDARY_REGEX, plan.normalization)
                 gain = {
-                    d: batch_bytes_per_token(final_tok, sample) / batch_bytes_per_token(stage1_tok, sample)
+                    d: bytes_per_token(final_tok, sample) / bytes_per_token(stage1_tok, sample)
                     for d, sample in samples.items()
                 }
                 targets = {d: plain[d] * (1 + NEED_MARGIN) / gain[d] for d in samples}
@@ -612,11 +606,18 @@ def train_plain_bpe(texts: TextStream, plan: SuperBPEPlan) -> Tokenizer:
 # -- measurement ---------------------------------------------------------------------------------
 
 
-def bytes_per_token(tok: Tokenizer, texts: Iterable[str]) -> float:
+def bytes_per_token(tok: Tokenizer, texts: Iterable[str], batch_size: int = 256) -> float:
+    """UTF-8 bytes per token over ``texts``, encoded in batches (Rust threads), streamed."""
     n_bytes = n_tokens = 0
+    batch: list[str] = []
     for text in texts:
         n_bytes += len(text.encode("utf-8"))
-        n_tokens += len(tok.encode(text, add_special_tokens=False).ids)
+        batch.append(text)
+        if len(batch) == batch_size:
+            n_tokens += sum(len(e.ids) for e in tok.encode_batch(batch, add_special_tokens=False))
+            batch = []
+    if batch:
+        n_tokens += sum(len(e.ids) for e in tok.encode_batch(batch, add_special_tokens=False))
     return n_bytes / n_tokens if n_tokens else 0.0
 
 

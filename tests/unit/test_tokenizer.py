@@ -17,7 +17,7 @@ from tokenizer.superbpe import (
     TokenizerTrainingError,
     allocate_by_need,
     base_token_frequencies,
-    batch_bytes_per_token,
+    bytes_per_token,
     is_superword,
     merges_of,
     token_text,
@@ -205,7 +205,7 @@ def _worst_domain_ratio(tok: Tokenizer, plain: Tokenizer) -> tuple[float, str]:
     ratios = {}
     for d in REALLOCATION_DOMAINS:
         texts = list(stream(d)())
-        ratios[d] = batch_bytes_per_token(tok, texts) / batch_bytes_per_token(plain, texts)
+        ratios[d] = bytes_per_token(tok, texts) / bytes_per_token(plain, texts)
     worst = min(ratios, key=ratios.get)
     return ratios[worst], worst
 
