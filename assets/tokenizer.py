@@ -113,7 +113,7 @@ def base_tokenizer(
 @asset(
     group_name=TOKENIZER_GROUP,
     deps=[*CORPUS_DEP, AssetDep(keys.BASE_TOKENIZER)],
-    code_version="4",
+    code_version="5",
     automation_condition=DOWNSTREAM_OF_DATA,
     kinds={"tokenizers"},
     check_specs=[
@@ -125,7 +125,7 @@ def base_tokenizer(
         AssetCheckSpec(
             "base_tokens_retained",
             asset=keys.SUPERBPE_TOKENIZER,
-            description="the top keep_base_fraction most frequent base tokens are kept",
+            description="at least keep_base_fraction of the base vocabulary is kept (its most frequent tokens)",
         ),
     ],
     description="The K-EXAONE SuperBPE tokenizer: stage-1 BPE (kept base merges + de/ja/vi/STEM/code, split "
@@ -152,6 +152,7 @@ def superbpe_tokenizer(
             **_vocab_metadata(result.tokenizer),
             "stage1_merges": len(result.stage1_merges),
             "kept_base_merges": result.kept_base_merges,
+            "keep_base_ancestors": p.tokenizer.keep_base_ancestors,
             "superword_merges_by_group": result.superword_merges_by_group,
             "superword_vocab_share": round(superword_vocab_share(result.tokenizer), 4),
             "fill_merges": result.fill_merges,

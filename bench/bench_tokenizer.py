@@ -113,6 +113,7 @@ def _preset_overrides(vocab: int, held_out_fraction: float | None = None) -> dic
         "tokenizer.base_vocab_size": vocab * 2 // 3,
         "model.padded_vocab_size": padded,
         "tokenizer.reallocation_split": full.tokenizer.reallocation_split,  # the full preset's recipe
+        "tokenizer.keep_base_ancestors": full.tokenizer.keep_base_ancestors,
     }
     if held_out_fraction is not None:
         overrides["tokenizer.held_out_fraction"] = held_out_fraction
@@ -263,11 +264,15 @@ def corpus_streams(folder: Path, split: str, cap_mb: float | None = None):
 # Recipe variants prototyped here (not in tokenizer/): preset overrides, another reallocation mix (a domain
 # named twice is read twice: twice its weight in a pooled stage-1 reallocation; None = the preset's), and
 # whether to train with CJK script-run pre-tokenization (bench.tokenizer_variants.cjk_patched). "shipped"
-# is the full preset's recipe (tokenizer.reallocation_split = by_need) at the bench's vocabulary size.
+# is the full preset's recipe (tokenizer.reallocation_split = by_need, keep_base_ancestors = counted) at the
+# bench's vocabulary size; the other variants change only what they name.
 SHIPPED_REALLOC = ("de", "ja", "vi", "stem", "code")
 VARIANTS = {
-    # the recipe before issue 20: one BPE over the reallocation domains' pooled texts
-    "pooled": ({"tokenizer.reallocation_split": "pooled"}, None, False),
+    # the recipe before issue 20 (still the tiny preset's): ancestors on top of the kept 70 %, one BPE over
+    # the reallocation domains' pooled texts
+    "pooled": ({"tokenizer.reallocation_split": "pooled", "tokenizer.keep_base_ancestors": "extra"}, None, False),
+    # issue 20 part 3 before the kept ancestors were counted: by need, ancestors on top of the kept 70 %
+    "keep-extra": ({"tokenizer.keep_base_ancestors": "extra"}, None, False),
     "keep60": ({"tokenizer.keep_base_fraction": 0.6}, None, False),
     "realloc-weighted": ({}, ("de", "de", "ja", "ja", "ja", "vi", "stem", "code"), False),
     "keep60-weighted": (

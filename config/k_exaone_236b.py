@@ -132,6 +132,12 @@ def sourced_k_exaone_236b() -> Preset:
             base_vocab_size=S(100_000, "report §2.2 (EXAONE 4.0: 100K)"),
             vocab_size=S(150_000, "report §2.2 (150K)"),
             keep_base_fraction=S(0.7, "report §2.2 (top 70 % kept)"),
+            keep_base_ancestors=S(
+                "counted",
+                "choice: the report (§2.2) keeps 70 % of the previous vocabulary; counting the merge ancestors the "
+                "kept tokens need keeps exactly that. On top, they made it 80 % at 32K and 150K and left ja and code "
+                "below plain BPE at 32K (issue 20; docs/benchmarks.md, tokenizer_multilingual)",
+            ),
             superword_fraction=S(0.2, "report §2.2 (~20 % superwords)"),
             superword_allocation=S({"en": 2, "ko": 3, "other": 1}, "report §2.2 (en:ko:multilingual = 2:3:1)"),
             max_superword_words=S(4, "SuperBPE paper (Liu et al. 2025): merges span at most 4 words"),

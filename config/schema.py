@@ -67,6 +67,7 @@ class TokenizerArgs:
     base_vocab_size: int  # the previous generation BPE the new one inherits from
     vocab_size: int  # the SuperBPE vocabulary before padding
     keep_base_fraction: float  # most frequent share of the base vocabulary kept
+    keep_base_ancestors: str  # counted (the kept share includes the merges the kept tokens need) | extra
     superword_fraction: float  # share of the vocabulary that are superword tokens
     superword_allocation: Mapping[str, int]  # en : ko : other languages
     max_superword_words: int  # stage-2 merges spanning more words are skipped

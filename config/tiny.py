@@ -57,6 +57,11 @@ def sourced_tiny() -> Preset:
             full.tokenizer,
             base_vocab_size=S(1024, "tiny: a vocabulary the demo corpus can fill"),
             vocab_size=S(1536, "tiny: base + 50 % like 100K -> 150K"),
+            keep_base_ancestors=S(
+                "extra",
+                "tiny: the kept base the tiny chain's NIAH margins were measured with (bench/niah_margin.py); "
+                "counted changes every tiny token",
+            ),
             reallocation_split=S(
                 "pooled",
                 "tiny: the split the tiny chain's NIAH margins were measured with (bench/niah_margin.py); by_need "

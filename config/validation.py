@@ -96,6 +96,10 @@ def problems(preset: Preset) -> list[str]:
         f"tokenizer.base_vocab_size={t.base_vocab_size} must be positive and below tokenizer.vocab_size={t.vocab_size}",
     )
     need(0 < t.keep_base_fraction <= 1, "tokenizer.keep_base_fraction must be within (0, 1]")
+    need(
+        t.keep_base_ancestors in ("counted", "extra"),
+        f"tokenizer.keep_base_ancestors={t.keep_base_ancestors!r} is not counted or extra",
+    )
     need(0 <= t.superword_fraction < 1, "tokenizer.superword_fraction must be within [0, 1)")
     need(
         set(t.superword_allocation) == {"en", "ko", "other"} and all(v > 0 for v in t.superword_allocation.values()),

@@ -91,6 +91,7 @@ def superbpe_plan(preset: Preset) -> SuperBPEPlan:
         max_superword_words=t.max_superword_words,
         normalization=t.normalization,
         reallocation_split=t.reallocation_split,
+        keep_base_ancestors=t.keep_base_ancestors,
     )
 
 

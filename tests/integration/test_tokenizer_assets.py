@@ -54,7 +54,9 @@ def test_checks_pass_and_lineage_reaches_the_corpus(materialized):
         if c.asset_key == AssetKey("superbpe_tokenizer")
     }
     assert checks == {"round_trip_exact": True, "base_tokens_retained": True}
-    uri = mat(first, "superbpe_tokenizer").metadata["dagster/uri"].value
+    superbpe = mat(first, "superbpe_tokenizer")
+    assert superbpe.metadata["keep_base_ancestors"].value == "extra"  # the tiny preset's kept base
+    uri = superbpe.metadata["dagster/uri"].value
     provenance = json.loads(open(f"{uri}/provenance.json").read())
     assert "base_tokenizer" in provenance["upstream"]
     assert {f"deduplicated_corpus__{d}" for d in ("en", "ko", "es", "de", "ja", "vi", "code", "stem")} <= set(

@@ -165,6 +165,7 @@ def test_slice_is_what_gets_hashed():
             "compute.policy_expert_parallel=3 does not divide model.num_moe_experts=8",
         ),
         ({"tokenizer.reallocation_split": "even"}, "tokenizer.reallocation_split='even' is not pooled or by_need"),
+        ({"tokenizer.keep_base_ancestors": "all"}, "tokenizer.keep_base_ancestors='all' is not counted or extra"),
     ],
 )
 def test_invalid_values_fail_with_one_line_naming_the_problem(overrides, message):

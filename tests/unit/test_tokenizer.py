@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import unicodedata
 
 import pytest
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, pre_tokenizers
 
 from config import get_preset
 from corpus.sources import filesystem, iter_documents
@@ -19,6 +20,7 @@ from tokenizer.superbpe import (
     base_token_frequencies,
     bytes_per_token,
     is_superword,
+    kept_base_merges,
     merges_of,
     token_text,
     train_base_tokenizer,
@@ -65,6 +67,7 @@ def plan_for(preset) -> SuperBPEPlan:
         superword_allocation=t.superword_allocation,
         max_superword_words=t.max_superword_words,
         normalization=t.normalization,
+        keep_base_ancestors=t.keep_base_ancestors,
     )
 
 
@@ -163,6 +166,32 @@ def test_retains_the_most_frequent_base_tokens(trained):
     top = ranked[: int(0.7 * len(base_vocab))]
     assert all(t in new_vocab for t in top)  # every one of the top 70 %
     assert sum(t in new_vocab for t in base_vocab) >= 0.7 * len(base_vocab)
+
+
+def test_kept_ancestors_counted_keep_exactly_the_share_in_frequency_order(trained):
+    """keep_base_ancestors=counted (the full preset): the kept vocabulary, ancestors included, is 70 %."""
+    base = trained["base"]
+    freqs = base_token_frequencies(base, trained["all_texts"])
+    counted = kept_base_merges(base, freqs, 0.7, "counted")
+    extra = kept_base_merges(base, freqs, 0.7, "extra")
+    base_merges = merges_of(base)
+    kept_vocab = 256 + len(counted)
+    assert kept_vocab == math.ceil(0.7 * (256 + len(base_merges)))
+    # the ancestors on top take more: the share "extra" keeps is well above 70 %
+    assert len(extra) > len(counted) and set(counted) <= set(extra)
+    assert (256 + len(extra)) / (256 + len(base_merges)) > 0.75
+    # a closed merge list in base order: every part is a byte or an earlier kept merge
+    made = set(pre_tokenizers.ByteLevel.alphabet())
+    for a, b in counted:
+        assert a in made and b in made
+        made.add(a + b)
+    assert counted == [m for m in base_merges if m in set(counted)]
+    # frequency order: the most frequent half of the base vocabulary is kept whole
+    vocab = base.get_vocab()
+    ranked = sorted(vocab, key=lambda t: (-freqs.get(vocab[t], 0), vocab[t]))
+    assert all(t in made for t in ranked[: len(vocab) // 2] if t not in trained["plan"].special_tokens)
+    with pytest.raises(TokenizerTrainingError, match="keep_base_ancestors='all' is not counted or extra"):
+        kept_base_merges(base, freqs, 0.7, "all")
 
 
 def test_training_is_deterministic(trained):
